@@ -1,0 +1,54 @@
+"""The NumPy backend: a readable, standalone Python module per model (see codegen.py)."""
+
+from __future__ import annotations
+
+from bmc.backends.numpy.codegen import ModuleContext, function_source, prepare, render_module
+
+from bmc.ir.graph import Graph
+from bmc.ir.types import NUMPY_NAMES
+from bmc.version import __version__
+
+
+def _signature(values) -> dict:
+    return {v.name: (v.type.dtype, list(v.type.shape)) for v in values}
+
+
+def generate(name: str, source: str, source_hash: str, inference: Graph, train: Graph | None,
+             dtype: str = "f32") -> str:
+    """The source of the generated module for a model's inference graph and (optionally) its train step."""
+    module = ModuleContext()
+    inference = prepare(inference)
+    fwd = function_source(
+        "forward", inference, module,
+        [("params", inference.params), ("", inference.inputs_with_role("input"))],
+        doc=f"Inference: {', '.join(inference.outputs)} of model {name}.",
+    )
+    train_src = ""
+    hyper_args = ""
+    state = {}
+    if train is not None:
+        train = prepare(train)
+        hyper = train.inputs_with_role("hyper")
+        hyper_args = ", ".join(v.name for v in hyper)
+        write_back = {k: ("params", k.split("/", 1)[1]) for k in train.outputs if k.startswith("params/")}
+        write_back.update({k: ("state", k.split("/", 1)[1]) for k in train.outputs if k.startswith("state/")})
+        returns = [k for k in train.outputs if "/" not in k]
+        train_src = function_source(
+            "train_step", train, module,
+            [("params", train.params), ("state", train.inputs_with_role("state")),
+             ("batch", train.inputs_with_role("input", "target")), ("", hyper)],
+            doc="One training step on a batch: forward, backward, optimizer update.\n\n"
+                "    Updates `params` and `state` in place; returns the loss and the model's outputs.",
+            write_back=write_back, returns=returns,
+        )
+        state = _signature(train.inputs_with_role("state"))
+    return render_module(
+        model=name, version=__version__, dtype=dtype, np_dtype=NUMPY_NAMES[dtype], source=source,
+        source_hash=source_hash,
+        inputs=_signature(inference.inputs_with_role("input")),
+        outputs={k: (v.type.dtype, list(v.type.shape)) for k, v in inference.outputs.items()},
+        params=_signature(inference.params), state=state,
+        forward_args=", ".join(v.name for v in inference.inputs_with_role("input")),
+        hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(),
+        forward=fwd.rstrip(), train_step=train_src.rstrip(),
+    )

@@ -1,0 +1,172 @@
+"""Generate the readable, standalone NumPy module for a model: per-op lines built in Python, a Jinja2 skeleton
+around them (templates/module.py.j2).
+
+Every `.bm` name reaches the generated source only as a mangled identifier (`python_identifier`) or inside a
+`repr()` string literal, so a `.bm` file cannot inject code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+
+import jinja2
+from bmc.backends.numpy import kernels
+from bmc.backends.numpy.rules import RULES, supports
+
+from bmc.ir import dims
+from bmc.ir.graph import Graph, Node, Value
+from bmc.ir.names import Namer, python_identifier
+from bmc.ir.types import Dim
+from bmc.ops import elementwise as ew
+from bmc.passes import decompose
+
+# Names the generated module defines itself; values never take them.
+RESERVED = {"np", "params", "state", "batch", "forward", "train_step", "load_params", "MODEL", "INPUTS", "OUTPUTS",
+            "PARAMS", "STATE", "HYPER", "SOURCE", "BMC_VERSION"}
+KERNELS = [k for k in vars(kernels) if k.startswith("_") and not k.startswith("__")]
+WEAK_SCALAR_USERS = (ew.Binary, ew.Compare, ew.Where)  # NumPy keeps the array's dtype for Python scalars here
+
+
+def _literal(value: float | int | bool) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "(-np.inf)")
+    text = repr(value)
+    return f"({text})" if text.startswith("-") else text
+
+
+@dataclass
+class ModuleContext:
+    """What the generated module needs besides its functions: the helpers ops asked for."""
+
+    helpers: list[str] = field(default_factory=list)
+
+    def use(self, helper: str) -> str:
+        if helper not in self.helpers:
+            source = inspect.getsource(getattr(kernels, helper))
+            for other in KERNELS:  # helpers a helper calls come first
+                if other != helper and f"{other}(" in source:
+                    self.use(other)
+            self.helpers.append(helper)
+        return helper
+
+    def helper_source(self) -> str:
+        return "\n\n".join(inspect.getsource(getattr(kernels, h)).rstrip() for h in self.helpers)
+
+
+class FunctionWriter:
+    """Writes one Python function that evaluates a graph, one line per op."""
+
+    def __init__(self, graph: Graph, module: ModuleContext):
+        self.graph = graph
+        self.module = module
+        self.namer = Namer(python_identifier, reserved=RESERVED | set(graph.symbols()))
+        self.namer.name_graph(graph)
+        self.users = graph.users()
+        self.symbols: dict[str, str] = {}
+
+    # -- the Context protocol of the rules --
+    def use(self, helper: str) -> str:
+        return self.module.use(helper)
+
+    def dim(self, d: Dim) -> str:
+        if isinstance(d, int):
+            return str(d)
+        static, syms = dims.factors(d)
+        return " * ".join(([str(static)] if static != 1 else []) + syms)
+
+    def shape(self, shape: tuple[Dim, ...]) -> str:
+        parts = [self.dim(d) for d in shape]
+        return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+    # -- expressions --
+    def _is_const(self, v: Value) -> bool:
+        return v.producer is not None and isinstance(v.producer.op, ew.Const)
+
+    def arg(self, v: Value, user: Node) -> str:
+        if not self._is_const(v):
+            return self.namer.name(v)
+        const = v.producer.op
+        others = [x for x in user.inputs if x is not v and not self._is_const(x)]
+        if isinstance(user.op, WEAK_SCALAR_USERS) and others:
+            return _literal(const.value)
+        return RULES[ew.Const](v.producer, [], self)
+
+    def body(self) -> list[str]:
+        lines: list[str] = []
+        last_comment = None
+        for node in self.graph.nodes:
+            if isinstance(node.op, ew.Const):
+                continue  # inlined where used
+            comment = self._comment(node)
+            if comment != last_comment and comment:
+                lines.append(comment)
+            last_comment = comment
+            expr = RULES[type(node.op)](node, [self.arg(v, node) for v in node.inputs], self)
+            outs = ", ".join(self.namer.name(o) for o in node.outputs)
+            lines.append(f"{outs} = {expr}")
+        return lines
+
+    def _comment(self, node: Node) -> str:
+        if node.span is None:
+            return ""
+        text = f"# {node.span.location}: {node.span.source.line(node.span.line).strip()}"
+        return "".join(c if c.isprintable() else "?" for c in text)  # a comment stays one line
+
+    def returned(self, key: str) -> str:
+        v = self.graph.outputs[key]
+        if self._is_const(v):
+            return RULES[ew.Const](v.producer, [], self)
+        return self.namer.name(v)
+
+    def bind_symbols(self) -> list[str]:
+        """`N = image.shape[0]` for every symbolic dim, from the first input that has it."""
+        lines, bound = [], set()
+        for v in self.graph.inputs:
+            for axis, d in enumerate(v.type.shape):
+                if isinstance(d, str) and d not in bound and "*" not in d:
+                    bound.add(d)
+                    lines.append(f"{d} = {self.namer.name(v)}.shape[{axis}]")
+        return lines
+
+
+def prepare(graph: Graph) -> Graph:
+    """Decompose the ops this backend has no rule for."""
+    return decompose.run(graph, supports)
+
+
+def function_source(
+    name: str, graph: Graph, module: ModuleContext, groups: list[tuple[str, list[Value]]], doc: str,
+    write_back: dict[str, tuple[str, str]] | None = None, returns: list[str] | None = None,
+) -> str:
+    """The source of `def name(...)`.
+
+    groups: (argument name, input values) — a dict argument unpacked by `.bm` name, or "" for positional arguments.
+    write_back: graph output key -> (dict argument, key) stored back into that dict (parameter and state updates).
+    returns: the graph outputs returned in a dict.
+    """
+    w = FunctionWriter(graph, module)
+    args, lines = [], []
+    for group, values in groups:
+        if group:
+            args.append(group)
+            lines += [f"{w.namer.name(v)} = {group}[{v.name!r}]" for v in values]
+        else:
+            args += [w.namer.name(v) for v in values]
+    lines += w.bind_symbols()
+    lines += w.body()
+    for key, (target, target_key) in (write_back or {}).items():
+        lines.append(f"{target}[{target_key!r}] = {w.returned(key)}")
+    keys = returns if returns is not None else list(graph.outputs)
+    lines.append("return {" + ", ".join(f"{k!r}: {w.returned(k)}" for k in keys) + "}")
+    body = "\n".join("    " + ln for ln in lines)
+    return f'def {name}({", ".join(args)}):\n    """{doc}"""\n{body}\n'
+
+
+def render_module(**fields: object) -> str:
+    template = resources.files("bmc.backends.numpy").joinpath("templates/module.py.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["repr"] = repr
+    return env.from_string(template).render(**fields)

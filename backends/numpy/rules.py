@@ -1,0 +1,205 @@
+"""NumPy lowering rules: one per op class, each returning a Python expression over its inputs' expressions.
+
+`@lower(Op)` registers a rule. Ops without a rule here are decomposed (`Op.decompose`) before code generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from bmc import ops
+from bmc.ir.graph import Node
+from bmc.ir.types import NUMPY_NAMES, Dim
+from bmc.ops.base import Op
+
+
+class Context(Protocol):
+    def shape(self, shape: tuple[Dim, ...]) -> str: ...
+    def dim(self, d: Dim) -> str: ...
+    def use(self, helper: str) -> str: ...
+
+
+Rule = Callable[[Node, list[str], Context], str]
+RULES: dict[type[Op], Rule] = {}
+
+
+def lower(*op_types: type[Op]) -> Callable[[Rule], Rule]:
+    def register(rule: Rule) -> Rule:
+        for t in op_types:
+            RULES[t] = rule
+        return rule
+
+    return register
+
+
+def supports(op: Op) -> bool:
+    return type(op) in RULES
+
+
+def np_dtype(dtype: str) -> str:
+    return f"np.{NUMPY_NAMES[dtype]}"
+
+
+def _axes(axes: tuple[int, ...] | None) -> str:
+    if axes is None:
+        return "None"
+    return str(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+
+
+# ---- elementwise -------------------------------------------------------------------------------------------------
+
+
+@lower(ops.Const)
+def _const(node, a, ctx):
+    op = node.op
+    return f"{np_dtype(op.dtype)}({op.value!r})"
+
+
+UNARY = {ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
+         ops.Sign: "np.sign"}
+
+
+@lower(*UNARY)
+def _unary(node, a, ctx):
+    return f"{UNARY[type(node.op)]}({a[0]})"
+
+
+@lower(ops.Neg)
+def _neg(node, a, ctx):
+    return f"-{a[0]}"
+
+
+@lower(ops.Relu)
+def _relu(node, a, ctx):
+    return f"np.maximum({a[0]}, 0)"
+
+
+@lower(ops.Sigmoid)
+def _sigmoid(node, a, ctx):
+    return f"{ctx.use('_sigmoid')}({a[0]})"
+
+
+@lower(ops.Gelu)
+def _gelu(node, a, ctx):
+    return f"{ctx.use('_gelu')}({a[0]})"
+
+
+@lower(ops.GeluGrad)
+def _gelu_grad(node, a, ctx):
+    return f"{ctx.use('_gelu_grad')}({a[0]}, {a[1]})"
+
+
+BINARY = {ops.Add: "+", ops.Sub: "-", ops.Mul: "*", ops.Div: "/", ops.Pow: "**"}
+
+
+@lower(*BINARY)
+def _binary(node, a, ctx):
+    return f"{a[0]} {BINARY[type(node.op)]} {a[1]}"
+
+
+@lower(ops.Maximum, ops.Minimum)
+def _maximum(node, a, ctx):
+    return f"np.{node.op.name}({a[0]}, {a[1]})"
+
+
+@lower(ops.Compare)
+def _compare(node, a, ctx):
+    return f"{a[0]} {node.op.op} {a[1]}"
+
+
+@lower(ops.Where)
+def _where(node, a, ctx):
+    return f"np.where({a[0]}, {a[1]}, {a[2]})"
+
+
+@lower(ops.Cast)
+def _cast(node, a, ctx):
+    return f"{a[0]}.astype({np_dtype(node.op.dtype)})"
+
+
+# ---- shapes ------------------------------------------------------------------------------------------------------
+
+
+@lower(ops.Reshape)
+def _reshape(node, a, ctx):
+    return f"{a[0]}.reshape({ctx.shape(node.outputs[0].type.shape)})"
+
+
+@lower(ops.Transpose)
+def _transpose(node, a, ctx):
+    return f"{a[0]}.transpose({node.op.perm!r})"
+
+
+@lower(ops.BroadcastTo)
+def _broadcast_to(node, a, ctx):
+    return f"np.broadcast_to({a[0]}, {ctx.shape(node.op.shape)})"
+
+
+@lower(ops.Concat)
+def _concat(node, a, ctx):
+    return f"np.concatenate([{', '.join(a)}], axis={node.op.axis})"
+
+
+@lower(ops.Slice)
+def _slice(node, a, ctx):
+    axis = node.op.axis % node.inputs[0].type.rank
+    index = ", ".join([":"] * axis + [f"{node.op.start}:{node.op.stop}"])
+    return f"{a[0]}[{index}]"
+
+
+@lower(ops.SizeOf)
+def _size_of(node, a, ctx):
+    dims = node.op.dims_of(node.inputs[0].type)
+    return f"{np_dtype(node.op.dtype)}({' * '.join(ctx.dim(d) for d in dims) or '1'})"
+
+
+# ---- reductions and products -------------------------------------------------------------------------------------
+
+
+@lower(ops.Sum, ops.Mean, ops.Max)
+def _reduce(node, a, ctx):
+    keep = ", keepdims=True" if node.op.keepdims else ""
+    return f"{a[0]}.{node.op.name}(axis={_axes(node.op.axes)}{keep})"
+
+
+@lower(ops.MatMul)
+def _matmul(node, a, ctx):
+    x, y = a
+    if node.op.transpose_a:
+        x = f"{x}.T" if node.inputs[0].type.rank == 2 else f"{x}.mT"
+    if node.op.transpose_b:
+        y = f"{y}.T" if node.inputs[1].type.rank == 2 else f"{y}.mT"
+    return f"{x} @ {y}"
+
+
+@lower(ops.Dense)
+def _dense(node, a, ctx):
+    return f"{a[0]} @ {a[1]} + {a[2]}"
+
+
+# ---- neural-network composites and losses ---------------------------------------------------------------------
+
+
+@lower(ops.Softmax)
+def _softmax(node, a, ctx):
+    return f"{ctx.use('_softmax')}({a[0]}, axis={node.op.axis})"
+
+
+@lower(ops.LogSoftmax)
+def _log_softmax(node, a, ctx):
+    return f"{ctx.use('_log_softmax')}({a[0]}, axis={node.op.axis})"
+
+
+@lower(ops.OneHot)
+def _one_hot(node, a, ctx):
+    return f"{ctx.use('_one_hot')}({a[0]}, {node.op.depth}, {np_dtype(node.op.dtype)})"
+
+
+LOSSES = {ops.CrossEntropy: "_cross_entropy", ops.BinaryCrossEntropy: "_binary_cross_entropy",
+          ops.MeanSquaredError: "_mse"}
+
+
+@lower(*LOSSES)
+def _loss(node, a, ctx):
+    return f"{ctx.use(LOSSES[type(node.op)])}({a[0]}, {a[1]})"

@@ -1,0 +1,262 @@
+"""The Python API, for notebooks and scripts.
+
+    import bmc
+    model = bmc.compile("examples/mlp.bm")            # or bmc.compile_string(text)
+    print(model.summary())
+    trained = model.train(data="digits", epochs=20)
+    trained.predict(x)["probs"]
+    trained.save("build/mlp")
+    again = bmc.load("build/mlp")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bmc import artifacts, init
+from bmc.backends import numpy as numpy_backend
+from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
+from bmc.data import Dataset, load_dataset
+from bmc.diagnostics import BmcError, UsageError
+from bmc.ir.printer import print_graph
+from bmc.ir.types import NUMPY_NAMES, shape_str
+from bmc.runtime import load_module, load_source, predict_batches
+from bmc.train import agree
+from bmc.train.loop import History, evaluate, fit, usable_metrics
+from bmc.version import __version__
+
+TARGETS = ("numpy",)
+
+
+class Model:
+    """A compiled `.bm` model: inspect it, generate code, build it, train it."""
+
+    def __init__(self, compiled: Compiled, text: str, filename: str, model: str | None, defines: dict):
+        self.compiled = compiled
+        self._text, self._filename, self._model, self._defines = text, filename, model, defines
+
+    @classmethod
+    def from_file(cls, path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Model:
+        compiled = compile_file(path, model, defines, dtype)
+        return cls(compiled, compiled.model.source.text, str(path), model, parse_defines(defines))
+
+    @classmethod
+    def from_source(cls, text: str, filename: str = "<string>", model: str | None = None, defines=None,
+                    dtype: str = "f32") -> Model:
+        return cls(compile_source(text, filename, model, defines, dtype), text, filename, model,
+                   parse_defines(defines))
+
+    def with_defines(self, extra: dict[str, int | float], dtype: str | None = None) -> Model:
+        defines = {**self._defines, **extra}
+        return Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype)
+
+    @property
+    def name(self) -> str:
+        return self.compiled.name
+
+    @property
+    def config(self):
+        return self.compiled.config
+
+    # ---- inspection ------------------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        m = self.compiled.model
+        lines = [f"model {m.name} ({m.source.name})"]
+        if m.constants:
+            lines.append("  constants: " + ", ".join(f"{k} = {v}" for k, v in m.constants.items()))
+        for v in m.graph.inputs:
+            role = m.graph.roles[v]
+            if role in ("input", "target"):
+                lines.append(f"  {role:<7} {v.name}: {v.type}")
+        total = 0
+        lines.append("  parameters:")
+        for p in m.params:
+            count = math.prod(p.type.shape)
+            total += count
+            lines.append(f"    {p.name:<20} {p.type!s:<18} {count:>10,}  ~ {m.graph.param_info[p].init}")
+        lines.append(f"    {'total':<20} {'':<18} {total:>10,}")
+        for name in m.outputs:
+            lines.append(f"  output  {name}: {m.graph.outputs[name].type}")
+        if m.loss:
+            lines.append(f"  loss    {m.graph.outputs['loss'].type}")
+        return "\n".join(lines)
+
+    def ir(self, train: bool = False, optimized: bool = True) -> str:
+        g = self.compiled.train_step(optimized) if train else self.compiled.inference(optimized)
+        return print_graph(g)
+
+    def generate(self, target: str = "numpy", train: bool | None = None) -> str:
+        if target not in TARGETS:
+            raise UsageError(f"target '{target}' is not available yet (available: {', '.join(TARGETS)})")
+        train = self.compiled.model.loss is not None if train is None else train
+        c = self.compiled
+        return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
+                                      c.train_step() if train else None, c.dtype)
+
+    # ---- parameters ----------------------------------------------------------------------------------------------
+
+    def init_params(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Initial parameters (drawn per name from `seed`) and zero optimizer state."""
+        seed = self.config.seed if seed is None else seed
+        g = self.compiled.model.graph
+        params = {p.name: init.sample(g.param_info[p].init, p.type.shape, self.compiled.dtype,
+                                      init.generator(seed, p.name)) for p in g.params}
+        state = {}
+        if self.compiled.model.loss is not None:
+            for v in self.compiled.train_step().inputs_with_role("state"):
+                state[v.name] = np.zeros(v.type.shape, NUMPY_NAMES[v.type.dtype])
+        return params, state
+
+    # ---- building and training --------------------------------------------------------------------------------
+
+    def build(self, out_dir: str | Path, target: str = "numpy", params=None, state=None, seed: int | None = None,
+              history: History | None = None, data: str | None = None) -> Path:
+        source = self.generate(target)
+        if params is None:
+            params, state = self.init_params(seed)
+        return Build(self, load_source(source), source, params, state or {}, history, data).save(out_dir)
+
+    def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
+              lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
+              log=print, progress: bool = True) -> Build:
+        """Train on a data set (a spec such as "digits" or a `Dataset`) and return the trained build."""
+        config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer)
+        dataset = data if isinstance(data, Dataset) else load_dataset(data or config.data)
+        binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
+        model = self.with_defines(binding.defines) if binding.defines else self
+        for note in binding.notes:
+            log(f"note: {note}")
+        agree.check_classes(model.compiled.model, dataset)
+        if model.compiled.model.loss is None:
+            raise BmcError(f"model '{model.name}' has no loss to train", model.compiled.model.span)
+        source = model.generate("numpy", train=True)
+        module = load_source(source, f"<bmc {model.name}>")
+        params, state = model.init_params(config.seed)
+        train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)
+        outputs = model.compiled.model.outputs
+        log(f"training {model.name} on {dataset.description}: {config.epochs} epochs, batch "
+            f"{config.batch or 'full'}, {config.optimizer}")
+        history = fit(module, config, params, state, train_feed, test_feed, outputs[0] if outputs else None,
+                      dataset.num_classes, log=log, progress=progress)
+        return Build(model, module, source, params, state, history, dataset.description, config)
+
+
+class Build:
+    """A built model: generated module, parameters, optimizer state; trained or freshly initialized."""
+
+    def __init__(self, model: Model | None, module, source: str, params: dict, state: dict,
+                 history: History | None = None, data: str | None = None, config=None, manifest=None):
+        self.model = model
+        self.module = module
+        self.source = source
+        self.params = params
+        self.state = state
+        self.history = history
+        self.data = data
+        self.config = config
+        self._manifest = manifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is not None:
+            return self._manifest
+        m = self.model.compiled
+        g = m.model.graph
+        info = {
+            "bmc_version": __version__,
+            "model": m.name,
+            "target": "numpy",
+            "dtype": m.dtype,
+            "source": m.model.source.name,
+            "source_sha256": m.source_hash,
+            "constants": m.model.constants,
+            "inputs": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in m.model.data_inputs},
+            "targets": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in m.model.targets},
+            "outputs": {k: {"dtype": g.outputs[k].type.dtype, "shape": list(g.outputs[k].type.shape),
+                            "doc": f"{k}: {g.outputs[k].type}, defined at {g.outputs[k].span}"}
+                        for k in m.model.outputs},
+            "params": {p.name: {"dtype": p.type.dtype, "shape": list(p.type.shape),
+                                "init": str(g.param_info[p].init)} for p in g.params},
+            "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
+            "metrics": list(m.config.metrics),
+        }
+        if self.history is not None:
+            info["training"] = {"data": self.data, "config": _config_json(self.config or m.config),
+                                "history": self.history.as_json()}
+        return info
+
+    def save(self, out_dir: str | Path) -> Path:
+        files: dict[str, str | bytes] = {
+            "model.py": self.source,
+            "params.npz": artifacts.npz_bytes(self.params),
+            artifacts.MANIFEST: json.dumps(self.manifest, indent=2) + "\n",
+        }
+        if self.state:
+            files["state.npz"] = artifacts.npz_bytes(self.state)
+        return artifacts.write_build(out_dir, files)
+
+    def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
+        names = list(self.module.INPUTS)
+        feeds = dict(zip(names, inputs, strict=False)) | named
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise UsageError(f"predict() needs the input(s) {', '.join(missing)}")
+        shaped = {}
+        for name, (dtype, shape) in self.module.INPUTS.items():
+            x = np.asarray(feeds[name])
+            want = [d for d in shape[1:]]
+            if all(isinstance(d, int) for d in want) and x.ndim >= 1 and math.prod(x.shape[1:]) == math.prod(want):
+                x = x.reshape((len(x), *want))
+            else:
+                raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
+            shaped[name] = x.astype(NUMPY_NAMES[dtype], copy=False)
+        return predict_batches(self.module, self.params, shaped, batch)
+
+    def evaluate(self, data: str | Dataset) -> dict[str, float]:
+        dataset = data if isinstance(data, Dataset) else load_dataset(data)
+        manifest = self.manifest
+        (name, spec), = manifest["inputs"].items()
+        shape = spec["shape"][1:]
+        if math.prod(dataset.sample_shape) != math.prod(shape):
+            raise UsageError(f"{dataset.name} samples have shape {list(dataset.sample_shape)} but this build's input "
+                             f"'{name}' is {spec['dtype']}{spec['shape']}")
+        x = dataset.x_test.reshape((len(dataset.x_test), *shape)).astype(NUMPY_NAMES[spec["dtype"]])
+        outputs = list(manifest["outputs"])
+        names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
+        feed = {name: x, "__target__": dataset.y_test}
+        return evaluate(self.module, self.params, feed, outputs[0] if outputs else None, dataset.num_classes, names)
+
+
+def _config_json(config) -> dict:
+    return {"optimizer": config.optimizer.kind, **{f"optimizer.{k}": v for k, v in config.optimizer.args.items()},
+            "epochs": config.epochs, "batch": config.batch, "seed": config.seed, "l1": config.l1, "l2": config.l2}
+
+
+def load(build_dir: str | Path) -> Build:
+    """Load a build directory written by `bmc build` or `bmc train -o`."""
+    build_dir = Path(build_dir)
+    manifest = artifacts.read_manifest(build_dir)
+    module = load_module(build_dir / "model.py")
+    params = {k: v.astype(module.DTYPE) if v.dtype.kind == "f" else v
+              for k, v in artifacts.read_npz(build_dir / "params.npz").items()}
+    missing = [k for k in module.PARAMS if k not in params]
+    if missing:
+        raise UsageError(f"{build_dir / 'params.npz'} lacks the parameter(s) {', '.join(missing)}")
+    state = artifacts.read_npz(build_dir / "state.npz")
+    source = (build_dir / "model.py").read_text(encoding="utf-8")
+    return Build(None, module, source, params, state, manifest=manifest)
+
+
+def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Model:
+    return Model.from_file(path, model, defines, dtype)
+
+
+def compile_string(text: str, model: str | None = None, defines=None, dtype: str = "f32",
+                   filename: str = "<string>") -> Model:
+    return Model.from_source(text, filename, model, defines, dtype)

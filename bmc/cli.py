@@ -1,0 +1,133 @@
+"""The `bmc` command line: check, ir, build, train, eval.
+
+User errors print `file:line:col: error: ...` with the source line and a caret, and exit with status 1; bugs in
+bmc print a short report asking for an issue, never a bare traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _set_threads(argv: list[str]) -> None:
+    """BLAS reads its thread count when NumPy loads, so `--threads` is applied before anything imports NumPy."""
+    threads = "1"  # small models train fastest on one thread, and a busy machine punishes oversubscription
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            threads = argv[i + 1]
+        elif arg.startswith("--threads="):
+            threads = arg.split("=", 1)[1]
+    if threads.isdigit() and int(threads) > 0:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = threads
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bmc", description="A declarative graph compiler for neural networks.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("file", help="the .bm file")
+        sp.add_argument("--model", help="the model to use when the file defines several")
+        sp.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a model parameter, e.g. -D hidden=256")
+        sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+
+    sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
+    model_args(sp)
+
+    sp = sub.add_parser("ir", help="print the IR of the inference graph (or --train: the whole train step)")
+    model_args(sp)
+    sp.add_argument("--train", action="store_true", help="the train step: forward, backward, optimizer update")
+    sp.add_argument("--no-opt", action="store_true", help="before optimization passes")
+
+    sp = sub.add_parser("build", help="generate code for a target")
+    model_args(sp)
+    sp.add_argument("--target", default="numpy", help="numpy (default)")
+    sp.add_argument("-o", "--out", required=True, help="output directory")
+    sp.add_argument("--dtype", default="f32", choices=["f32", "f64"], help="float precision (default f32)")
+    sp.add_argument("--seed", type=int, help="initialization seed (default: the train block's, else 0)")
+
+    sp = sub.add_parser("train", help="train on a data set and write the trained build")
+    model_args(sp)
+    sp.add_argument("--data", help="digits, fashion_mnist, breast_cancer, diabetes, an IDX directory or a .npz")
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--batch", type=int)
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--optimizer", choices=["gd", "sgd", "adam"])
+    sp.add_argument("-o", "--out", help="write the trained build here")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sp = sub.add_parser("eval", help="evaluate a build on a data set's test split")
+    sp.add_argument("build", help="a build directory")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from bmc.api import Model, load
+
+    if args.command == "eval":
+        build = load(args.build)
+        scores = build.evaluate(args.data)
+        print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        return 0
+    model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"))
+    if args.command == "check":
+        print(model.summary())
+    elif args.command == "ir":
+        print(model.ir(train=args.train, optimized=not args.no_opt))
+    elif args.command == "build":
+        out = model.build(args.out, args.target, seed=args.seed)
+        print(f"wrote {out}/model.py, params.npz and manifest.json")
+    elif args.command == "train":
+        trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                              optimizer=args.optimizer, progress=not args.quiet)
+        if args.out:
+            out = trained.save(args.out)
+            print(f"wrote the trained build to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _set_threads(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from bmc.version import __version__
+
+        print(f"bmc {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from bmc.diagnostics import BmcError
+
+    try:
+        return run(args)
+    except BmcError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        import traceback
+
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"internal error: {type(e).__name__}: {e}\n  at {where.filename}:{where.lineno}\n"
+              "This is a bug in bmc, not in your model. Please file an issue with the .bm file and this message "
+              "(set BMC_TRACEBACK=1 for the full traceback).", file=sys.stderr)
+        if os.environ.get("BMC_TRACEBACK"):
+            traceback.print_exc()
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

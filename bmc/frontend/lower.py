@@ -1,0 +1,561 @@
+"""Lowering: a model of the AST becomes a typed SSA graph.
+
+Statements are equations, order-free: a name is lowered when first needed (a cycle is an error). Layer calls that
+own parameters (`dense(x, 128)`, user layers) add those parameters to the graph, named after the statement that
+makes them (`h.W`, `h.b`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bmc.diagnostics import BmcError, Span
+from bmc.frontend.model_ir import ModelIR
+from bmc.frontend.signature import REQUIRED, Signature
+from bmc.init import ALIASES, INITIALIZERS, Init
+from bmc.ir import dims
+from bmc.ir.graph import Builder, Graph, ParamInfo, Value
+from bmc.ir.types import DTYPES, Dim, TensorType, TypeError_
+from bmc.ops.base import Op
+from bmc.syntax import ast
+
+Scalar = int | float | bool
+Result = Value | Scalar | str | list
+
+
+def suggest(name: str, candidates: list[str]) -> tuple[str, ...]:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return (f"did you mean '{close[0]}'?",) if close else ()
+
+
+@dataclass
+class Scope:
+    """The names of one model or layer body: statements, lowered values, compile-time constants and shape vars."""
+
+    kind: str  # "model" or "layer"
+    owner: str  # model or layer name, for messages
+    prefix: str  # parameter name prefix ("" for a model, "h." inside a layer called from statement h)
+    statements: dict[str, ast.Stmt] = field(default_factory=dict)
+    values: dict[str, Result] = field(default_factory=dict)
+    constants: dict[str, Scalar] = field(default_factory=dict)
+    dim_vars: dict[str, Dim] = field(default_factory=dict)
+    in_progress: list[str] = field(default_factory=list)
+
+
+class Lowerer:
+    def __init__(self, module: ast.Module, graph: Graph):
+        self.module = module
+        self.graph = graph
+        self.b = Builder(graph)
+        self.scope: Scope | None = None
+        self.param_owner = ""  # prefix for implicit parameters of the statement being lowered
+        self.owner_counts: dict[str, int] = {}
+        self.layer_stack: list[str] = []
+
+    # ---- emitting -----------------------------------------------------------------------------------------------
+
+    def emit(self, op: Op, *inputs: Value, span: Span) -> Value:
+        try:
+            return self.b.emit(op, *inputs, span=span)
+        except TypeError_ as e:
+            raise BmcError(str(e), span) from None
+
+    # ---- statements -----------------------------------------------------------------------------------------------
+
+    def collect(self, scope: Scope, body: tuple[ast.Stmt, ...]) -> list[ast.Stmt]:
+        """Index the statements of a body by the name they define; reject duplicates and misplaced statements."""
+        spans: dict[str, Span] = {}
+        ordered = []
+        for stmt in body:
+            if isinstance(stmt, ast.Return):
+                if scope.kind != "layer":
+                    raise BmcError("'return' is only allowed in a layer", stmt.span,
+                                   notes=("a model names its results with 'output name = ...'",))
+                if "return" in scope.statements:
+                    raise BmcError("a layer has exactly one 'return'", stmt.span)
+                scope.statements["return"] = stmt
+                continue
+            if isinstance(stmt, ast.InputDecl) and scope.kind == "layer":
+                raise BmcError(f"'{stmt.role}' is only allowed in a model; a layer takes its tensors as arguments",
+                               stmt.span)
+            if isinstance(stmt, ast.Assign) and stmt.output and scope.kind == "layer":
+                raise BmcError("'output' is only allowed in a model; a layer returns its result with 'return'",
+                               stmt.span)
+            if isinstance(stmt, ast.Assign) and stmt.value is None:
+                ordered.append(stmt)  # `output h` marks an existing binding
+                continue
+            name = stmt.name
+            if name in spans:
+                raise BmcError(f"'{name}' is defined twice", stmt.name_span,
+                               notes=(f"first defined at {spans[name]}",))
+            if name in scope.constants:
+                raise BmcError(f"'{name}' is already a {scope.kind} parameter", stmt.name_span)
+            spans[name] = stmt.name_span
+            scope.statements[name] = stmt
+            ordered.append(stmt)
+        return ordered
+
+    def lookup(self, name: str, span: Span) -> Result:
+        scope = self.scope
+        assert scope is not None
+        if name in scope.values:
+            return scope.values[name]
+        if name in scope.constants:
+            return scope.constants[name]
+        if name in scope.statements:
+            return self.lower_statement(scope.statements[name])
+        if name in ("true", "false"):
+            return name == "true"
+        candidates = [*scope.statements, *scope.constants]
+        raise BmcError(f"undefined name '{name}'", span, notes=suggest(name, candidates))
+
+    def lower_statement(self, stmt: ast.Stmt) -> Result:
+        scope = self.scope
+        assert scope is not None
+        name = stmt.name
+        if name in scope.values:
+            return scope.values[name]
+        if name in scope.in_progress:
+            cycle = [*scope.in_progress[scope.in_progress.index(name):], name]
+            raise BmcError(f"'{name}' depends on itself: {' -> '.join(cycle)}", stmt.name_span)
+        scope.in_progress.append(name)
+        saved_owner, saved_counts = self.param_owner, self.owner_counts
+        try:
+            if isinstance(stmt, ast.InputDecl):
+                value = self.declare_input(stmt)
+            elif isinstance(stmt, ast.ParamDecl):
+                value = self.declare_param(stmt)
+            else:
+                self.param_owner, self.owner_counts = scope.prefix + name, {}
+                self.owner_total = count_owners(stmt.value, self)
+                value = self.expr(stmt.value)
+                if isinstance(value, Value) and not value.name:
+                    value.name = scope.prefix + name
+        finally:
+            scope.in_progress.pop()
+            self.param_owner, self.owner_counts = saved_owner, saved_counts
+        scope.values[name] = value
+        return value
+
+    def declare_input(self, stmt: ast.InputDecl) -> Value:
+        t = self.tensor_type(stmt.type, allow_symbols=True)
+        return self.graph.add_input(t, stmt.name, stmt.role, stmt.span)
+
+    def declare_param(self, stmt: ast.ParamDecl) -> Value:
+        t = self.tensor_type(stmt.type, allow_symbols=False)
+        if not t.is_float:
+            raise BmcError(f"parameters are floating-point tensors; '{stmt.name}' is {t}", stmt.type.dtype_span)
+        init = self.initializer(stmt.init) if stmt.random else self.constant_init(stmt.init)
+        name = self.scope.prefix + stmt.name
+        return self.add_param(name, t, init, decay=t.rank >= 2, span=stmt.span)
+
+    def add_param(self, name: str, t: TensorType, init: Init, decay: bool, span: Span) -> Value:
+        if any(v.name == name for v in self.graph.params):
+            raise BmcError(f"parameter '{name}' is defined twice", span)
+        v = self.graph.add_input(t, name, "param", span)
+        self.graph.param_info[v] = ParamInfo(init, trainable=True, decay=decay, span=span)
+        return v
+
+    def owner_prefix(self, func: str) -> str:
+        """The name prefix for the parameters of one parameter-owning call in the current statement."""
+        k = self.owner_counts.get(func, 0)
+        self.owner_counts[func] = k + 1
+        if getattr(self, "owner_total", 1) <= 1:
+            return self.param_owner
+        return f"{self.param_owner}.{func}" + (f"_{k}" if k else "")
+
+    # ---- types and compile-time values -------------------------------------------------------------------------------
+
+    def tensor_type(self, tt: ast.TensorType, allow_symbols: bool) -> TensorType:
+        if tt.dtype not in DTYPES:
+            raise BmcError(f"unknown dtype '{tt.dtype}'", tt.dtype_span,
+                           notes=(f"expected one of {', '.join(DTYPES)}",))
+        shape = []
+        for d in tt.dims:
+            if isinstance(d, ast.Ellipsis_):
+                raise BmcError("'...' is only allowed in a layer argument's shape pattern", d.span)
+            shape.append(self.dim(d, allow_symbols))
+        return TensorType(tt.dtype, tuple(shape))
+
+    def dim(self, e: ast.Expr, allow_symbols: bool) -> Dim:
+        scope = self.scope
+        if isinstance(e, ast.Num):
+            if not isinstance(e.value, int) or e.value < 1:
+                raise BmcError(f"a dim must be a positive integer, not {e.value}", e.span)
+            return e.value
+        if isinstance(e, ast.Name):
+            if e.id in scope.dim_vars:
+                return scope.dim_vars[e.id]
+            if e.id in scope.constants:
+                v = scope.constants[e.id]
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise BmcError(f"'{e.id}' = {v} cannot be a dim: dims are positive integers", e.span)
+                return v
+            if e.id in scope.statements:
+                raise BmcError(f"'{e.id}' is a tensor, not a dim", e.span)
+            if not allow_symbols:
+                raise BmcError(f"undefined dim '{e.id}': parameter shapes must be static", e.span,
+                               notes=suggest(e.id, list(scope.constants)))
+            return e.id
+        if isinstance(e, ast.BinOp) and e.op in "+-*":
+            a, b = self.dim(e.lhs, allow_symbols), self.dim(e.rhs, allow_symbols)
+            if e.op == "*":
+                return dims.product([a, b])
+            if isinstance(a, int) and isinstance(b, int):
+                r = a + b if e.op == "+" else a - b
+                if r < 1:
+                    raise BmcError(f"this dim is {r}; dims are positive integers", e.span)
+                return r
+            raise BmcError("symbolic dims can only be multiplied", e.span)
+        if isinstance(e, ast.BinOp) and e.op == "/":
+            raise BmcError("use '*' in dims; division is not supported", e.span)
+        raise BmcError("expected a dim: an integer, a model parameter or a symbol such as N", e.span)
+
+    def scalar(self, e: ast.Expr, what: str, kinds: tuple[type, ...] = (int, float)) -> Any:
+        v = self.expr(e) if not isinstance(e, int | float | bool) else e
+        if isinstance(v, bool) and bool not in kinds:
+            raise BmcError(f"{what} must be a number, not {'true' if v else 'false'}", e.span)
+        if not isinstance(v, kinds):
+            names = " or ".join(k.__name__ for k in kinds).replace("float", "number").replace("int", "integer")
+            got = f"a tensor {v.type}" if isinstance(v, Value) else repr(v)
+            raise BmcError(f"{what} must be {names}, not {got}", e.span)
+        return v
+
+    def integer(self, e: Any, what: str) -> int:
+        return self.scalar(e, what, (int,))
+
+    def boolean(self, e: Any, what: str) -> bool:
+        if isinstance(e, bool):
+            return e
+        return self.scalar(e, what, (bool,))
+
+    def tensor(self, e: ast.Expr, what: str = "this argument") -> Value:
+        v = self.expr(e)
+        if not isinstance(v, Value):
+            raise BmcError(f"{what} must be a tensor, not {v!r}", e.span)
+        return v
+
+    def axes(self, e: Any, what: str = "axis") -> tuple[int, ...] | None:
+        if e is None:
+            return None
+        if isinstance(e, int):
+            return (e,)
+        if isinstance(e, ast.ListExpr):
+            return tuple(self.integer(i, what) for i in e.items)
+        return (self.integer(e, what),)
+
+    def int_list(self, e: Any, what: str) -> list[Any]:
+        if not isinstance(e, ast.ListExpr):
+            raise BmcError(f"{what} must be a list such as [N, 784]", e.span)
+        return list(e.items)
+
+    def initializer(self, e: Any) -> Init:
+        """`xavier`, `normal(std = 0.01)`, `constant(0.1)`: a description of how to draw initial values."""
+        if isinstance(e, Init):
+            return e
+        if isinstance(e, ast.Name):
+            name, args = e.id, ()
+            kwargs: tuple[ast.Kwarg, ...] = ()
+        elif isinstance(e, ast.Call):
+            name, args, kwargs = e.func, e.args, e.kwargs
+        else:
+            raise BmcError("expected an initializer such as xavier, he, zeros or normal(std = 0.01)", e.span)
+        kind = ALIASES.get(name, name)
+        if kind not in INITIALIZERS:
+            raise BmcError(f"unknown initializer '{name}'", e.span,
+                           notes=(f"known: {', '.join(sorted([*INITIALIZERS, *ALIASES]))}",))
+        sig = Signature(name, tuple(INITIALIZERS[kind].items()))
+        call = ast.Call(name, e.span, args, kwargs, e.span)
+        bound = sig.bind(call)
+        values = {k: float(self.scalar(v, f"{name}({k})")) if not isinstance(v, float) else v
+                  for k, v in bound.items()}
+        return Init(kind, values)
+
+    def constant_init(self, e: ast.Expr) -> Init:
+        value = self.scalar(e, "a parameter's initial value")
+        return Init("zeros") if value == 0 else Init("constant", {"value": float(value)})
+
+    # ---- expressions --------------------------------------------------------------------------------------------
+
+    def expr(self, e: ast.Expr) -> Result:
+        if isinstance(e, ast.Num):
+            return e.value
+        if isinstance(e, ast.Str):
+            return e.value
+        if isinstance(e, ast.Name):
+            return self.lookup(e.id, e.span)
+        if isinstance(e, ast.ListExpr):
+            return [self.expr(i) for i in e.items]
+        if isinstance(e, ast.Neg):
+            v = self.expr(e.operand)
+            if isinstance(v, Value):
+                return self.emit(_ops().Neg(), v, span=e.span)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return -v
+            raise BmcError(f"cannot negate {v!r}", e.span)
+        if isinstance(e, ast.BinOp):
+            return self.binop(e)
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        raise AssertionError(e)  # pragma: no cover
+
+    def binop(self, e: ast.BinOp) -> Result:
+        ops = _ops()
+        a, b = self.expr(e.lhs), self.expr(e.rhs)
+        for v, side in ((a, e.lhs), (b, e.rhs)):
+            if not isinstance(v, Value | int | float) or isinstance(v, bool):
+                raise BmcError(f"'{e.op}' expects tensors or numbers, not {v!r}", side.span)
+        if not isinstance(a, Value) and not isinstance(b, Value):
+            return constant_arith(e, a, b)
+        if e.op == "@":
+            if not (isinstance(a, Value) and isinstance(b, Value)):
+                raise BmcError("'@' multiplies two tensors", e.span)
+            return self.emit(ops.MatMul(), a, b, span=e.span)
+        a, b = self.promote_literal(a, b, e), self.promote_literal(b, a, e)
+        table = {"+": ops.Add(), "-": ops.Sub(), "*": ops.Mul(), "/": ops.Div(), "**": ops.Pow()}
+        op = table.get(e.op) or ops.Compare(e.op)
+        if isinstance(op, ops.Div) and not a.type.is_float:
+            raise BmcError(f"'/' expects floating-point tensors, got {a.type} (use cast(x, f32))", e.span)
+        return self.emit(op, a, b, span=e.span)
+
+    def promote_literal(self, v: Result, other: Result, e: ast.BinOp) -> Value:
+        """A number next to a tensor becomes a scalar constant of the tensor's dtype."""
+        if isinstance(v, Value):
+            return v
+        assert isinstance(other, Value)
+        if isinstance(v, float) and not other.type.is_float:
+            raise BmcError(f"cannot combine the {other.type.dtype} tensor with the number {v}", e.span)
+        return self.emit(_ops().Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=e.span)
+
+    def call(self, e: ast.Call) -> Result:
+        from bmc.frontend.builtins import BUILTINS
+
+        if e.func in self.module.layers:
+            return self.call_layer(self.module.layers[e.func], e)
+        if e.func in BUILTINS:
+            sig, handler = BUILTINS[e.func]
+            return handler(self, e, sig.bind(e))
+        if e.func in ALIASES or e.func in INITIALIZERS:
+            raise BmcError(f"'{e.func}' is an initializer; use it after '~' in a param declaration or as init=",
+                           e.func_span)
+        known = [*BUILTINS, *self.module.layers]
+        raise BmcError(f"unknown function '{e.func}'", e.func_span, notes=suggest(e.func, known))
+
+    # ---- user-defined layers --------------------------------------------------------------------------------------
+
+    def call_layer(self, layer: ast.LayerDef, e: ast.Call) -> Value:
+        if layer.name in self.layer_stack:
+            raise BmcError(f"layer '{layer.name}' calls itself", e.func_span)
+        sig = Signature(layer.name, tuple((a.name, a.default if a.default is not None else REQUIRED)
+                                          for a in layer.args))
+        bound = sig.bind(e)
+        inner = Scope("layer", layer.name, self.owner_prefix(layer.name) + ".")
+        for arg in layer.args:
+            expr = bound[arg.name]
+            value = self.expr(expr)
+            if arg.type is not None:
+                if not isinstance(value, Value):
+                    raise BmcError(f"argument '{arg.name}' of {layer.name} must be a tensor", expr.span)
+                self.match_pattern(arg, value, inner, expr.span)
+                inner.values[arg.name] = value
+            elif arg.scalar is not None:
+                kinds = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(arg.scalar)
+                if kinds is None:
+                    raise BmcError(f"unknown argument type '{arg.scalar}'", arg.span,
+                                   notes=("a layer argument is a tensor (x: f32[..., d]) or int, float or bool",))
+                inner.constants[arg.name] = self.scalar(expr, f"argument '{arg.name}'", kinds)
+            elif isinstance(value, Value):
+                inner.values[arg.name] = value
+            else:
+                inner.constants[arg.name] = value
+        saved = (self.scope, self.param_owner, self.owner_counts, getattr(self, "owner_total", 1))
+        self.layer_stack.append(layer.name)
+        self.scope = inner
+        try:
+            self.collect(inner, layer.body)
+            if "return" not in inner.statements:
+                raise BmcError(f"layer '{layer.name}' has no 'return'", layer.name_span)
+            for name, stmt in list(inner.statements.items()):
+                if name != "return":
+                    self.lower_statement(stmt)
+            ret = inner.statements["return"]
+            self.param_owner, self.owner_counts = inner.prefix.rstrip("."), {}
+            self.owner_total = count_owners(ret.value, self)
+            result = self.expr(ret.value)
+        finally:
+            self.scope, self.param_owner, self.owner_counts, self.owner_total = saved
+            self.layer_stack.pop()
+        if not isinstance(result, Value):
+            raise BmcError(f"layer '{layer.name}' must return a tensor", ret.span)
+        return result
+
+    def match_pattern(self, arg: ast.LayerArg, value: Value, scope: Scope, span: Span) -> None:
+        """Check a tensor argument against `f32[..., d]` and bind the pattern's names (d) to its dims."""
+        tt = arg.type
+        t = value.type
+        if tt.dtype not in DTYPES:
+            raise BmcError(f"unknown dtype '{tt.dtype}'", tt.dtype_span)
+        if t.dtype != tt.dtype:
+            raise BmcError(f"argument '{arg.name}' must be {tt.dtype}, got {t}", span)
+        pattern = list(tt.dims)
+        ellipsis = [i for i, d in enumerate(pattern) if isinstance(d, ast.Ellipsis_)]
+        if len(ellipsis) > 1:
+            raise BmcError("a shape pattern takes at most one '...'", pattern[ellipsis[1]].span)
+        if ellipsis:
+            i = ellipsis[0]
+            head, tail = pattern[:i], pattern[i + 1:]
+            if t.rank < len(head) + len(tail):
+                raise BmcError(f"argument '{arg.name}' has shape {t}, too few dims for the pattern", span)
+            actual = list(t.shape[: len(head)]) + list(t.shape[t.rank - len(tail):])
+            pattern = head + tail
+        else:
+            if t.rank != len(pattern):
+                raise BmcError(f"argument '{arg.name}' must have rank {len(pattern)}, got {t}", span)
+            actual = list(t.shape)
+        for p, d in zip(pattern, actual, strict=True):
+            if isinstance(p, ast.Name) and p.id not in scope.dim_vars and p.id not in scope.constants:
+                scope.dim_vars[p.id] = d
+            elif isinstance(p, ast.Num):
+                if p.value != d:
+                    raise BmcError(f"argument '{arg.name}' has shape {t}; the pattern wants {p.value} here", span)
+            elif isinstance(p, ast.Name) and scope.dim_vars.get(p.id) != d:
+                raise BmcError(f"argument '{arg.name}' has shape {t}: '{p.id}' was already bound to "
+                               f"{scope.dim_vars.get(p.id)}", span)
+
+
+def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
+    """Arithmetic on two compile-time numbers, such as `hidden * 2`."""
+    try:
+        if e.op == "+":
+            return a + b
+        if e.op == "-":
+            return a - b
+        if e.op == "*":
+            return a * b
+        if e.op == "/":
+            return a / b
+        if e.op == "**":
+            return a**b
+        if e.op == "@":
+            raise BmcError("'@' multiplies two tensors, not numbers", e.span)
+        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+    except ZeroDivisionError:
+        raise BmcError("division by zero", e.span) from None
+    except OverflowError:
+        raise BmcError("number too large", e.span) from None
+
+
+def count_owners(e: ast.Expr | None, lw: Lowerer) -> int:
+    """How many parameter-owning calls an expression makes (not looking inside layers)."""
+    from bmc.frontend.builtins import PARAM_OWNERS
+
+    if e is None:
+        return 0
+    if isinstance(e, ast.Call):
+        own = 1 if (e.func in PARAM_OWNERS or e.func in lw.module.layers) else 0
+        return own + sum(count_owners(a, lw) for a in e.args) + sum(count_owners(k.value, lw) for k in e.kwargs)
+    if isinstance(e, ast.BinOp):
+        return count_owners(e.lhs, lw) + count_owners(e.rhs, lw)
+    if isinstance(e, ast.Neg):
+        return count_owners(e.operand, lw)
+    if isinstance(e, ast.ListExpr):
+        return sum(count_owners(i, lw) for i in e.items)
+    return 0
+
+
+def _ops():
+    from bmc import ops
+
+    return ops
+
+
+# ---- the model ----------------------------------------------------------------------------------------------------
+
+
+def model_constants(lw: Lowerer, mdef: ast.ModelDef, defines: dict[str, Scalar], define_span: dict[str, Span]):
+    scope = lw.scope
+    spans = {}
+    for p in mdef.params:
+        if p.name in scope.constants:
+            raise BmcError(f"model parameter '{p.name}' is declared twice", p.span)
+        spans[p.name] = p.span
+        if p.name in defines:
+            scope.constants[p.name] = defines[p.name]
+        else:
+            v = lw.expr(p.default)
+            if not isinstance(v, int | float) or isinstance(v, str):
+                raise BmcError(f"model parameter '{p.name}' must default to a number", p.default.span)
+            scope.constants[p.name] = v
+    for name in defines:
+        if name not in scope.constants:
+            known = ", ".join(p.name for p in mdef.params) or "none"
+            raise BmcError(f"-D {name}: model '{mdef.name}' has no parameter '{name}' (its parameters: {known})",
+                           define_span.get(name, mdef.name_span))
+    return spans
+
+
+def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, Scalar] | None = None) -> ModelIR:
+    """Lower one model of a parsed file (the only one, or the one named) into a `ModelIR`."""
+    defines = dict(defines or {})
+    models = module.models
+    if not models:
+        raise BmcError(f"{module.source.name} defines no model")
+    if name is None:
+        if len(models) > 1:
+            raise BmcError(f"{module.source.name} defines several models ({', '.join(models)}); choose one with "
+                           "--model NAME")
+        name = next(iter(models))
+    if name not in models:
+        raise BmcError(f"{module.source.name} has no model '{name}' (it has: {', '.join(models)})")
+    _check_unique_items(module)
+    mdef = models[name]
+    graph = Graph(name)
+    lw = Lowerer(module, graph)
+    lw.scope = Scope("model", name, "")
+    spans = model_constants(lw, mdef, defines, {})
+    ordered = lw.collect(lw.scope, mdef.body)
+    outputs: list[str] = []
+    input_spans: dict[str, Span] = {}
+    for stmt in ordered:  # source order, so inputs and parameters keep the file's order
+        if isinstance(stmt, ast.Assign) and stmt.value is None:
+            continue
+        lw.lower_statement(stmt)
+        if isinstance(stmt, ast.InputDecl):
+            input_spans[stmt.name] = stmt.type.span
+    for stmt in ordered:
+        if isinstance(stmt, ast.Assign) and stmt.output:
+            value = lw.lookup(stmt.name, stmt.name_span)
+            if not isinstance(value, Value):
+                raise BmcError(f"output '{stmt.name}' must be a tensor", stmt.name_span)
+            if stmt.name in outputs:
+                raise BmcError(f"'{stmt.name}' is marked as an output twice", stmt.name_span)
+            outputs.append(stmt.name)
+            graph.outputs[stmt.name] = value
+    loss = None
+    if "loss" in lw.scope.statements:
+        value = lw.scope.values["loss"]
+        stmt = lw.scope.statements["loss"]
+        if not isinstance(value, Value) or value.type.rank != 0 or not value.type.is_float:
+            shown = value.type if isinstance(value, Value) else repr(value)
+            raise BmcError(f"'loss' must be a floating-point scalar, got {shown}", stmt.name_span,
+                           notes=("reduce it, e.g. mean(...), or use a loss such as cross_entropy(...)",))
+        loss = "loss"
+        graph.outputs["loss"] = value
+    if not outputs and loss is None:
+        raise BmcError(f"model '{name}' has no output and no loss", mdef.name_span,
+                       notes=("declare a result with 'output name = ...' or a training objective with 'loss = ...'",))
+    return ModelIR(name, module.source, graph, outputs, loss, dict(lw.scope.constants), spans, input_spans, mdef.span)
+
+
+def _check_unique_items(module: ast.Module) -> None:
+    seen: dict[tuple[str, str], Span] = {}
+    for item in module.items:
+        kind = "train" if isinstance(item, ast.TrainDef) else "definition"
+        name = item.model if isinstance(item, ast.TrainDef) else item.name
+        span = item.model_span if isinstance(item, ast.TrainDef) else item.name_span
+        if (kind, name) in seen:
+            what = "a train block for" if kind == "train" else "a model or layer named"
+            raise BmcError(f"{what} '{name}' is defined twice", span, notes=(f"first defined at {seen[kind, name]}",))
+        seen[kind, name] = span

@@ -1,0 +1,60 @@
+"""The `Op` base class and registry.
+
+An op is defined once, backend-neutral, as a frozen dataclass whose fields are its attributes:
+
+* `infer(*types)`: the shape/dtype rule; raises `TypeError_` with a readable message;
+* `vjp(b, node, grads)`: the gradient rule, emitting ordinary IR through the builder `b`;
+* `decompose(b, *inputs)` (composite ops only): the op in smaller ops, so a backend without a dedicated lowering
+  still works.
+
+Backends register lowerings per op class in their own modules; nothing backend-specific lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bmc.ir.types import TensorType
+
+if TYPE_CHECKING:
+    from bmc.ir.graph import Builder, Node, Value
+
+REGISTRY: dict[str, type[Op]] = {}
+
+
+class NotDifferentiable(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    name: ClassVar[str] = ""
+    elementwise: ClassVar[bool] = False  # output[i] depends only on inputs[i] (after broadcasting): fusable
+    pure: ClassVar[bool] = True  # CSE may merge two equal nodes
+    differentiable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.name:
+            assert cls.name not in REGISTRY, f"op {cls.name} defined twice"
+            REGISTRY[cls.name] = cls
+
+    def infer(self, *types: TensorType) -> TensorType | tuple[TensorType, ...]:
+        raise NotImplementedError(self.name)
+
+    def vjp(self, b: Builder, node: Node, grads: tuple[Value | None, ...]) -> tuple[Value | None, ...]:
+        raise NotDifferentiable(self.name)
+
+    def decompose(self, b: Builder, *inputs: Value) -> Value | tuple[Value, ...]:
+        raise NotImplementedError(f"{self.name} has no decomposition")
+
+    @classmethod
+    def has_decomposition(cls) -> bool:
+        return cls.decompose is not Op.decompose
+
+    def attrs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __str__(self) -> str:
+        return self.name

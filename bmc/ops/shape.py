@@ -1,0 +1,154 @@
+"""Ops that move data without arithmetic: reshape, transpose, broadcast, concat, slice; and SizeOf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bmc.ir import dims
+from bmc.ir.types import Dim, TensorType, TypeError_, broadcast_shapes, normalize_axes, scalar, shape_str
+from bmc.ops import emit as E
+from bmc.ops.base import Op
+
+
+@dataclass(frozen=True)
+class Reshape(Op):
+    """Reshape to `shape`; the IR never stores -1: the shape rule resolves it (possibly to a product like `N*T`)."""
+
+    name: ClassVar[str] = "reshape"
+    shape: tuple[Dim, ...]
+
+    def infer(self, x: TensorType) -> TensorType:
+        return x.with_shape(resolve_reshape(x.shape, self.shape))
+
+    def vjp(self, b, node, grads):
+        return (E.reshape(b, grads[0], node.inputs[0].type.shape),)
+
+
+def resolve_reshape(src: tuple[Dim, ...], target: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    total = dims.product(src)
+    if sum(1 for d in target if d == -1) > 1:
+        raise TypeError_("reshape takes at most one -1")
+    known = dims.product([d for d in target if d != -1])
+    if -1 in target:
+        rest = dims.quotient(total, known)
+        if rest is None:
+            raise TypeError_(f"cannot reshape {shape_str(src)} into {shape_str(target)}")
+        return tuple(rest if d == -1 else d for d in target)
+    if dims.product(list(target)) != total:
+        raise TypeError_(f"cannot reshape {shape_str(src)} ({total} elements) into {shape_str(target)}")
+    return tuple(target)
+
+
+@dataclass(frozen=True)
+class Transpose(Op):
+    name: ClassVar[str] = "transpose"
+    perm: tuple[int, ...]
+
+    def infer(self, x: TensorType) -> TensorType:
+        if sorted(self.perm) != list(range(x.rank)):
+            raise TypeError_(f"transpose permutation {list(self.perm)} does not fit a tensor of rank {x.rank}")
+        return x.with_shape(tuple(x.shape[p] for p in self.perm))
+
+    def vjp(self, b, node, grads):
+        inverse = tuple(sorted(range(len(self.perm)), key=lambda i: self.perm[i]))
+        return (E.transpose(b, grads[0], inverse),)
+
+
+@dataclass(frozen=True)
+class BroadcastTo(Op):
+    name: ClassVar[str] = "broadcast_to"
+    shape: tuple[Dim, ...]
+
+    def infer(self, x: TensorType) -> TensorType:
+        if broadcast_shapes(x.shape, self.shape) != tuple(self.shape):
+            raise TypeError_(f"cannot broadcast {shape_str(x.shape)} to {shape_str(self.shape)}")
+        return x.with_shape(self.shape)
+
+    def vjp(self, b, node, grads):  # autodiff sums the gradient back to the input's shape
+        return (grads[0],)
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    name: ClassVar[str] = "concat"
+    axis: int
+
+    def infer(self, *xs: TensorType) -> TensorType:
+        if not xs:
+            raise TypeError_("concat needs at least one tensor")
+        first = xs[0]
+        (axis,) = normalize_axes((self.axis,), first.rank)
+        size: list[Dim] = []
+        for x in xs:
+            if x.rank != first.rank or x.dtype != first.dtype:
+                raise TypeError_(f"concat operands {first} and {x} differ in rank or dtype")
+            if any(a != c for i, (a, c) in enumerate(zip(x.shape, first.shape, strict=True)) if i != axis):
+                raise TypeError_(f"concat operands {first} and {x} differ outside axis {self.axis}")
+            size.append(x.shape[axis])
+        if not all(isinstance(s, int) for s in size):
+            raise TypeError_("concat along a symbolic dim is not supported")
+        return first.with_shape(tuple(sum(size) if i == axis else d for i, d in enumerate(first.shape)))
+
+    def vjp(self, b, node, grads):
+        (axis,) = normalize_axes((self.axis,), node.outputs[0].type.rank)
+        out, start = [], 0
+        for x in node.inputs:
+            stop = start + x.type.shape[axis]
+            out.append(b.emit(Slice(axis, start, stop), grads[0]))
+            start = stop
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Slice(Op):
+    """x[..., start:stop, ...] along one axis (static bounds)."""
+
+    name: ClassVar[str] = "slice"
+    axis: int
+    start: int
+    stop: int
+
+    def infer(self, x: TensorType) -> TensorType:
+        (axis,) = normalize_axes((self.axis,), x.rank)
+        n = x.shape[axis]
+        if not (0 <= self.start < self.stop and (not isinstance(n, int) or self.stop <= n)):
+            raise TypeError_(f"slice {self.start}:{self.stop} is out of range for axis {self.axis} of {x}")
+        return x.with_shape(tuple(self.stop - self.start if i == axis else d for i, d in enumerate(x.shape)))
+
+    def vjp(self, b, node, grads):
+        x = node.inputs[0]
+        (axis,) = normalize_axes((self.axis,), x.type.rank)
+        n = x.type.shape[axis]
+        parts = []
+        zero = E.like(b, 0.0, grads[0])
+        for lo, hi in ((0, self.start), (self.stop, n)):
+            if isinstance(hi, str) or hi > lo:
+                if isinstance(hi, str):
+                    raise TypeError_("the gradient of a slice along a symbolic dim is not supported")
+                shape = tuple(hi - lo if i == axis else d for i, d in enumerate(x.type.shape))
+                parts.append(E.broadcast_to(b, zero, shape))
+        if not parts:
+            return (grads[0],)
+        pieces = [parts[0], grads[0], *parts[1:]] if self.start > 0 else [grads[0], *parts]
+        return (b.emit(Concat(axis), *pieces),)
+
+
+@dataclass(frozen=True)
+class SizeOf(Op):
+    """The element count of x along `axes` (all if None), as a scalar: how a mean divides by a symbolic N."""
+
+    name: ClassVar[str] = "size_of"
+    differentiable: ClassVar[bool] = False
+    axes: tuple[int, ...] | None
+    dtype: str
+
+    def infer(self, x: TensorType) -> TensorType:
+        normalize_axes(self.axes, x.rank)
+        return scalar(self.dtype)
+
+    def vjp(self, b, node, grads):
+        return (None,)
+
+    def dims_of(self, x: TensorType) -> list[Dim]:
+        return [x.shape[a] for a in normalize_axes(self.axes, x.rank)]

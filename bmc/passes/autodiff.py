@@ -1,0 +1,58 @@
+"""Reverse-mode autodiff that emits ordinary IR.
+
+Each op's `vjp` rule returns new graph values; this driver walks the graph backwards, sums the gradients of values
+used more than once, and reduces broadcast gradients back to their input's shape in exactly one place
+(`unbroadcast`). The backward graph then goes through the same passes and backends as the forward one.
+"""
+
+from __future__ import annotations
+
+from bmc.ir.graph import Builder, Graph, Value
+from bmc.ir.types import TensorType
+from bmc.ops import emit as E
+
+
+def unbroadcast(b: Builder, g: Value, target: TensorType) -> Value:
+    """Sum `g` over the axes that broadcasting added or stretched, so it has `target`'s shape."""
+    if g.type.shape != target.shape:
+        lead = g.type.rank - target.rank
+        axes = list(range(lead))
+        axes += [lead + i for i, d in enumerate(target.shape) if d == 1 and g.type.shape[lead + i] != 1]
+        if axes:
+            g = E.sum_(b, g, tuple(axes), keepdims=True)
+        g = E.reshape(b, g, target.shape)
+    return E.cast(b, g, target.dtype)
+
+
+def gradients(b: Builder, loss: Value, wrt: list[Value]) -> dict[Value, Value]:
+    """Append the backward graph of scalar `loss` with respect to `wrt` to `b.graph`; return d loss / d w."""
+    graph: Graph = b.graph
+    forward = list(graph.nodes)
+    depends = set(wrt)  # values that depend on something we differentiate with respect to
+    for node in forward:
+        if any(v in depends for v in node.inputs):
+            depends.update(node.outputs)
+    saved_span = b.span
+    b.span = loss.span
+    grads: dict[Value, Value] = {loss: E.broadcast_to(b, E.like(b, 1.0, loss), loss.type.shape)}
+    for node in reversed(forward):
+        out_grads = tuple(grads.get(o) for o in node.outputs)
+        if all(g is None for g in out_grads) or not any(v in depends for v in node.inputs):
+            continue
+        b.span = node.span
+        in_grads = node.op.vjp(b, node, out_grads)
+        for x, gx in zip(node.inputs, in_grads, strict=True):
+            if gx is None or x not in depends:
+                continue
+            gx = unbroadcast(b, gx, x.type)
+            grads[x] = E.add(b, grads[x], gx) if x in grads else gx
+    b.span = saved_span
+    out = {}
+    for w in wrt:
+        if w in grads:
+            out[w] = grads[w]
+            if grads[w].producer is not None and not grads[w].name:
+                grads[w].name = f"{w.name}.grad"
+        else:  # the loss does not depend on w
+            out[w] = E.broadcast_to(b, E.like(b, 0.0, w), w.type.shape)
+    return out

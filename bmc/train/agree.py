@@ -1,0 +1,92 @@
+"""Making a model and its data agree before training, with errors that name both shapes and the `.bm` line.
+
+A sample shape with the same number of elements as the model's input is reshaped ([28, 28] -> [784]). If the
+input's feature dim is a model parameter (`input image: f32[N, features]`), the data sets that parameter, as if
+`-D features=64` had been given, unless the user set it explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bmc.data import Dataset
+from bmc.diagnostics import BmcError
+from bmc.frontend.model_ir import ModelIR
+from bmc.ir.types import NUMPY_NAMES, shape_str
+from bmc.syntax import ast
+
+
+@dataclass
+class Binding:
+    defines: dict[str, int]  # model parameters the data sets
+    notes: list[str]
+
+
+def bind_from_data(model: ModelIR, module: ast.Module, data: Dataset, explicit: set[str]) -> Binding:
+    """Model parameters to set from the data's sample shape (empty if the shapes already agree)."""
+    inputs = model.data_inputs
+    if len(inputs) != 1:
+        raise BmcError(f"model '{model.name}' has {len(inputs)} inputs; training data sets provide exactly one",
+                       model.span)
+    x = inputs[0]
+    sample = data.sample_shape
+    static = x.type.shape[1:]
+    if all(isinstance(d, int) for d in static) and math.prod(static) == math.prod(sample):
+        return Binding({}, [])
+    decl = next(s for s in module.models[model.name].body if isinstance(s, ast.InputDecl) and s.name == x.name)
+    dim_exprs = decl.type.dims[1:]
+    free = [(i, e.id) for i, e in enumerate(dim_exprs)
+            if isinstance(e, ast.Name) and e.id in model.constants and e.id not in explicit]
+    if len(free) == 1 and len(dim_exprs) in (1, len(sample)):
+        i, name = free[0]
+        others = math.prod(d for j, d in enumerate(static) if j != i)
+        total = math.prod(sample)
+        if isinstance(others, int) and total % others == 0:
+            value = total // others
+            note = f"{name} = {value}, from the data ({data.name} samples are {shape_str(sample)})"
+            return Binding({name: value}, [note])
+    raise BmcError(
+        f"the data gives '{x.name}' samples of shape {shape_str(sample)}, but the model declares "
+        f"{x.type} ({math.prod(sample)} values per sample against {shape_str(static)})",
+        model.input_spans.get(x.name),
+        notes=("make the size a model parameter (model m(features = 784) ... f32[N, features]) so the data can "
+               "set it, or set it with -D",),
+    )
+
+
+def shape_batch(model: ModelIR, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Train and test feeds {input/target name: array} in the model's shapes and dtypes."""
+    x = model.data_inputs[0]
+    feeds = []
+    for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        feed = {x.name: xs.reshape((len(xs), *x.type.shape[1:])).astype(NUMPY_NAMES[x.type.dtype], copy=False)}
+        for t in model.targets[:1]:
+            feed[t.name] = _target(model, t, ys, data)
+        feeds.append(feed)
+    return feeds[0], feeds[1]
+
+
+def _target(model: ModelIR, t, y: np.ndarray, data: Dataset) -> np.ndarray:
+    want = t.type
+    if want.dtype in ("i32", "i64") and data.num_classes is None:
+        raise BmcError(f"target '{t.name}' is {want} (class indices) but {data.name} is a regression data set",
+                       t.span)
+    per_sample = want.shape[1:]
+    if not all(isinstance(d, int) for d in per_sample) or math.prod(per_sample) != 1:
+        raise BmcError(f"target '{t.name}' is {want}; the data gives one value per sample "
+                       f"(declare it {want.dtype}[N] or {want.dtype}[N, 1])", t.span)
+    return y.reshape((len(y), *per_sample)).astype(NUMPY_NAMES[want.dtype])
+
+
+def check_classes(model: ModelIR, data: Dataset) -> None:
+    """A classifier must have an output for every class of the data."""
+    if data.num_classes is None or not model.outputs:
+        return
+    out = model.graph.outputs[model.outputs[0]]
+    if out.type.rank == 2 and isinstance(out.type.shape[1], int) and out.type.shape[1] > 1:
+        if out.type.shape[1] < data.num_classes:
+            raise BmcError(f"output '{model.outputs[0]}' has {out.type.shape[1]} classes but {data.name} has "
+                           f"{data.num_classes}", out.span)

@@ -1,0 +1,104 @@
+"""Optimizer updates written as IR, so the update is part of the one train-step graph every backend compiles.
+
+Each optimizer declares the state it keeps per parameter (and globally), then emits the update from the parameter,
+its gradient, its state and the learning rate (a scalar graph input, so schedules need no recompilation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bmc.ir.graph import Builder, Value
+from bmc.ir.types import TensorType, scalar
+from bmc.ops import emit as E
+from bmc.ops.elementwise import Pow, Sqrt
+from bmc.train.config import OptimizerConfig
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str  # e.g. "adam.m/h.W" or "adam.t"
+    type: TensorType
+
+
+class Optimizer:
+    def __init__(self, config: OptimizerConfig):
+        self.config = config
+        self.args = config.args
+
+    def state(self, params: list[Value]) -> list[StateSpec]:
+        return []
+
+    def update(self, b: Builder, params: list[Value], grads: dict[Value, Value], state: dict[str, Value],
+               lr: Value) -> tuple[dict[Value, Value], dict[str, Value]]:
+        raise NotImplementedError
+
+
+class GradientDescent(Optimizer):
+    """p <- p - lr g (full-batch gradient descent when the batch is the whole set)."""
+
+    def update(self, b, params, grads, state, lr):
+        new_params = {p: E.sub(b, p, E.mul(b, lr, grads[p])) for p in params}
+        for p, v in new_params.items():
+            v.name = f"{p.name}.new"
+        return new_params, {}
+
+
+class SGD(Optimizer):
+    """Momentum SGD as in PyTorch: v <- mu v + g; p <- p - lr v (Nesterov: p <- p - lr (g + mu v))."""
+
+    def state(self, params):
+        if float(self.args["momentum"]) == 0:
+            return []
+        return [StateSpec(f"sgd.velocity/{p.name}", p.type) for p in params]
+
+    def update(self, b, params, grads, state, lr):
+        mu = float(self.args["momentum"])
+        if mu == 0:
+            return GradientDescent(self.config).update(b, params, grads, state, lr)
+        new_params, new_state = {}, {}
+        for p in params:
+            g = grads[p]
+            v = E.add(b, E.mul(b, E.like(b, mu, p), state[f"sgd.velocity/{p.name}"]), g)
+            step = E.add(b, g, E.mul(b, E.like(b, mu, p), v)) if self.args["nesterov"] else v
+            new_params[p] = E.sub(b, p, E.mul(b, lr, step))
+            v.name, new_params[p].name = f"{p.name}.velocity", f"{p.name}.new"
+            new_state[f"sgd.velocity/{p.name}"] = v
+        return new_params, new_state
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction, in PyTorch's form: p <- p - lr m^ / (sqrt(v^) + eps)."""
+
+    def state(self, params):
+        specs = [StateSpec("adam.t", scalar(params[0].type.dtype if params else "f32"))]
+        for p in params:
+            specs += [StateSpec(f"adam.m/{p.name}", p.type), StateSpec(f"adam.v/{p.name}", p.type)]
+        return specs
+
+    def update(self, b, params, grads, state, lr):
+        b1, b2, eps = float(self.args["beta1"]), float(self.args["beta2"]), float(self.args["eps"])
+        t = E.add(b, state["adam.t"], E.like(b, 1.0, state["adam.t"]))
+        one = E.like(b, 1.0, t)
+        # bias corrections, computed once per step for all parameters
+        c1 = E.sub(b, one, b.emit(Pow(), E.like(b, b1, t), t))
+        c2 = E.sub(b, one, b.emit(Pow(), E.like(b, b2, t), t))
+        step = E.div(b, lr, c1)
+        new_params, new_state = {}, {"adam.t": t}
+        for p in params:
+            g = grads[p]
+            m = E.add(b, E.mul(b, E.like(b, b1, p), state[f"adam.m/{p.name}"]), E.mul(b, E.like(b, 1 - b1, p), g))
+            v = E.add(b, E.mul(b, E.like(b, b2, p), state[f"adam.v/{p.name}"]),
+                      E.mul(b, E.like(b, 1 - b2, p), E.mul(b, g, g)))
+            denom = E.add(b, b.emit(Sqrt(), E.div(b, v, c2)), E.like(b, eps, p))
+            new_params[p] = E.sub(b, p, E.mul(b, step, E.div(b, m, denom)))
+            m.name, v.name, new_params[p].name = f"{p.name}.m", f"{p.name}.v", f"{p.name}.new"
+            new_state[f"adam.m/{p.name}"], new_state[f"adam.v/{p.name}"] = m, v
+        return new_params, new_state
+
+
+OPTIMIZER_CLASSES = {"gd": GradientDescent, "sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(config: OptimizerConfig) -> Optimizer:
+    return OPTIMIZER_CLASSES[config.kind](config)

@@ -1,0 +1,89 @@
+"""The train step as one graph: forward, loss with penalties, backward (autodiff) and the optimizer update.
+
+Inputs: the batch (inputs and targets), the parameters, the optimizer state and the learning rate `lr`.
+Outputs: `loss`, the model's declared outputs, then `params/<name>` and `state/<name>` for every updated value.
+"""
+
+from __future__ import annotations
+
+from bmc.diagnostics import BmcError
+from bmc.frontend.model_ir import ModelIR
+from bmc.init import Init
+from bmc.ir.graph import Builder, Graph, ParamInfo
+from bmc.ir.types import scalar
+from bmc.ops import emit as E
+from bmc.ops.elementwise import Abs
+from bmc.passes import dce
+from bmc.passes.autodiff import gradients
+from bmc.train.config import TrainConfig
+from bmc.train.optimizers import make_optimizer
+
+
+def inference_graph(model: ModelIR) -> Graph:
+    """The declared outputs only: no targets, no loss."""
+    g = model.graph.copy_frame()
+    g.nodes = list(model.graph.nodes)
+    g.outputs = {k: model.graph.outputs[k] for k in model.outputs}
+    dce.run(g)
+    used = {v for n in g.nodes for v in n.inputs} | set(g.outputs.values())
+    for t in g.inputs_with_role("target"):
+        if t in used:
+            out = next(k for k, v in g.outputs.items() if v is t or _depends(g, v, t))
+            raise BmcError(f"output '{out}' depends on the target '{t.name}', which inference does not have",
+                           g.outputs[out].span)
+    g.inputs = [v for v in g.inputs if g.roles[v] != "target"]
+    return g
+
+
+def _depends(g: Graph, v, t) -> bool:
+    seen, stack = set(), [v]
+    while stack:
+        x = stack.pop()
+        if x is t:
+            return True
+        if x in seen or x.producer is None:
+            continue
+        seen.add(x)
+        stack.extend(x.producer.inputs)
+    return False
+
+
+def loss_graph(model: ModelIR) -> Graph:
+    """Forward graph with the loss as its only output (used by gradient checks)."""
+    g = model.graph.copy_frame()
+    g.nodes = list(model.graph.nodes)
+    g.outputs = {"loss": model.graph.outputs["loss"]}
+    return g
+
+
+def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
+    assert model.loss is not None
+    src = model.graph
+    g = src.copy_frame(f"{src.name}_train_step")
+    g.nodes = list(src.nodes)
+    b = Builder(g)
+    loss = src.outputs["loss"]
+    params = [p for p in g.params if g.param_info[p].trainable]
+    objective = loss
+    b.span = config.spans.get("l2") or config.spans.get("l1") or loss.span
+    for strength, penalty in ((config.l2, lambda w: E.mul(b, w, w)), (config.l1, lambda w: b.emit(Abs(), w))):
+        if strength:
+            for w in (p for p in params if g.param_info[p].decay):
+                term = E.mul(b, E.like(b, strength, w), E.sum_(b, penalty(w)))
+                objective = E.add(b, objective, term)
+    dtype = loss.type.dtype
+    lr = g.add_input(scalar(dtype), "lr", "hyper")
+    optimizer = make_optimizer(config.optimizer)
+    state = {}
+    for spec in optimizer.state(params):
+        v = g.add_input(spec.type, spec.name, "state")
+        g.param_info[v] = ParamInfo(Init("zeros"), trainable=False, decay=False)
+        state[spec.name] = v
+    grads = gradients(b, objective, params)
+    b.span = config.spans.get("optimizer") or loss.span
+    new_params, new_state = optimizer.update(b, params, grads, state, lr)
+    g.outputs = {"loss": objective}
+    g.outputs.update({k: src.outputs[k] for k in model.outputs})
+    g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
+    g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
+    return g
