@@ -52,3 +52,16 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
         hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(),
         forward=fwd.rstrip(), train_step=train_src.rstrip(),
     )
+
+
+def compile_function(graph: Graph, name: str = "run"):
+    """Compile any graph into a Python function `f(feeds: dict) -> dict of outputs` (tests and tools)."""
+    from bmc.runtime import load_source
+
+    module = ModuleContext()
+    graph = prepare(graph)
+    src = function_source(name, graph, module, [("feeds", graph.inputs)], doc=f"Graph {graph.name}.")
+    text = "import numpy as np\n\n" + module.helper_source() + "\n\n" + src
+    fn = getattr(load_source(text, f"<bmc {graph.name}>"), name)
+    fn.source = text
+    return fn

@@ -87,3 +87,20 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
     g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
     g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
     return g
+
+
+def gradient_graph(model: ModelIR, wrt: str = "params") -> Graph:
+    """The loss and its gradient with respect to every parameter (`grad/<name>`), and with respect to every float
+    data input too when `wrt` is "all": what gradient checks compare against finite differences."""
+    assert model.loss is not None
+    src = model.graph
+    g = src.copy_frame(f"{src.name}_gradients")
+    g.nodes = list(src.nodes)
+    b = Builder(g)
+    loss = src.outputs["loss"]
+    targets = list(g.params)
+    if wrt == "all":
+        targets += [v for v in g.inputs_with_role("input", "target") if v.type.is_float]
+    grads = gradients(b, loss, targets)
+    g.outputs = {"loss": loss, **{f"grad/{v.name}": grads[v] for v in targets}}
+    return g
