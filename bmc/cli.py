@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except BmcError as e:
         print(e.render(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `bmc ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -39,7 +39,7 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
              ("batch", train.inputs_with_role("input", "target")), ("", hyper)],
             doc="One training step on a batch: forward, backward, optimizer update.\n\n"
                 "    Updates `params` and `state` in place; returns the loss and the model's outputs.",
-            write_back=write_back, returns=returns,
+            write_back=write_back, returns=returns, owned=set(train.inputs_with_role("param", "state")),
         )
         state = _signature(train.inputs_with_role("state"))
     return render_module(

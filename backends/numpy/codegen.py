@@ -14,7 +14,8 @@ from importlib import resources
 
 import jinja2
 from bmc.backends.numpy import kernels
-from bmc.backends.numpy.rules import RULES, supports
+from bmc.backends.numpy.memory import plan
+from bmc.backends.numpy.rules import RULES, lower_into, supports
 
 from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
@@ -59,8 +60,9 @@ class ModuleContext:
 class FunctionWriter:
     """Writes one Python function that evaluates a graph, one line per op."""
 
-    def __init__(self, graph: Graph, module: ModuleContext):
+    def __init__(self, graph: Graph, module: ModuleContext, owned: set[Value] | None = None):
         self.graph = graph
+        self.buffers = plan(graph, owned or set())
         self.module = module
         self.namer = Namer(python_identifier, reserved=RESERVED | set(graph.symbols()))
         self.namer.name_graph(graph)
@@ -104,7 +106,11 @@ class FunctionWriter:
             if comment != last_comment and comment:
                 lines.append(comment)
             last_comment = comment
-            expr = RULES[type(node.op)](node, [self.arg(v, node) for v in node.inputs], self)
+            args = [self.arg(v, node) for v in node.inputs]
+            if node in self.buffers:
+                expr = lower_into(node, args, self.namer.name(self.buffers[node]))
+            else:
+                expr = RULES[type(node.op)](node, args, self)
             outs = ", ".join(self.namer.name(o) for o in node.outputs)
             lines.append(f"{outs} = {expr}")
         return lines
@@ -140,14 +146,16 @@ def prepare(graph: Graph) -> Graph:
 def function_source(
     name: str, graph: Graph, module: ModuleContext, groups: list[tuple[str, list[Value]]], doc: str,
     write_back: dict[str, tuple[str, str]] | None = None, returns: list[str] | None = None,
+    owned: set[Value] | None = None,
 ) -> str:
     """The source of `def name(...)`.
 
     groups: (argument name, input values) — a dict argument unpacked by `.bm` name, or "" for positional arguments.
     write_back: graph output key -> (dict argument, key) stored back into that dict (parameter and state updates).
     returns: the graph outputs returned in a dict.
+    owned: inputs whose arrays the function may overwrite once they are dead (the train step's params and state).
     """
-    w = FunctionWriter(graph, module)
+    w = FunctionWriter(graph, module, owned)
     args, lines = [], []
     for group, values in groups:
         if group:

@@ -203,3 +203,21 @@ LOSSES = {ops.CrossEntropy: "_cross_entropy", ops.BinaryCrossEntropy: "_binary_c
 @lower(*LOSSES)
 def _loss(node, a, ctx):
     return f"{ctx.use(LOSSES[type(node.op)])}({a[0]}, {a[1]})"
+
+
+# ---- writing into an existing buffer (memory planning) --------------------------------------------------------------
+
+UFUNCS = {ops.Add: "np.add", ops.Sub: "np.subtract", ops.Mul: "np.multiply", ops.Div: "np.divide",
+          ops.Pow: "np.power", ops.Maximum: "np.maximum", ops.Minimum: "np.minimum", ops.Neg: "np.negative",
+          ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
+          ops.Sign: "np.sign"}
+
+
+def lower_into(node: Node, a: list[str], out: str) -> str:
+    """The op written into the buffer `out` (see backends/numpy/memory.py)."""
+    if isinstance(node.op, ops.Relu):
+        return f"np.maximum({a[0]}, 0, out={out})"
+    if isinstance(node.op, ops.MatMul):
+        x, y = _matmul(node, a, None).split(" @ ")
+        return f"np.matmul({x}, {y}, out={out})"
+    return f"{UFUNCS[type(node.op)]}({', '.join(a)}, out={out})"

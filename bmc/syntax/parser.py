@@ -241,10 +241,10 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def model_def(self, meta, children):
-        name, params, *body = children
-        return ast.ModelDef(
-            str(name), self._tok(name), params or (), tuple(s for s in body if s is not None), self._span(meta)
-        )
+        name, *body = children
+        # `model_params?` leaves no placeholder when a model has no parameter list (`model m { ... }`)
+        params = body.pop(0) if body and isinstance(body[0], tuple) else ()
+        return ast.ModelDef(str(name), self._tok(name), params, tuple(s for s in body if s is not None), self._span(meta))
 
     @v_args(meta=True)
     def layer_arg(self, meta, children):

@@ -84,6 +84,7 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
     steps = math.ceil(n / batch)
     lr = np.asarray(config.optimizer.lr, dtype=module.DTYPE)
     history = History()
+    log_every = max(1, config.epochs // 20)  # at most about 20 lines for long runs
     rng = np.random.default_rng(config.seed)
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(n) if batch < n else np.arange(n)
@@ -111,7 +112,8 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
         test_scores = evaluate(module, params, test, output, num_classes, names) if test else {}
         entry = EpochLog(epoch, total_loss / seen, train_scores, test_scores, seconds, seen / seconds)
         history.epochs.append(entry)
-        log(entry.line(config.epochs))
+        if epoch % log_every == 0 or epoch in (1, config.epochs):
+            log(entry.line(config.epochs))
     return history
 
 

@@ -87,14 +87,19 @@ class Adam(Optimizer):
         new_params, new_state = {}, {"adam.t": t}
         for p in params:
             g = grads[p]
-            m = E.add(b, E.mul(b, E.like(b, b1, p), state[f"adam.m/{p.name}"]), E.mul(b, E.like(b, 1 - b1, p), g))
+            m = E.add(b, E.mul(b, E.like(b, b1, p), state[f"adam.m/{p.name}"]), E.mul(b, E.like(b, _complement(b1), p), g))
             v = E.add(b, E.mul(b, E.like(b, b2, p), state[f"adam.v/{p.name}"]),
-                      E.mul(b, E.like(b, 1 - b2, p), E.mul(b, g, g)))
+                      E.mul(b, E.like(b, _complement(b2), p), E.mul(b, g, g)))
             denom = E.add(b, b.emit(Sqrt(), E.div(b, v, c2)), E.like(b, eps, p))
             new_params[p] = E.sub(b, p, E.mul(b, step, E.div(b, m, denom)))
             m.name, v.name, new_params[p].name = f"{p.name}.m", f"{p.name}.v", f"{p.name}.new"
             new_state[f"adam.m/{p.name}"], new_state[f"adam.v/{p.name}"] = m, v
         return new_params, new_state
+
+
+def _complement(beta: float) -> float:
+    """1 - beta without binary noise in the generated code (0.1, not 0.09999999999999998)."""
+    return float(f"{1.0 - beta:.12g}")
 
 
 OPTIMIZER_CLASSES = {"gd": GradientDescent, "sgd": SGD, "adam": Adam}

@@ -1,0 +1,129 @@
+"""Model `logistic`, compiled by bmc 0.1.0 for NumPy (f32).
+
+Generated code: do not edit; rebuild with `bmc build SOURCE --target numpy`. It needs nothing but NumPy.
+Comments of the form `# file.bm:LINE: text` point back to the `.bm` statement each group of lines came from.
+
+    params = load_params()                 # the parameters saved beside this file (params.npz)
+    outputs = forward(params, x)
+    state = load_state()                   # optimizer state (state.npz)
+    metrics = train_step(params, state, batch, lr)   # updates params and state in place
+"""
+
+import os
+
+import numpy as np
+
+MODEL = 'logistic'
+SOURCE = 'examples/logistic_regression.bm'
+SOURCE_SHA256 = '6ee07804a5470c409cac626dfee2a960f2ee5bc8234de71bf71ffdd7212fa1b4'
+BMC_VERSION = '0.1.0'
+DTYPE = np.float32
+
+# name -> (dtype, shape); strings in a shape are symbolic dims bound at call time
+INPUTS = {'x': ('f32', ['N', 30])}
+OUTPUTS = {'probability': ('f32', ['N', 1])}
+PARAMS = {'z.W': ('f32', [30, 1]), 'z.b': ('f32', [1])}
+STATE = {'sgd.velocity/z.W': ('f32', [30, 1]), 'sgd.velocity/z.b': ('f32', [1])}
+
+
+# ---- op implementations used below ---------------------------------------------------------------------------------
+
+def _sigmoid(x):
+    # 1 / (1 + exp(-x)) without overflow: exp(-log(1 + exp(-x)))
+    return np.exp(-np.logaddexp(0, -x))
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+def _log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+def _cross_entropy(logits, target):
+    # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
+    logp = _log_softmax(logits, -1)
+    if target.dtype.kind in "iu":
+        picked = np.take_along_axis(logp, target[..., None], axis=-1)
+        return -picked.sum(dtype=logits.dtype) / target.size
+    return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size
+
+def _binary_cross_entropy(logits, target):
+    # mean of max(z, 0) - z y + log(1 + exp(-|z|)): stable for any logit
+    y = target.astype(logits.dtype)
+    per = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+    return per.sum(dtype=logits.dtype) / logits.size
+
+
+
+# ---- inference -----------------------------------------------------------------------------------------------------
+
+def forward(params, x):
+    """Inference: probability of model logistic."""
+    z_W = params['z.W']
+    z_b = params['z.b']
+    N = x.shape[0]
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z = x @ z_W + z_b
+    # examples/logistic_regression.bm:8: output probability = sigmoid(z)
+    probability = _sigmoid(z)
+    return {'probability': probability}
+
+
+# ---- training: forward, backward and optimizer update in one graph --------------------------------------------------
+
+def train_step(params, state, batch, lr):
+    """One training step on a batch: forward, backward, optimizer update.
+
+    Updates `params` and `state` in place; returns the loss and the model's outputs."""
+    z_W = params['z.W']
+    z_b = params['z.b']
+    sgd_velocity_z_W = state['sgd.velocity/z.W']
+    sgd_velocity_z_b = state['sgd.velocity/z.b']
+    x = batch['x']
+    y = batch['y']
+    N = x.shape[0]
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z = x @ z_W + z_b
+    # examples/logistic_regression.bm:8: output probability = sigmoid(z)
+    probability = _sigmoid(z)
+    # examples/logistic_regression.bm:9: loss = binary_cross_entropy(z, reshape(y, [N, 1]))
+    t0 = y.reshape((N, 1))
+    t1 = t0.astype(np.float32)
+    loss = _binary_cross_entropy(z, t1)
+    t3 = np.subtract(probability, t1, out=t1)
+    t4 = np.float32(N * 1)
+    t5 = 1.0 / t4
+    t6 = np.multiply(t3, t5, out=t3)
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z_W_grad = x.T @ t6
+    z_b_grad = t6.sum(axis=0)
+    # examples/logistic_regression.bm:14: optimizer = sgd(lr = 0.1, momentum = 0.9)
+    t8 = np.multiply(0.9, sgd_velocity_z_W, out=sgd_velocity_z_W)
+    z_W_velocity = np.add(t8, z_W_grad, out=t8)
+    t9 = np.multiply(lr, z_W_velocity, out=z_W_grad)
+    z_W_new = np.subtract(z_W, t9, out=z_W)
+    t10 = np.multiply(0.9, sgd_velocity_z_b, out=sgd_velocity_z_b)
+    z_b_velocity = np.add(t10, z_b_grad, out=t10)
+    t11 = np.multiply(lr, z_b_velocity, out=z_b_grad)
+    z_b_new = np.subtract(z_b, t11, out=z_b)
+    params['z.W'] = z_W_new
+    params['z.b'] = z_b_new
+    state['sgd.velocity/z.W'] = z_W_velocity
+    state['sgd.velocity/z.b'] = z_b_velocity
+    return {'loss': loss, 'probability': probability}
+
+
+def load_params(path=None):
+    """The parameters stored beside this module (or at `path`), as a dict of arrays."""
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")
+    with np.load(path) as f:
+        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+
+
+def load_state(path=None):
+    """The optimizer state stored beside this module (or at `path`), as a dict of arrays."""
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "state.npz")
+    with np.load(path) as f:
+        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
