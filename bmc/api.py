@@ -105,13 +105,17 @@ class Model:
         """Initial parameters (drawn per name from `seed`) and zero optimizer state."""
         seed = self.config.seed if seed is None else seed
         g = self.compiled.model.graph
-        params = {p.name: init.sample(g.param_info[p].init, p.type.shape, self.compiled.dtype,
+        params = {p.name: init.sample(g.param_info[p].init, p.type.shape, self._float(p.type.dtype),
                                       init.generator(seed, p.name)) for p in g.params}
         state = {}
         if self.compiled.model.loss is not None:
             for v in self.compiled.train_step().inputs_with_role("state"):
-                state[v.name] = np.zeros(v.type.shape, NUMPY_NAMES[v.type.dtype])
+                state[v.name] = np.zeros(v.type.shape, NUMPY_NAMES[self._float(v.type.dtype)])
         return params, state
+
+    def _float(self, dtype: str) -> str:
+        """A float dtype at the build's precision (an f64 build makes every float f64)."""
+        return self.compiled.dtype if dtype == "f32" else dtype
 
     # ---- building and training --------------------------------------------------------------------------------
 
@@ -243,11 +247,11 @@ def load(build_dir: str | Path) -> Build:
     build_dir = Path(build_dir)
     manifest = artifacts.read_manifest(build_dir)
     module = load_module(build_dir / "model.py")
-    params = {k: v.astype(module.DTYPE) if v.dtype.kind == "f" else v
-              for k, v in artifacts.read_npz(build_dir / "params.npz").items()}
-    missing = [k for k in module.PARAMS if k not in params]
+    stored = artifacts.read_npz(build_dir / "params.npz")
+    missing = [k for k in module.PARAMS if k not in stored]
     if missing:
         raise UsageError(f"{build_dir / 'params.npz'} lacks the parameter(s) {', '.join(missing)}")
+    params = {k: stored[k].astype(NUMPY_NAMES[dtype]) for k, (dtype, _) in module.PARAMS.items()}
     state = artifacts.read_npz(build_dir / "state.npz")
     source = (build_dir / "model.py").read_text(encoding="utf-8")
     return Build(None, module, source, params, state, manifest=manifest)

@@ -25,7 +25,7 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
     )
     train_src = ""
     hyper_args = ""
-    state = {}
+    state, hyper_sig = {}, {}
     if train is not None:
         train = prepare(train)
         hyper = train.inputs_with_role("hyper")
@@ -42,12 +42,13 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
             write_back=write_back, returns=returns, owned=set(train.inputs_with_role("param", "state")),
         )
         state = _signature(train.inputs_with_role("state"))
+        hyper_sig = _signature(hyper)
     return render_module(
         model=name, version=__version__, dtype=dtype, np_dtype=NUMPY_NAMES[dtype], source=source,
         source_hash=source_hash,
         inputs=_signature(inference.inputs_with_role("input")),
         outputs={k: (v.type.dtype, list(v.type.shape)) for k, v in inference.outputs.items()},
-        params=_signature(inference.params), state=state,
+        params=_signature(inference.params), state=state, hyper=hyper_sig,
         forward_args=", ".join(v.name for v in inference.inputs_with_role("input")),
         hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(),
         forward=fwd.rstrip(), train_step=train_src.rstrip(),

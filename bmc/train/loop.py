@@ -82,7 +82,8 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
     n = len(next(iter(train.values())))
     batch = n if config.batch is None else min(config.batch, n)
     steps = math.ceil(n / batch)
-    lr = np.asarray(config.optimizer.lr, dtype=module.DTYPE)
+    lr_dtype = module.HYPER["lr"][0] if "lr" in module.HYPER else "f32"
+    lr = np.asarray(config.optimizer.lr, dtype={"f32": np.float32, "f64": np.float64}[lr_dtype])
     history = History()
     log_every = max(1, config.epochs // 20)  # at most about 20 lines for long runs
     rng = np.random.default_rng(config.seed)

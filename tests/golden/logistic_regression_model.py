@@ -24,6 +24,8 @@ INPUTS = {'x': ('f32', ['N', 30])}
 OUTPUTS = {'probability': ('f32', ['N', 1])}
 PARAMS = {'z.W': ('f32', [30, 1]), 'z.b': ('f32', [1])}
 STATE = {'sgd.velocity/z.W': ('f32', [30, 1]), 'sgd.velocity/z.b': ('f32', [1])}
+HYPER = {'lr': ('f32', [])}
+_NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
 
 # ---- op implementations used below ---------------------------------------------------------------------------------
@@ -119,11 +121,11 @@ def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[PARAMS[name][0]]) for name in PARAMS}
 
 
 def load_state(path=None):
     """The optimizer state stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "state.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[STATE[name][0]]) for name in STATE}

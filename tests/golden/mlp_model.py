@@ -24,6 +24,8 @@ INPUTS = {'image': ('f32', ['N', 784])}
 OUTPUTS = {'probs': ('f32', ['N', 10])}
 PARAMS = {'h.W': ('f32', [784, 128]), 'h.b': ('f32', [128]), 'logits.W': ('f32', [128, 10]), 'logits.b': ('f32', [10])}
 STATE = {'adam.t': ('f32', []), 'adam.m/h.W': ('f32', [784, 128]), 'adam.v/h.W': ('f32', [784, 128]), 'adam.m/h.b': ('f32', [128]), 'adam.v/h.b': ('f32', [128]), 'adam.m/logits.W': ('f32', [128, 10]), 'adam.v/logits.W': ('f32', [128, 10]), 'adam.m/logits.b': ('f32', [10]), 'adam.v/logits.b': ('f32', [10])}
+HYPER = {'lr': ('f32', [])}
+_NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
 
 # ---- op implementations used below ---------------------------------------------------------------------------------
@@ -193,11 +195,11 @@ def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[PARAMS[name][0]]) for name in PARAMS}
 
 
 def load_state(path=None):
     """The optimizer state stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "state.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[STATE[name][0]]) for name in STATE}

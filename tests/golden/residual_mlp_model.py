@@ -24,6 +24,8 @@ INPUTS = {'image': ('f32', ['N', 64])}
 OUTPUTS = {'probs': ('f32', ['N', 10])}
 PARAMS = {'x.W': ('f32', [64, 64]), 'x.b': ('f32', [64]), 'block1.W1': ('f32', [64, 128]), 'block1.b1': ('f32', [128]), 'block1.W2': ('f32', [128, 64]), 'block1.b2': ('f32', [64]), 'block2.W1': ('f32', [64, 128]), 'block2.b1': ('f32', [128]), 'block2.W2': ('f32', [128, 64]), 'block2.b2': ('f32', [64]), 'W_out': ('f32', [64, 10]), 'b_out': ('f32', [10])}
 STATE = {'adam.t': ('f32', []), 'adam.m/x.W': ('f32', [64, 64]), 'adam.v/x.W': ('f32', [64, 64]), 'adam.m/x.b': ('f32', [64]), 'adam.v/x.b': ('f32', [64]), 'adam.m/block1.W1': ('f32', [64, 128]), 'adam.v/block1.W1': ('f32', [64, 128]), 'adam.m/block1.b1': ('f32', [128]), 'adam.v/block1.b1': ('f32', [128]), 'adam.m/block1.W2': ('f32', [128, 64]), 'adam.v/block1.W2': ('f32', [128, 64]), 'adam.m/block1.b2': ('f32', [64]), 'adam.v/block1.b2': ('f32', [64]), 'adam.m/block2.W1': ('f32', [64, 128]), 'adam.v/block2.W1': ('f32', [64, 128]), 'adam.m/block2.b1': ('f32', [128]), 'adam.v/block2.b1': ('f32', [128]), 'adam.m/block2.W2': ('f32', [128, 64]), 'adam.v/block2.W2': ('f32', [128, 64]), 'adam.m/block2.b2': ('f32', [64]), 'adam.v/block2.b2': ('f32', [64]), 'adam.m/W_out': ('f32', [64, 10]), 'adam.v/W_out': ('f32', [64, 10]), 'adam.m/b_out': ('f32', [10]), 'adam.v/b_out': ('f32', [10])}
+HYPER = {'lr': ('f32', [])}
+_NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
 
 # ---- op implementations used below ---------------------------------------------------------------------------------
@@ -423,11 +425,11 @@ def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[PARAMS[name][0]]) for name in PARAMS}
 
 
 def load_state(path=None):
     """The optimizer state stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "state.npz")
     with np.load(path) as f:
-        return {name: f[name].astype(DTYPE) if f[name].dtype.kind == "f" else f[name] for name in f.files}
+        return {name: f[name].astype(_NUMPY_DTYPES[STATE[name][0]]) for name in STATE}
