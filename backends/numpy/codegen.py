@@ -43,6 +43,15 @@ class ModuleContext:
     """What the generated module needs besides its functions: the helpers ops asked for."""
 
     helpers: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)  # scan bodies and loops, in the order they were made
+    names: set[str] = field(default_factory=set)
+
+    def function_name(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.names:
+            name, i = f"{hint}_{i}", i + 1
+        self.names.add(name)
+        return name
 
     def use(self, helper: str) -> str:
         if helper not in self.helpers:
@@ -54,7 +63,8 @@ class ModuleContext:
         return helper
 
     def helper_source(self) -> str:
-        return "\n\n".join(inspect.getsource(getattr(kernels, h)).rstrip() for h in self.helpers)
+        parts = [inspect.getsource(getattr(kernels, h)).rstrip() for h in self.helpers]
+        return "\n\n\n".join(parts + [f.rstrip() for f in self.functions])
 
 
 class FunctionWriter:
@@ -82,6 +92,10 @@ class FunctionWriter:
     def shape(self, shape: tuple[Dim, ...]) -> str:
         parts = [self.dim(d) for d in shape]
         return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+    def scan_function(self, node: Node) -> str:
+        """Emit the loop of a scan and its body as module-level functions; return the loop's name."""
+        return scan_source(node, self.module, self.users)
 
     # -- expressions --
     def _is_const(self, v: Value) -> bool:
@@ -146,7 +160,7 @@ def prepare(graph: Graph) -> Graph:
 def function_source(
     name: str, graph: Graph, module: ModuleContext, groups: list[tuple[str, list[Value]]], doc: str,
     write_back: dict[str, tuple[str, str]] | None = None, returns: list[str] | None = None,
-    owned: set[Value] | None = None,
+    owned: set[Value] | None = None, tuple_return: bool = False,
 ) -> str:
     """The source of `def name(...)`.
 
@@ -168,9 +182,44 @@ def function_source(
     for key, (target, target_key) in (write_back or {}).items():
         lines.append(f"{target}[{target_key!r}] = {w.returned(key)}")
     keys = returns if returns is not None else list(graph.outputs)
-    lines.append("return {" + ", ".join(f"{k!r}: {w.returned(k)}" for k in keys) + "}")
+    if tuple_return:
+        lines.append("return " + ", ".join(w.returned(k) for k in keys))
+    else:
+        lines.append("return {" + ", ".join(f"{k!r}: {w.returned(k)}" for k in keys) + "}")
     body = "\n".join("    " + ln for ln in lines)
     return f'def {name}({", ".join(args)}):\n    """{doc}"""\n{body}\n'
+
+
+def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
+    """A scan as two functions: the body (one step) and the loop that stacks its per-step outputs."""
+    op = node.op
+    k, m, ny = op.num_carries, op.num_xs, op.num_ys
+    body = prepare(op.body)
+    base = python_identifier(op.body.name or "scan")
+    body_name = module.function_name(f"_{base}_step")
+    loop_name = module.function_name(f"_{base}_scan")
+    module.functions.append(function_source(
+        body_name, body, module, [("", body.inputs)], doc="One step of the scan below.", tuple_return=True))
+    n_in = len(node.inputs)
+    args = [f"c{i}" for i in range(k)] + [f"xs{i}" for i in range(m)] + [f"k{i}" for i in range(n_in - k - m)]
+    history = [i for i, h in enumerate(node.outputs[k + ny:]) if h in users]
+    order = "reversed(range(steps))" if op.reverse else "range(steps)"
+    lines = [f"def {loop_name}({', '.join(args)}):",
+             f'    """Scan over axis 1{" backwards" if op.reverse else ""}: carries {k}, sequences {m}."""',
+             "    steps = xs0.shape[1]"]
+    lines += [f"    ys{i} = [None] * steps" for i in range(ny)]
+    lines += [f"    history{i} = [None] * steps" for i in history]
+    lines.append(f"    for t in {order}:")
+    lines += [f"        history{i}[t] = c{i}" for i in history]
+    outs = [f"c{i}" for i in range(k)] + [f"y{i}" for i in range(ny)]
+    step_args = [f"c{i}" for i in range(k)] + [f"xs{i}[:, t]" for i in range(m)] + args[k + m:]
+    lines.append(f"        {', '.join(outs)}, = {body_name}({', '.join(step_args)})")
+    lines += [f"        ys{i}[t] = y{i}" for i in range(ny)]
+    results = [f"c{i}" for i in range(k)] + [f"np.stack(ys{i}, axis=1)" for i in range(ny)]
+    results += [f"np.stack(history{i}, axis=1)" if i in history else "None" for i in range(k)]
+    lines.append(f"    return {', '.join(results)}")
+    module.functions.append("\n".join(lines) + "\n")
+    return loop_name
 
 
 def render_module(**fields: object) -> str:

@@ -15,6 +15,7 @@ from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
 from bmc.ir.types import Dim, TensorType
 from bmc.ops.base import Op
+from bmc.ops.scan import Scan
 
 
 class _Context:
@@ -45,6 +46,8 @@ def _namespace() -> dict[str, Any]:
 
 def evaluate_node(op: Op, arrays: list[np.ndarray], types: list[TensorType],
                   symbols: dict[str, int] | None = None) -> list[np.ndarray]:
+    if isinstance(op, Scan):
+        return _scan(op, arrays)
     inputs = tuple(Value(t, f"a{i}") for i, t in enumerate(types))
     out_types = op.infer(*types)
     out_types = out_types if isinstance(out_types, tuple) else (out_types,)
@@ -56,13 +59,34 @@ def evaluate_node(op: Op, arrays: list[np.ndarray], types: list[TensorType],
     return list(result) if len(out_types) > 1 else [np.asarray(result)]
 
 
-def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Evaluate a graph whose ops all have NumPy rules, feeding inputs by name."""
+def _scan(op: Scan, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    k, m = op.num_carries, op.num_xs
+    carries, xs, consts = list(arrays[:k]), arrays[k:k + m], arrays[k + m:]
+    steps = xs[0].shape[1]
+    ys: list[list] = [[None] * steps for _ in range(op.num_ys)]
+    history: list[list] = [[None] * steps for _ in range(k)]
+    for t in reversed(range(steps)) if op.reverse else range(steps):
+        for i in range(k):
+            history[i][t] = carries[i]
+        outs = run_positional(op.body, [*carries, *(x[:, t] for x in xs), *consts])
+        carries = outs[:k]
+        for i in range(op.num_ys):
+            ys[i][t] = outs[k + i]
+    return [*carries, *(np.stack(y, axis=1) for y in ys), *(np.stack(h, axis=1) for h in history)]
+
+
+def run_positional(graph: Graph, values: list[np.ndarray]) -> list[np.ndarray]:
+    out = run_graph(graph, dict(zip(graph.inputs, values, strict=True)))
+    return list(out.values())
+
+
+def run_graph(graph: Graph, feeds: dict) -> dict[str, np.ndarray]:
+    """Evaluate a graph whose ops all have NumPy rules, feeding inputs by name (or by input value)."""
     env: dict[Value, np.ndarray] = {}
     symbols: dict[str, int] = {}
     for v in graph.inputs:
-        env[v] = feeds[v.name]
-        for d, n in zip(v.type.shape, np.shape(feeds[v.name]), strict=True):
+        env[v] = feeds[v] if v in feeds else feeds[v.name]
+        for d, n in zip(v.type.shape, np.shape(env[v]), strict=True):
             if isinstance(d, str) and "*" not in d:
                 symbols.setdefault(d, n)
     for node in graph.nodes:

@@ -57,3 +57,112 @@ def _binary_cross_entropy(logits, target):
 def _mse(pred, target):
     d = pred - target
     return (d * d).sum(dtype=pred.dtype) / pred.size
+
+
+def _windows(x, kernel, stride, padding, dilation, fill=0.0):
+    # [N, C, H, W] -> a view [N, C, H', W', kh, kw] of every window (after padding)
+    top, left, bottom, right = padding
+    if top or left or bottom or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    span_h = dilation[0] * (kernel[0] - 1) + 1
+    span_w = dilation[1] * (kernel[1] - 1) + 1
+    view = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    return view[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+
+
+def _conv2d(x, w, b, stride, padding, dilation):
+    # im2col as a strided view, then one BLAS call: [N, H', W', C*kh*kw] @ [C*kh*kw, O]
+    patches = _windows(x, w.shape[2:], stride, padding, dilation)
+    n, c, oh, ow, kh, kw = patches.shape
+    cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    out = cols @ w.reshape(w.shape[0], -1).T
+    out += b
+    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def _conv2d_grad_weight(x, g, stride, padding, dilation, kernel):
+    patches = _windows(x, kernel, stride, padding, dilation)
+    n, c, oh, ow, kh, kw = patches.shape
+    cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    grads = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, -1)
+    return (grads.T @ cols).reshape(-1, c, kh, kw)
+
+
+def _conv2d_grad_input(g, w, stride, padding, dilation, input_size):
+    # each output position sends g * w back to the pixels of its window (col2im)
+    n, o, oh, ow = g.shape
+    _, c, kh, kw = w.shape
+    top, left, bottom, right = padding
+    cols = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o) @ w.reshape(o, c * kh * kw)
+    cols = cols.reshape(n, oh, ow, c, kh, kw)
+    dx = np.zeros((n, c, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            r, s = i * dilation[0], j * dilation[1]
+            dx[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]] += (
+                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+            )
+    return dx[:, :, top : top + input_size[0], left : left + input_size[1]]
+
+
+def _max_pool2d(x, kernel, stride, padding):
+    return _windows(x, kernel, stride, padding, (1, 1), fill=-np.inf).max(axis=(4, 5))
+
+
+def _max_pool2d_grad(x, g, kernel, stride, padding):
+    # the gradient goes to the first maximum of each window
+    top, left, bottom, right = padding
+    patches = _windows(x, kernel, stride, padding, (1, 1), fill=-np.inf)
+    n, c, oh, ow, kh, kw = patches.shape
+    first = patches.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
+    dx = np.zeros((n, c, x.shape[2] + top + bottom, x.shape[3] + left + right), dtype=g.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += np.where(first == k, g, 0)
+    return dx[:, :, top : top + x.shape[2], left : left + x.shape[3]]
+
+
+def _avg_pool2d(x, kernel, stride, padding):
+    total = _windows(x, kernel, stride, padding, (1, 1)).sum(axis=(4, 5))
+    return total / _pool_counts(x.shape[2:], kernel, stride, padding, x.dtype)
+
+
+def _pool_counts(size, kernel, stride, padding, dtype):
+    # how many real (unpadded) pixels each window covers
+    ones = np.ones((1, 1, *size), dtype=dtype)
+    return _windows(ones, kernel, stride, padding, (1, 1)).sum(axis=(4, 5))
+
+
+def _avg_pool2d_grad(g, kernel, stride, padding, input_size):
+    top, left, bottom, right = padding
+    n, c, oh, ow = g.shape
+    share = g / _pool_counts(input_size, kernel, stride, padding, g.dtype)
+    dx = np.zeros((n, c, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += share
+    return dx[:, :, top : top + input_size[0], left : left + input_size[1]]
+
+
+def _scatter_add(ids, updates, rows):
+    out = np.zeros((rows, *updates.shape[ids.ndim :]), dtype=updates.dtype)
+    np.add.at(out, ids.reshape(-1), updates.reshape(-1, *updates.shape[ids.ndim :]))
+    return out
+
+
+def _random_uniform_like(x, key, salt):
+    # counter-based: the same (key, salt) always gives the same numbers
+    return np.random.default_rng([int(key), salt]).random(x.shape, dtype=x.dtype)
+
+
+def _causal_mask(scores, fill):
+    t = scores.shape[-1]
+    later = np.triu(np.ones((t, t), dtype=bool), k=1)
+    return np.where(later, scores.dtype.type(fill), scores)
+
+
+def _layer_norm(x, gamma, beta, eps):
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=-1, keepdims=True)
+    return centered / np.sqrt(var + eps) * gamma + beta

@@ -221,3 +221,74 @@ def lower_into(node: Node, a: list[str], out: str) -> str:
         x, y = _matmul(node, a, None).split(" @ ")
         return f"np.matmul({x}, {y}, out={out})"
     return f"{UFUNCS[type(node.op)]}({', '.join(a)}, out={out})"
+
+
+# ---- images, lookups, randomness, attention, normalization -----------------------------------------------------------
+
+
+def _helper_call(helper: str, args: list[str], ctx, **attrs) -> str:
+    extra = [f"{k}={v!r}" for k, v in attrs.items()]
+    return f"{ctx.use(helper)}({', '.join([*args, *extra])})"
+
+
+@lower(ops.Conv2d)
+def _conv2d(node, a, ctx):
+    o = node.op
+    return _helper_call("_conv2d", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation)
+
+
+@lower(ops.Conv2dGradInput)
+def _conv2d_grad_input(node, a, ctx):
+    o = node.op
+    return _helper_call("_conv2d_grad_input", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation,
+                        input_size=o.input_size)
+
+
+@lower(ops.Conv2dGradWeight)
+def _conv2d_grad_weight(node, a, ctx):
+    o = node.op
+    return _helper_call("_conv2d_grad_weight", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation,
+                        kernel=o.kernel)
+
+
+@lower(ops.MaxPool2d, ops.MaxPool2dGrad, ops.AvgPool2d)
+def _pool(node, a, ctx):
+    o = node.op
+    return _helper_call(f"_{o.name}", a, ctx, kernel=o.kernel, stride=o.stride, padding=o.padding)
+
+
+@lower(ops.AvgPool2dGrad)
+def _avg_pool_grad(node, a, ctx):
+    o = node.op
+    return _helper_call("_avg_pool2d_grad", a, ctx, kernel=o.kernel, stride=o.stride, padding=o.padding,
+                        input_size=o.input_size)
+
+
+@lower(ops.Gather)
+def _gather(node, a, ctx):
+    return f"{a[0]}[{a[1]}]"
+
+
+@lower(ops.ScatterAdd)
+def _scatter_add(node, a, ctx):
+    return _helper_call("_scatter_add", a, ctx, rows=node.op.rows)
+
+
+@lower(ops.RandomUniformLike)
+def _random(node, a, ctx):
+    return _helper_call("_random_uniform_like", a, ctx, salt=node.op.salt)
+
+
+@lower(ops.CausalMask)
+def _causal(node, a, ctx):
+    return _helper_call("_causal_mask", a, ctx, fill=node.op.fill)
+
+
+@lower(ops.LayerNorm)
+def _layer_norm(node, a, ctx):
+    return _helper_call("_layer_norm", a, ctx, eps=node.op.eps)
+
+
+@lower(ops.Scan)
+def _scan(node, a, ctx):
+    return f"{ctx.scan_function(node)}({', '.join(a)})"

@@ -26,16 +26,21 @@ def format_attr(value: object) -> str:
     return str(value)
 
 
-def format_node(node: Node, namer: Namer) -> str:
+def format_node(node: Node, namer: Namer, locations: bool = True) -> str:
     outs = ", ".join(f"%{namer.name(o)}: {o.type}" for o in node.outputs)
+    attrs = node.op.attrs()
     if isinstance(node.op, Const):
         rhs = f"const({format_attr(node.op.value)})"
     else:
         args = [f"%{namer.name(v)}" for v in node.inputs]
-        args += [f"{k}={format_attr(v)}" for k, v in node.op.attrs().items()]
+        args += [f"{k}={format_attr(v)}" for k, v in attrs.items() if not isinstance(v, Graph)]
         rhs = f"{node.op.name}({', '.join(args)})"
-    where = f"  # {node.span.location}" if node.span is not None else ""
-    return f"{outs} = {rhs}{where}"
+    where = f"  # {node.span.location}" if node.span is not None and locations else ""
+    text = f"{outs} = {rhs}{where}"
+    for k, v in attrs.items():
+        if isinstance(v, Graph):  # a body graph, printed nested below its node
+            text += f"\n    {k}: " + print_graph(v, locations=locations).replace("\n", "\n    ")
+    return text
 
 
 def print_graph(graph: Graph, *, locations: bool = True) -> str:
@@ -46,10 +51,7 @@ def print_graph(graph: Graph, *, locations: bool = True) -> str:
         lines.append(f"    {graph.roles[v]} %{namer.name(v)}: {v.type},")
     lines.append(") {")
     for node in graph.nodes:
-        text = format_node(node, namer)
-        if not locations:
-            text = text.split("  # ")[0]
-        lines.append("  " + text)
+        lines.append("  " + format_node(node, namer, locations))
     outs = ", ".join(f"{k} = %{namer.name(v)}" for k, v in graph.outputs.items())
     lines.append(f"  return {outs}")
     lines.append("}")

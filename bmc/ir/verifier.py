@@ -22,6 +22,9 @@ def verify(graph: Graph, after: str = "") -> None:
         for v in node.inputs:
             if v not in defined:
                 raise _fail(graph, after, f"node {i} ({node.op.name}) uses {v} before it is defined")
+        body = getattr(node.op, "body", None)
+        if isinstance(body, Graph):
+            verify(body, after)
         types = node.op.infer(*(v.type for v in node.inputs))
         types = types if isinstance(types, tuple) else (types,)
         if tuple(o.type for o in node.outputs) != types:

@@ -1,7 +1,9 @@
 """Every op of the IR, defined once. Importing this package registers them all in `REGISTRY`."""
 
-from bmc.ops import elementwise, linalg, losses, nn, reduce, shape
+from bmc.ops import attention, conv, elementwise, gather, linalg, losses, nn, norm, random, reduce, rnn, scan, shape
+from bmc.ops.attention import CausalMask
 from bmc.ops.base import REGISTRY, NotDifferentiable, Op
+from bmc.ops.conv import AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dGradInput, Conv2dGradWeight, MaxPool2d, MaxPool2dGrad
 from bmc.ops.elementwise import (
     Abs,
     Add,
@@ -26,16 +28,88 @@ from bmc.ops.elementwise import (
     Tanh,
     Where,
 )
+from bmc.ops.gather import Gather, ScatterAdd
 from bmc.ops.linalg import MatMul
 from bmc.ops.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
 from bmc.ops.nn import Dense, LogSoftmax, OneHot, Softmax
+from bmc.ops.norm import BatchNormInference, LayerNorm
+from bmc.ops.random import RandomUniformLike
 from bmc.ops.reduce import Max, Mean, Sum
+from bmc.ops.rnn import GRU, LSTM, RNN
+from bmc.ops.scan import Scan
 from bmc.ops.shape import BroadcastTo, Concat, Reshape, SizeOf, Slice, Transpose
 
 __all__ = [
-    "REGISTRY", "Abs", "Add", "BinaryCrossEntropy", "BroadcastTo", "Cast", "Compare", "Concat", "Const",
-    "CrossEntropy", "Dense", "Div", "Exp", "Gelu", "GeluGrad", "Log", "LogSoftmax", "MatMul", "Max", "Maximum",
-    "Mean", "MeanSquaredError", "Minimum", "Mul", "Neg", "NotDifferentiable", "OneHot", "Op", "Pow", "Relu",
-    "Reshape", "Sigmoid", "Sign", "SizeOf", "Slice", "Softmax", "Sqrt", "Sub", "Sum", "Tanh", "Transpose", "Where",
-    "elementwise", "linalg", "losses", "nn", "reduce", "shape",
+    "GRU",
+    "LSTM",
+    "REGISTRY",
+    "RNN",
+    "Abs",
+    "Add",
+    "AvgPool2d",
+    "AvgPool2dGrad",
+    "BatchNormInference",
+    "BinaryCrossEntropy",
+    "BroadcastTo",
+    "Cast",
+    "CausalMask",
+    "Compare",
+    "Concat",
+    "Const",
+    "Conv2d",
+    "Conv2dGradInput",
+    "Conv2dGradWeight",
+    "CrossEntropy",
+    "Dense",
+    "Div",
+    "Exp",
+    "Gather",
+    "Gelu",
+    "GeluGrad",
+    "LayerNorm",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "MaxPool2d",
+    "MaxPool2dGrad",
+    "Maximum",
+    "Mean",
+    "MeanSquaredError",
+    "Minimum",
+    "Mul",
+    "Neg",
+    "NotDifferentiable",
+    "OneHot",
+    "Op",
+    "Pow",
+    "RandomUniformLike",
+    "Relu",
+    "Reshape",
+    "Scan",
+    "ScatterAdd",
+    "Sigmoid",
+    "Sign",
+    "SizeOf",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Where",
+    "attention",
+    "conv",
+    "elementwise",
+    "gather",
+    "linalg",
+    "losses",
+    "nn",
+    "norm",
+    "random",
+    "reduce",
+    "rnn",
+    "scan",
+    "shape",
 ]

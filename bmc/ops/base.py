@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, type[Op]] = {}
 
 
-class NotDifferentiable(Exception):
-    pass
+class NotDifferentiable(Exception):  # noqa: N818 - reads as a statement about an op
+    """The op has no gradient rule (autodiff then differentiates its decomposition, if it has one)."""
 
 
 @dataclasses.dataclass(frozen=True)

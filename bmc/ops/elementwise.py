@@ -211,7 +211,7 @@ class Div(Binary):
     name: ClassVar[str] = "div"
 
     def vjp(self, b, node, grads):  # d(x/y) = dx / y - (x/y) dy / y
-        (x, y), out = node.inputs, node.outputs[0]
+        y, out = node.inputs[1], node.outputs[0]
         gx = E.div(b, grads[0], y)
         return gx, E.neg(b, E.mul(b, gx, out))
 

@@ -88,7 +88,8 @@ class MeanSquaredError(Op):
 
     def infer(self, pred: TensorType, target: TensorType) -> TensorType:
         if not pred.is_float or pred.shape != target.shape or pred.dtype != target.dtype:
-            raise TypeError_(f"mse expects a prediction and a target of one float type and shape, got {pred} and {target}")
+            raise TypeError_(
+                f"mse expects a prediction and a target of one float type and shape, got {pred} and {target}")
         return scalar(pred.dtype)
 
     def vjp(self, b, node, grads):  # 2 (p - t) g / count

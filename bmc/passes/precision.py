@@ -6,6 +6,7 @@ import dataclasses
 
 from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.types import TensorType
+from bmc.ops.scan import Scan
 
 name = "precision"
 
@@ -27,6 +28,8 @@ def run(graph: Graph, dtype: str = "f64") -> Graph:
         changes = {f.name: dtype for f in dataclasses.fields(op) if f.name == "dtype" and op.dtype in ("f32", "f64")}
         if changes:
             op = dataclasses.replace(op, **changes)
+        if isinstance(op, Scan):
+            op = dataclasses.replace(op, body=run(op.body, dtype))
         outs = b.emit(op, *(env[v] for v in node.inputs), span=node.span)
         outs = outs if isinstance(outs, tuple) else (outs,)
         for old, out in zip(node.outputs, outs, strict=True):

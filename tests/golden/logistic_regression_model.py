@@ -34,14 +34,17 @@ def _sigmoid(x):
     # 1 / (1 + exp(-x)) without overflow: exp(-log(1 + exp(-x)))
     return np.exp(-np.logaddexp(0, -x))
 
+
 def _softmax(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
+
 def _log_softmax(x, axis):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
 
 def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
@@ -50,6 +53,7 @@ def _cross_entropy(logits, target):
         picked = np.take_along_axis(logp, target[..., None], axis=-1)
         return -picked.sum(dtype=logits.dtype) / target.size
     return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size
+
 
 def _binary_cross_entropy(logits, target):
     # mean of max(z, 0) - z y + log(1 + exp(-|z|)): stable for any logit

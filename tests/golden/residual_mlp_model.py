@@ -35,9 +35,11 @@ def _softmax(x, axis):
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
+
 def _log_softmax(x, axis):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
 
 def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
@@ -46,6 +48,7 @@ def _cross_entropy(logits, target):
         picked = np.take_along_axis(logp, target[..., None], axis=-1)
         return -picked.sum(dtype=logits.dtype) / target.size
     return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size
+
 
 def _one_hot(labels, depth, dtype):
     return (labels[..., None] == np.arange(depth)).astype(dtype)

@@ -1,0 +1,171 @@
+"""Convolution and pooling over NCHW images (ONNX's layout), with their gradient ops.
+
+Spatial dims must be static; the batch may be symbolic. `padding` is (top, left, bottom, right).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bmc.ir.types import TensorType, TypeError_
+from bmc.ops import emit as E
+from bmc.ops.base import Op
+
+Pair = tuple[int, int]
+Pads = tuple[int, int, int, int]
+
+
+def out_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Padding so the output has ceil(size / stride) positions; the extra pixel goes after (as ONNX SAME_UPPER)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class Window:
+    """The sliding-window attributes shared by convolution and pooling."""
+
+    kernel: Pair
+    stride: Pair = (1, 1)
+    padding: Pads = (0, 0, 0, 0)
+    dilation: Pair = (1, 1)
+
+    def spatial_out(self, x: TensorType) -> tuple[int, int]:
+        h, w = x.shape[2], x.shape[3]
+        if not isinstance(h, int) or not isinstance(w, int):
+            raise TypeError_(f"spatial dims must be static, got {x}")
+        oh = out_size(h, self.kernel[0], self.stride[0], self.padding[0], self.padding[2], self.dilation[0])
+        ow = out_size(w, self.kernel[1], self.stride[1], self.padding[1], self.padding[3], self.dilation[1])
+        if oh < 1 or ow < 1:
+            raise TypeError_(f"a {self.kernel[0]}x{self.kernel[1]} window does not fit {x} with this padding")
+        return oh, ow
+
+
+def _image(x: TensorType, what: str) -> None:
+    if x.rank != 4 or not x.is_float:
+        raise TypeError_(f"{what} expects a float image batch [N, C, H, W], got {x}")
+
+
+@dataclass(frozen=True)
+class Conv2d(Op):
+    """y = conv(x, w) + b: x [N, C, H, W], w [O, C, kh, kw], b [O] -> [N, O, H', W'] (cross-correlation, as ONNX)."""
+
+    name: ClassVar[str] = "conv2d"
+    stride: Pair = (1, 1)
+    padding: Pads = (0, 0, 0, 0)
+    dilation: Pair = (1, 1)
+
+    def window(self, w: TensorType) -> Window:
+        return Window((w.shape[2], w.shape[3]), self.stride, self.padding, self.dilation)
+
+    def infer(self, x: TensorType, w: TensorType, b: TensorType) -> TensorType:
+        _image(x, "conv2d")
+        if w.rank != 4 or w.shape[1] != x.shape[1] or b.shape != (w.shape[0],):
+            raise TypeError_(f"conv2d: weights {w} and bias {b} do not fit input {x} (expected [O, {x.shape[1]}, "
+                             "kh, kw] and [O])")
+        if not (x.dtype == w.dtype == b.dtype):
+            raise TypeError_(f"conv2d: dtypes of {x}, {w} and {b} differ")
+        oh, ow = self.window(w).spatial_out(x)
+        return x.with_shape((x.shape[0], w.shape[0], oh, ow))
+
+    def vjp(self, b, node, grads):
+        (x, w, _), g = node.inputs, grads[0]
+        gx = b.emit(Conv2dGradInput(self.stride, self.padding, self.dilation, x.type.shape[2:]), g, w)
+        gw = b.emit(Conv2dGradWeight(self.stride, self.padding, self.dilation, w.type.shape[2:]), x, g)
+        return gx, gw, E.sum_(b, g, (0, 2, 3))
+
+
+@dataclass(frozen=True)
+class Conv2dGradInput(Op):
+    """The gradient of conv2d with respect to its input (a transposed convolution of g with w)."""
+
+    name: ClassVar[str] = "conv2d_grad_input"
+    differentiable: ClassVar[bool] = False
+    stride: Pair
+    padding: Pads
+    dilation: Pair
+    input_size: Pair
+
+    def infer(self, g: TensorType, w: TensorType) -> TensorType:
+        return g.with_shape((g.shape[0], w.shape[1], *self.input_size))
+
+
+@dataclass(frozen=True)
+class Conv2dGradWeight(Op):
+    """The gradient of conv2d with respect to its weights: correlate the input's windows with g."""
+
+    name: ClassVar[str] = "conv2d_grad_weight"
+    differentiable: ClassVar[bool] = False
+    stride: Pair
+    padding: Pads
+    dilation: Pair
+    kernel: Pair
+
+    def infer(self, x: TensorType, g: TensorType) -> TensorType:
+        return x.with_shape((g.shape[1], x.shape[1], *self.kernel))
+
+
+@dataclass(frozen=True)
+class MaxPool2d(Op):
+    name: ClassVar[str] = "max_pool2d"
+    kernel: Pair
+    stride: Pair
+    padding: Pads = (0, 0, 0, 0)
+
+    def infer(self, x: TensorType) -> TensorType:
+        _image(x, "max_pool")
+        oh, ow = Window(self.kernel, self.stride, self.padding).spatial_out(x)
+        return x.with_shape((*x.shape[:2], oh, ow))
+
+    def vjp(self, b, node, grads):  # to the first maximum of each window
+        return (b.emit(MaxPool2dGrad(self.kernel, self.stride, self.padding), node.inputs[0], grads[0]),)
+
+
+@dataclass(frozen=True)
+class MaxPool2dGrad(Op):
+    name: ClassVar[str] = "max_pool2d_grad"
+    differentiable: ClassVar[bool] = False
+    kernel: Pair
+    stride: Pair
+    padding: Pads
+
+    def infer(self, x: TensorType, g: TensorType) -> TensorType:
+        return x
+
+
+@dataclass(frozen=True)
+class AvgPool2d(Op):
+    """The mean of each window; padded positions are not counted (ONNX's count_include_pad = 0)."""
+
+    name: ClassVar[str] = "avg_pool2d"
+    kernel: Pair
+    stride: Pair
+    padding: Pads = (0, 0, 0, 0)
+
+    def infer(self, x: TensorType) -> TensorType:
+        _image(x, "avg_pool")
+        oh, ow = Window(self.kernel, self.stride, self.padding).spatial_out(x)
+        return x.with_shape((*x.shape[:2], oh, ow))
+
+    def vjp(self, b, node, grads):
+        x = node.inputs[0]
+        return (b.emit(AvgPool2dGrad(self.kernel, self.stride, self.padding, x.type.shape[2:]), grads[0]),)
+
+
+@dataclass(frozen=True)
+class AvgPool2dGrad(Op):
+    name: ClassVar[str] = "avg_pool2d_grad"
+    differentiable: ClassVar[bool] = False
+    kernel: Pair
+    stride: Pair
+    padding: Pads
+    input_size: Pair
+
+    def infer(self, g: TensorType) -> TensorType:
+        return g.with_shape((*g.shape[:2], *self.input_size))

@@ -1,0 +1,30 @@
+"""Random numbers that are reproducible: counter-based, from a key the train step receives each step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bmc.ir.types import INT_DTYPES, TensorType, TypeError_
+from bmc.ops.base import Op
+
+
+@dataclass(frozen=True)
+class RandomUniformLike(Op):
+    """Uniform [0, 1) numbers shaped like x, determined by (key, salt): each dropout site has its own salt, and the
+    training loop passes a fresh key every step, so a run is reproducible from its seed."""
+
+    name: ClassVar[str] = "random_uniform_like"
+    pure: ClassVar[bool] = False
+    differentiable: ClassVar[bool] = False
+    salt: int
+
+    def infer(self, x: TensorType, key: TensorType) -> TensorType:
+        if key.dtype not in INT_DTYPES or key.rank != 0:
+            raise TypeError_(f"the random key must be an integer scalar, got {key}")
+        if not x.is_float:
+            raise TypeError_(f"random numbers are shaped like a float tensor, got {x}")
+        return x
+
+    def vjp(self, b, node, grads):
+        return None, None
