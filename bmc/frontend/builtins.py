@@ -135,7 +135,7 @@ def _flatten(lw, call, a):
 def _transpose(lw, call, a):
     x = lw.tensor(a["x"])
     if a["perm"] is None:
-        perm = tuple(range(x.type.rank - 2)) + (x.type.rank - 1, x.type.rank - 2) if x.type.rank >= 2 else (0,)
+        perm = (*range(x.type.rank - 2), x.type.rank - 1, x.type.rank - 2) if x.type.rank >= 2 else (0,)
     else:
         perm = tuple(lw.integer(p, "a permutation entry") for p in lw.int_list(a["perm"], "transpose's perm"))
     return lw.emit(ops.Transpose(perm), x, span=call.span)
@@ -175,7 +175,8 @@ def _dense(lw, call, a):
     if x.type.rank < 1 or not isinstance(x.type.shape[-1], int):
         raise BmcError(f"dense's input must end in a static feature dim, got {x.type}", call.span)
     if not x.type.is_float:
-        raise BmcError(f"dense's input must be floating-point, got {x.type} (use cast(x, f32))", call.span)
+        raise BmcError(f"dense's input must be floating-point, got {x.type}", a["x"].span,
+                       notes=(f"convert it with cast({a['x'].span.text()}, f32)",))
     prefix = lw.owner_prefix("dense")
     dt = x.type.dtype
     w = lw.add_param(f"{prefix}.W", TensorType(dt, (x.type.shape[-1], units)), lw.initializer(a["init"]),

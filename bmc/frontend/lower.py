@@ -196,8 +196,9 @@ class Lowerer:
             if e.id in scope.statements:
                 raise BmcError(f"'{e.id}' is a tensor, not a dim", e.span)
             if not allow_symbols:
-                raise BmcError(f"undefined dim '{e.id}': parameter shapes must be static", e.span,
-                               notes=suggest(e.id, list(scope.constants)))
+                raise BmcError(f"a parameter's shape must be static, but '{e.id}' is not a number or a model "
+                               "parameter", e.span, notes=suggest(e.id, list(scope.constants))
+                               or ("symbolic dims such as N are only allowed in input and target shapes",))
             return e.id
         if isinstance(e, ast.BinOp) and e.op in "+-*":
             a, b = self.dim(e.lhs, allow_symbols), self.dim(e.rhs, allow_symbols)
@@ -218,7 +219,8 @@ class Lowerer:
         if isinstance(v, bool) and bool not in kinds:
             raise BmcError(f"{what} must be a number, not {'true' if v else 'false'}", e.span)
         if not isinstance(v, kinds):
-            names = " or ".join(k.__name__ for k in kinds).replace("float", "number").replace("int", "integer")
+            names = "a number" if float in kinds else " or ".join(
+                {int: "an integer", bool: "true or false"}[k] for k in kinds)
             got = f"a tensor {v.type}" if isinstance(v, Value) else repr(v)
             raise BmcError(f"{what} must be {names}, not {got}", e.span)
         return v
@@ -264,8 +266,9 @@ class Lowerer:
             raise BmcError("expected an initializer such as xavier, he, zeros or normal(std = 0.01)", e.span)
         kind = ALIASES.get(name, name)
         if kind not in INITIALIZERS:
+            known = sorted([*INITIALIZERS, *ALIASES])
             raise BmcError(f"unknown initializer '{name}'", e.span,
-                           notes=(f"known: {', '.join(sorted([*INITIALIZERS, *ALIASES]))}",))
+                           notes=suggest(name, known) or (f"initializers: {', '.join(known)}",))
         sig = Signature(name, tuple(INITIALIZERS[kind].items()))
         call = ast.Call(name, e.span, args, kwargs, e.span)
         bound = sig.bind(call)
@@ -317,7 +320,8 @@ class Lowerer:
         table = {"+": ops.Add(), "-": ops.Sub(), "*": ops.Mul(), "/": ops.Div(), "**": ops.Pow()}
         op = table.get(e.op) or ops.Compare(e.op)
         if isinstance(op, ops.Div) and not a.type.is_float:
-            raise BmcError(f"'/' expects floating-point tensors, got {a.type} (use cast(x, f32))", e.span)
+            raise BmcError(f"'/' expects floating-point tensors, got {a.type}", e.span,
+                           notes=(f"convert it with cast({e.lhs.span.text()}, f32)",))
         return self.emit(op, a, b, span=e.span)
 
     def promote_literal(self, v: Result, other: Result, e: ast.BinOp) -> Value:
@@ -338,8 +342,9 @@ class Lowerer:
             sig, handler = BUILTINS[e.func]
             return handler(self, e, sig.bind(e))
         if e.func in ALIASES or e.func in INITIALIZERS:
-            raise BmcError(f"'{e.func}' is an initializer; use it after '~' in a param declaration or as init=",
-                           e.func_span)
+            raise BmcError(f"'{e.func}' is an initializer, not a function", e.func_span,
+                           notes=(f"use it after '~' in a parameter declaration (param W: f32[4, 3] ~ {e.func}) or "
+                                  f"as an argument (dense(x, 3, init = {e.func}))",))
         known = [*BUILTINS, *self.module.layers]
         raise BmcError(f"unknown function '{e.func}'", e.func_span, notes=suggest(e.func, known))
 
@@ -347,7 +352,8 @@ class Lowerer:
 
     def call_layer(self, layer: ast.LayerDef, e: ast.Call) -> Value:
         if layer.name in self.layer_stack:
-            raise BmcError(f"layer '{layer.name}' calls itself", e.func_span)
+            raise BmcError(f"layer '{layer.name}' calls itself", e.func_span,
+                           notes=("layers cannot be recursive",))
         sig = Signature(layer.name, tuple((a.name, a.default if a.default is not None else REQUIRED)
                                           for a in layer.args))
         bound = sig.bind(e)
@@ -376,7 +382,8 @@ class Lowerer:
         try:
             self.collect(inner, layer.body)
             if "return" not in inner.statements:
-                raise BmcError(f"layer '{layer.name}' has no 'return'", layer.name_span)
+                raise BmcError(f"layer '{layer.name}' has no 'return'", layer.name_span,
+                               notes=("a layer gives its result with 'return expression'",))
             for name, stmt in list(inner.statements.items()):
                 if name != "return":
                     self.lower_statement(stmt)
@@ -397,8 +404,9 @@ class Lowerer:
         t = value.type
         if tt.dtype not in DTYPES:
             raise BmcError(f"unknown dtype '{tt.dtype}'", tt.dtype_span)
+        wanted = f"argument '{arg.name}' of layer '{scope.owner}' is declared {tt.span.text()} at {arg.span}"
         if t.dtype != tt.dtype:
-            raise BmcError(f"argument '{arg.name}' must be {tt.dtype}, got {t}", span)
+            raise BmcError(f"argument '{arg.name}' must be {tt.dtype}, got {t}", span, notes=(wanted,))
         pattern = list(tt.dims)
         ellipsis = [i for i, d in enumerate(pattern) if isinstance(d, ast.Ellipsis_)]
         if len(ellipsis) > 1:
@@ -407,22 +415,26 @@ class Lowerer:
             i = ellipsis[0]
             head, tail = pattern[:i], pattern[i + 1:]
             if t.rank < len(head) + len(tail):
-                raise BmcError(f"argument '{arg.name}' has shape {t}, too few dims for the pattern", span)
+                raise BmcError(f"argument '{arg.name}' has shape {t}, too few dims for the pattern", span,
+                               notes=(wanted,))
             actual = list(t.shape[: len(head)]) + list(t.shape[t.rank - len(tail):])
             pattern = head + tail
         else:
             if t.rank != len(pattern):
-                raise BmcError(f"argument '{arg.name}' must have rank {len(pattern)}, got {t}", span)
+                raise BmcError(f"argument '{arg.name}' must have {len(pattern)} dims, got {t}", span,
+                               notes=(wanted,))
             actual = list(t.shape)
         for p, d in zip(pattern, actual, strict=True):
             if isinstance(p, ast.Name) and p.id not in scope.dim_vars and p.id not in scope.constants:
                 scope.dim_vars[p.id] = d
             elif isinstance(p, ast.Num):
                 if p.value != d:
-                    raise BmcError(f"argument '{arg.name}' has shape {t}; the pattern wants {p.value} here", span)
+                    raise BmcError(f"argument '{arg.name}' has shape {t}, but its pattern wants a dim of {p.value} "
+                                   f"where it has {d}", span, notes=(wanted,))
             elif isinstance(p, ast.Name) and scope.dim_vars.get(p.id) != d:
-                raise BmcError(f"argument '{arg.name}' has shape {t}: '{p.id}' was already bound to "
-                               f"{scope.dim_vars.get(p.id)}", span)
+                raise BmcError(f"argument '{arg.name}' has shape {t}, but its pattern wants '{p.id}' = "
+                               f"{scope.dim_vars.get(p.id)} (from an earlier dim or argument) where it has {d}", span,
+                               notes=(wanted,))
 
 
 def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
@@ -492,7 +504,7 @@ def model_constants(lw: Lowerer, mdef: ast.ModelDef, defines: dict[str, Scalar],
         if name not in scope.constants:
             known = ", ".join(p.name for p in mdef.params) or "none"
             raise BmcError(f"-D {name}: model '{mdef.name}' has no parameter '{name}' (its parameters: {known})",
-                           define_span.get(name, mdef.name_span))
+                           define_span.get(name, mdef.name_span), notes=suggest(name, list(scope.constants)))
     return spans
 
 

@@ -48,12 +48,13 @@ def bind_from_data(model: ModelIR, module: ast.Module, data: Dataset, explicit: 
             value = total // others
             note = f"{name} = {value}, from the data ({data.name} samples are {shape_str(sample)})"
             return Binding({name: value}, [note])
+    size = static[-1] if static and isinstance(static[-1], int) else 784
     raise BmcError(
-        f"the data gives '{x.name}' samples of shape {shape_str(sample)}, but the model declares "
-        f"{x.type} ({math.prod(sample)} values per sample against {shape_str(static)})",
+        f"{data.name} samples have shape {shape_str(sample)} ({math.prod(sample)} values), but input '{x.name}' is "
+        f"{x.type}, which wants samples of shape {shape_str(static)}",
         model.input_spans.get(x.name),
-        notes=("make the size a model parameter (model m(features = 784) ... f32[N, features]) so the data can "
-               "set it, or set it with -D",),
+        notes=(f"to let the data set the size, make it a model parameter: model {model.name}(features = {size}) "
+               f"with 'input {x.name}: {x.type.dtype}[N, features]'",),
     )
 
 
@@ -86,7 +87,7 @@ def check_classes(model: ModelIR, data: Dataset) -> None:
     if data.num_classes is None or not model.outputs:
         return
     out = model.graph.outputs[model.outputs[0]]
-    if out.type.rank == 2 and isinstance(out.type.shape[1], int) and out.type.shape[1] > 1:
-        if out.type.shape[1] < data.num_classes:
-            raise BmcError(f"output '{model.outputs[0]}' has {out.type.shape[1]} classes but {data.name} has "
-                           f"{data.num_classes}", out.span)
+    if out.type.rank == 2 and isinstance(out.type.shape[1], int) and 1 < out.type.shape[1] < data.num_classes:
+        raise BmcError(f"output '{model.outputs[0]}' has {out.type.shape[1]} classes but {data.name} has "
+                       f"{data.num_classes}", out.span,
+                       notes=(f"the output needs one column per class: {out.type.dtype}[N, {data.num_classes}]",))

@@ -58,7 +58,7 @@ class TrainConfig:
             elif key == "optimizer":
                 if value not in OPTIMIZERS:
                     raise UsageError(f"unknown optimizer '{value}' (known: {', '.join(OPTIMIZERS)})")
-                lr = out.optimizer.args["lr"] if "lr" in out.optimizer.args else None
+                lr = out.optimizer.args.get("lr")
                 out.optimizer = OptimizerConfig(value, dict(OPTIMIZERS[value]))
                 if lr is not None and "lr" not in values:
                     out.optimizer.args["lr"] = lr
@@ -113,7 +113,7 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
 
 def _int(v: ast.Expr, key: str, minimum: int) -> int:
     if not isinstance(v, ast.Num) or not isinstance(v.value, int) or v.value < minimum:
-        raise BmcError(f"'{key}' must be an integer of at least {minimum}", v.span)
+        raise BmcError(f"'{key}' must be an integer of at least {minimum}, not {v.span.text()}", v.span)
     return v.value
 
 
@@ -150,7 +150,7 @@ def _optimizer(v: ast.Expr) -> OptimizerConfig:
     if name is None:
         raise BmcError("optimizer must be gd(...), sgd(...) or adam(...)", v.span)
     if name not in OPTIMIZERS:
-        raise BmcError(f"unknown optimizer '{name}'", v.span,
+        raise BmcError(f"unknown optimizer '{name}'", v.func_span if isinstance(v, ast.Call) else v.span,
                        notes=suggest(name, list(OPTIMIZERS)) or (f"optimizers: {', '.join(OPTIMIZERS)}",))
     defaults = OPTIMIZERS[name]
     out = dict(defaults)
@@ -172,5 +172,6 @@ def _optimizer(v: ast.Expr) -> OptimizerConfig:
         raise BmcError("the learning rate must be positive", v.span)
     for key in ("beta1", "beta2", "momentum"):
         if key in out and not 0 <= float(out[key]) < 1:
-            raise BmcError(f"'{key}' must be in [0, 1)", v.span)
+            span = next((kw.value.span for kw in kwargs if kw.name == key), v.span)
+            raise BmcError(f"'{key}' must be at least 0 and less than 1, not {float(out[key]):g}", span)
     return OptimizerConfig(name, out)
