@@ -69,7 +69,8 @@ def write_build(out_dir: str | Path, files: dict[str, str | bytes]) -> Path:
 def read_manifest(build_dir: str | Path) -> dict[str, Any]:
     path = Path(build_dir) / MANIFEST
     if not path.exists():
-        raise UsageError(f"{build_dir} is not a bmc build (no {MANIFEST}); create one with `bmc build` or `bmc train -o`")
+        raise UsageError(f"{build_dir} is not a bmc build (no {MANIFEST}); create one with `bmc build` or "
+                         "`bmc train -o`")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:

@@ -40,6 +40,8 @@ INITIALIZERS: dict[str, dict[str, float]] = {
     "glorot_normal": {},
     "he_normal": {},
     "he_uniform": {},
+    "orthogonal": {"gain": 1.0},
+    "sinusoidal": {},
 }
 ALIASES = {
     "zero": "zeros", "gaussian": "normal", "xavier": "glorot_uniform", "glorot": "glorot_uniform",
@@ -88,6 +90,30 @@ def sample(init: Init, shape: tuple[int, ...], dtype: str, rng: np.random.Genera
     elif kind == "he_uniform":
         limit = math.sqrt(6.0 / fan_in)
         out = rng.uniform(-limit, limit, shape)
+    elif kind == "orthogonal":
+        out = a["gain"] * _orthogonal(shape, rng)
+    elif kind == "sinusoidal":
+        out = _sinusoidal(shape)
     else:  # pragma: no cover - the front end only builds known kinds
         raise ValueError(f"unknown initializer {kind}")
     return np.asarray(out, dtype=NUMPY_NAMES[dtype])
+
+
+def _orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A (semi-)orthogonal matrix (Saxe et al.), as Keras initializes recurrent weights; higher ranks are
+    flattened to [shape[0], rest]."""
+    rows, cols = shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1
+    q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+    q *= np.sign(np.diag(r))
+    return (q if rows >= cols else q.T).reshape(shape)
+
+
+def _sinusoidal(shape: tuple[int, ...]) -> np.ndarray:
+    """The fixed position encodings of "Attention Is All You Need": [positions, width]."""
+    t, d = shape
+    position = np.arange(t)[:, None]
+    freq = np.exp(-math.log(10000.0) * (np.arange(0, d, 2) / d))
+    table = np.zeros((t, d))
+    table[:, 0::2] = np.sin(position * freq)
+    table[:, 1::2] = np.cos(position * freq[: d // 2])
+    return table

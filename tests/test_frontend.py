@@ -75,7 +75,7 @@ def test_literals_take_the_tensor_dtype():
 
 
 def test_a_float_literal_cannot_silently_join_an_int_tensor():
-    with pytest.raises(BmcError, match="cannot combine the i64 tensor with the number 0.5"):
+    with pytest.raises(BmcError, match=r"cannot combine the i64 tensor with the number 0\.5"):
         lower("model m { input k: i64[N] output z = k * 0.5 }")
 
 

@@ -91,11 +91,8 @@ def setup(path: Path, name: str):
 
 
 def checked_inputs(graph: Graph) -> list[Value]:
-    """Float data inputs, and float targets except those of cross_entropy and binary_cross_entropy, whose vjp rules
-    give targets no gradient (a known bug, see test_gradients.py)."""
-    losses = (ops.CrossEntropy, ops.BinaryCrossEntropy)
-    return [v for v in graph.inputs_with_role("input", "target") if v.type.is_float
-            and not (graph.roles[v] == "target" and any(isinstance(op, losses) for op, _ in consumers(graph, v)))]
+    """Every float data input and float target."""
+    return [v for v in graph.inputs_with_role("input", "target") if v.type.is_float]
 
 
 def compiled(graph: Graph):

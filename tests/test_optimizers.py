@@ -35,7 +35,7 @@ def run(optimizer: str, steps: int = 5):
 
 
 def test_gd():
-    history, x, t, args = run("gd(lr = 0.1)")
+    history, x, t, _ = run("gd(lr = 0.1)")
     p = history[0]
     for step in history[1:]:
         g = gradients(p, x, t)
@@ -46,7 +46,7 @@ def test_gd():
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_momentum(nesterov):
-    history, x, t, args = run(f"sgd(lr = 0.05, momentum = 0.9, nesterov = {'true' if nesterov else 'false'})")
+    history, x, t, _ = run(f"sgd(lr = 0.05, momentum = 0.9, nesterov = {'true' if nesterov else 'false'})")
     p, v = history[0], {k: 0.0 for k in history[0]}
     for step in history[1:]:
         g = gradients(p, x, t)
@@ -57,7 +57,7 @@ def test_sgd_momentum(nesterov):
 
 
 def test_adam():
-    history, x, t, args = run("adam(lr = 0.01)")
+    history, x, t, _ = run("adam(lr = 0.01)")
     p, m, v = history[0], {k: 0.0 for k in history[0]}, {k: 0.0 for k in history[0]}
     for i, step in enumerate(history[1:], start=1):
         g = gradients(p, x, t)

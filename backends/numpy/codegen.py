@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -177,8 +178,10 @@ def function_source(
             lines += [f"{w.namer.name(v)} = {group}[{v.name!r}]" for v in values]
         else:
             args += [w.namer.name(v) for v in values]
-    lines += w.bind_symbols()
-    lines += w.body()
+    body_lines = w.body()
+    used = " ".join(body_lines)
+    lines += [ln for ln in w.bind_symbols() if re.search(rf"\b{ln.split(' = ')[0]}\b", used)]
+    lines += body_lines
     for key, (target, target_key) in (write_back or {}).items():
         lines.append(f"{target}[{target_key!r}] = {w.returned(key)}")
     keys = returns if returns is not None else list(graph.outputs)

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 from bmc import ops
+from bmc.ir import dims
 from bmc.ir.graph import Node
 from bmc.ir.types import NUMPY_NAMES, Dim
 from bmc.ops.base import Op
@@ -150,8 +152,8 @@ def _slice(node, a, ctx):
 
 @lower(ops.SizeOf)
 def _size_of(node, a, ctx):
-    dims = node.op.dims_of(node.inputs[0].type)
-    return f"{np_dtype(node.op.dtype)}({' * '.join(ctx.dim(d) for d in dims) or '1'})"
+    count = dims.product(node.op.dims_of(node.inputs[0].type))
+    return f"{np_dtype(node.op.dtype)}({ctx.dim(count)})"
 
 
 # ---- reductions and products -------------------------------------------------------------------------------------
@@ -226,8 +228,15 @@ def lower_into(node: Node, a: list[str], out: str) -> str:
 # ---- images, lookups, randomness, attention, normalization -----------------------------------------------------------
 
 
+def _py(value: object) -> str:
+    """A Python literal for an attribute value (repr, except that inf and nan are not Python names)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float('{value}')"
+    return repr(value)
+
+
 def _helper_call(helper: str, args: list[str], ctx, **attrs) -> str:
-    extra = [f"{k}={v!r}" for k, v in attrs.items()]
+    extra = [f"{k}={_py(v)}" for k, v in attrs.items()]
     return f"{ctx.use(helper)}({', '.join([*args, *extra])})"
 
 

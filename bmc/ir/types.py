@@ -12,7 +12,7 @@ INT_DTYPES = ("i32", "i64")
 NUMPY_NAMES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "bool": "bool_"}
 
 
-class TypeError_(Exception):
+class TypeError_(Exception):  # noqa: N801, N818 - the IR's own TypeError
     """A shape or dtype rule was violated. Lowering turns it into a `BmcError` at the offending span."""
 
 

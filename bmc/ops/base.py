@@ -53,6 +53,10 @@ class Op:
     def has_decomposition(cls) -> bool:
         return cls.decompose is not Op.decompose
 
+    def key(self) -> object:
+        """What makes two applications of this op the same computation (CSE merges equal keys)."""
+        return self
+
     def attrs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 

@@ -23,6 +23,9 @@ class Const(Op):
     def infer(self) -> TensorType:
         return scalar(self.dtype)
 
+    def key(self) -> object:  # -0.0 == 0.0 in Python, but 1 / -0.0 is -inf: keep them apart
+        return (Const, repr(self.value), self.dtype)
+
     def vjp(self, b, node, grads):
         return ()
 
@@ -210,6 +213,11 @@ class Mul(Binary):
 class Div(Binary):
     name: ClassVar[str] = "div"
 
+    def infer(self, x: TensorType, y: TensorType) -> TensorType:
+        if not x.is_float or not y.is_float:
+            raise TypeError_(f"'/' divides floating-point tensors, got {x} and {y} (use cast(x, f32))")
+        return super().infer(x, y)
+
     def vjp(self, b, node, grads):  # d(x/y) = dx / y - (x/y) dy / y
         y, out = node.inputs[1], node.outputs[0]
         gx = E.div(b, grads[0], y)
@@ -230,7 +238,10 @@ class Pow(Binary):
         gx = E.mul(b, grads[0], E.mul(b, y, b.emit(Pow(), x, E.sub(b, y, E.like(b, 1.0, y)))))
         if y.producer is not None and isinstance(y.producer.op, Const):
             return gx, None
-        return gx, E.mul(b, grads[0], E.mul(b, out, E.log(b, x)))
+        # x^y log(x), with 0^y log(0) taken as its limit 0 (not 0 * -inf)
+        one = E.like(b, 1.0, x)
+        safe = E.where(b, E.equal(b, x, E.like(b, 0.0, x)), one, x)
+        return gx, E.mul(b, grads[0], E.mul(b, out, E.log(b, safe)))
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,14 @@ class CrossEntropy(Op):
     def _count(self, b, logits):
         return E.size_of(b, logits, tuple(range(logits.type.rank - 1)), logits.type.dtype)
 
-    def vjp(self, b, node, grads):  # (softmax(z) - p) * g / count
+    def vjp(self, b, node, grads):  # logits: (softmax(z) - p) g / count; probabilities: -log_softmax(z) g / count
         (z, t), g = node.inputs, grads[0]
         p = self._probabilities(b, z, t)
-        diff = E.sub(b, b.emit(Softmax(-1), z), p)
-        return E.mul(b, diff, E.div(b, g, self._count(b, z))), None
+        scale = E.div(b, g, self._count(b, z))
+        gz = E.mul(b, E.sub(b, b.emit(Softmax(-1), z), p), scale)
+        if t.type.dtype in INT_DTYPES:
+            return gz, None
+        return gz, E.neg(b, E.mul(b, b.emit(LogSoftmax(-1), z), scale))
 
     def decompose(self, b, z, t):
         p = self._probabilities(b, z, t)
@@ -69,10 +72,11 @@ class BinaryCrossEntropy(Op):
             raise TypeError_(f"binary_cross_entropy: target {target} must have the shape of logits {logits}")
         return scalar(logits.dtype)
 
-    def vjp(self, b, node, grads):  # (sigmoid(z) - y) * g / count
+    def vjp(self, b, node, grads):  # logits: (sigmoid(z) - y) g / count; targets: -z g / count
         (z, y), g = node.inputs, grads[0]
-        diff = E.sub(b, b.emit(Sigmoid(), z), E.cast(b, y, z.type.dtype))
-        return E.mul(b, diff, E.div(b, g, E.size_of(b, z, None, z.type.dtype))), None
+        scale = E.div(b, g, E.size_of(b, z, None, z.type.dtype))
+        gz = E.mul(b, E.sub(b, b.emit(Sigmoid(), z), E.cast(b, y, z.type.dtype)), scale)
+        return gz, (E.neg(b, E.mul(b, z, scale)) if y.type.is_float else None)
 
     def decompose(self, b, z, y):
         y = E.cast(b, y, z.type.dtype)

@@ -88,7 +88,7 @@ def scan_vjp(b: Builder, node, grads):
     k, m, c = op.num_carries, op.num_xs, len(node.inputs) - op.num_carries - op.num_xs
     carries0, xs, consts = node.inputs[:k], node.inputs[k:k + m], node.inputs[k + m:]
     finals, ys, history = node.outputs[:k], node.outputs[k:k + op.num_ys], node.outputs[k + op.num_ys:]
-    g_finals, g_ys = grads[:k], grads[k:k + op.num_ys]
+    g_finals, g_ys, g_history = grads[:k], grads[k:k + op.num_ys], grads[k + op.num_ys:]
     diff_consts = [i for i, v in enumerate(consts) if v.type.is_float]
     diff_xs = [i for i, v in enumerate(xs) if v.type.is_float]
 
@@ -100,6 +100,8 @@ def scan_vjp(b: Builder, node, grads):
     carry_in = [rb.add_input(step_type(h.type), f"{h.name or 'carry'}_in", "input") for h in history]
     dy_used = [i for i, g in enumerate(g_ys) if g is not None]
     dy_t = [rb.add_input(step_type(ys[i].type), f"d_{ys[i].name or 'y'}", "input") for i in dy_used]
+    dh_used = [i for i, g in enumerate(g_history) if g is not None]
+    dh_t = [rb.add_input(step_type(history[i].type), f"d_{history[i].name or 'carry'}_in", "input") for i in dh_used]
     const_in = [rb.add_input(v.type, v.name or "const", "input") for v in consts]
     inner = Builder(rb, node.span)
     outs = inline(inner, op.body, [*carry_in, *x_t, *const_in])
@@ -116,6 +118,8 @@ def scan_vjp(b: Builder, node, grads):
         return local[v] if v in local else E.broadcast_to(inner, E.like(inner, 0.0, v), v.type.shape)
 
     rb.outputs = {f"carry{j}": grad_or_zero(v) for j, v in enumerate(carry_in)}
+    for j, i in enumerate(dh_used):  # the history output reads the carry entering step t directly
+        rb.outputs[f"carry{i}"] = E.add(inner, rb.outputs[f"carry{i}"], dh_t[j])
     for j, i in enumerate(diff_consts):
         rb.outputs[f"const{j}"] = E.add(inner, d_const_acc[j], grad_or_zero(const_in[i]))
     for j, i in enumerate(diff_xs):
@@ -127,7 +131,7 @@ def scan_vjp(b: Builder, node, grads):
     init = [g if g is not None else E.broadcast_to(b, E.like(b, 0.0, f), f.type.shape)
             for g, f in zip(g_finals, finals, strict=True)]
     init += [E.broadcast_to(b, E.like(b, 0.0, consts[i]), consts[i].type.shape) for i in diff_consts]
-    seqs = [*xs, *history, *(g_ys[i] for i in dy_used)]
+    seqs = [*xs, *history, *(g_ys[i] for i in dy_used), *(g_history[i] for i in dh_used)]
     back = Scan(rb, num_carries=len(init), num_xs=len(seqs), reverse=not op.reverse)
     results = b.emit(back, *init, *seqs, *consts)
     d_init = results[:k]

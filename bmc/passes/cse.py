@@ -18,7 +18,7 @@ def run(graph: Graph) -> Graph:
     def rule(b: Builder, node: Node, inputs: tuple[Value, ...]) -> tuple[Value, ...] | None:
         if not node.op.pure:
             return None
-        key = (node.op, tuple(v.id for v in inputs))
+        key = (node.op.key(), tuple(v.id for v in inputs))
         if key in seen:
             return seen[key]
         outs = b.emit(node.op, *inputs, span=node.span)

@@ -40,7 +40,8 @@ def run(graph: Graph) -> Graph:
         if any(v is None for v in values) or out.type.rank != 0 or out.type.dtype == "bool":
             return None
         arrays = [np.asarray(v, dtype=NUMPY_NAMES[x.type.dtype]) for v, x in zip(values, inputs, strict=True)]
-        (result,) = evaluate_node(op, arrays, [v.type for v in inputs])
+        with np.errstate(all="ignore"):  # a non-finite result is simply not folded
+            (result,) = evaluate_node(op, arrays, [v.type for v in inputs])
         value = result.item()
         if not np.isfinite(value):
             return None

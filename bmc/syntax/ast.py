@@ -64,7 +64,7 @@ class Neg:
 
 
 @dataclass(frozen=True)
-class Ellipsis_:
+class Ellipsis_:  # noqa: N801 - `Ellipsis` is a builtin
     span: Span
 
 

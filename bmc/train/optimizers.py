@@ -87,7 +87,8 @@ class Adam(Optimizer):
         new_params, new_state = {}, {"adam.t": t}
         for p in params:
             g = grads[p]
-            m = E.add(b, E.mul(b, E.like(b, b1, p), state[f"adam.m/{p.name}"]), E.mul(b, E.like(b, _complement(b1), p), g))
+            m = E.add(b, E.mul(b, E.like(b, b1, p), state[f"adam.m/{p.name}"]),
+                      E.mul(b, E.like(b, _complement(b1), p), g))
             v = E.add(b, E.mul(b, E.like(b, b2, p), state[f"adam.v/{p.name}"]),
                       E.mul(b, E.like(b, _complement(b2), p), E.mul(b, g, g)))
             denom = E.add(b, b.emit(Sqrt(), E.div(b, v, c2)), E.like(b, eps, p))

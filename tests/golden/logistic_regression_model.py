@@ -69,7 +69,6 @@ def forward(params, x):
     """Inference: probability of model logistic."""
     z_W = params['z.W']
     z_b = params['z.b']
-    N = x.shape[0]
     # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
     z = x @ z_W + z_b
     # examples/logistic_regression.bm:8: output probability = sigmoid(z)
@@ -98,10 +97,10 @@ def train_step(params, state, batch, lr):
     t0 = y.reshape((N, 1))
     t1 = t0.astype(np.float32)
     loss = _binary_cross_entropy(z, t1)
-    t3 = np.subtract(probability, t1, out=t1)
-    t4 = np.float32(N * 1)
-    t5 = 1.0 / t4
-    t6 = np.multiply(t3, t5, out=t3)
+    t3 = np.float32(N)
+    t4 = 1.0 / t3
+    t5 = np.subtract(probability, t1, out=t1)
+    t6 = np.multiply(t5, t4, out=t5)
     # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
     z_W_grad = x.T @ t6
     z_b_grad = t6.sum(axis=0)

@@ -63,7 +63,6 @@ def forward(params, image):
     h_b = params['h.b']
     logits_W = params['logits.W']
     logits_b = params['logits.b']
-    N = image.shape[0]
     # examples/mlp.bm:7: h      = relu(dense(image, hidden))
     t0 = image @ h_W + h_b
     h = np.maximum(t0, 0, out=t0)
@@ -106,10 +105,10 @@ def train_step(params, state, batch, lr):
     # examples/mlp.bm:11: loss         = cross_entropy(logits, label)
     loss = _cross_entropy(logits, label)
     t2 = _one_hot(label, 10, np.float32)
-    t3 = np.subtract(probs, t2, out=t2)
-    t4 = np.float32(N)
-    t5 = 1.0 / t4
-    t6 = np.multiply(t3, t5, out=t3)
+    t3 = np.float32(N)
+    t4 = 1.0 / t3
+    t5 = np.subtract(probs, t2, out=t2)
+    t6 = np.multiply(t5, t4, out=t5)
     # examples/mlp.bm:8: logits = dense(h, classes)
     t7 = t6 @ logits_W.T
     logits_W_grad = h.T @ t6

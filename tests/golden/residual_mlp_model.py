@@ -71,7 +71,6 @@ def forward(params, image):
     block2_b2 = params['block2.b2']
     W_out = params['W_out']
     b_out = params['b_out']
-    N = image.shape[0]
     # examples/residual_mlp.bm:17: x      = relu(dense(image, width))
     t0 = image @ x_W + x_b
     x = np.maximum(t0, 0, out=t0)
@@ -180,10 +179,10 @@ def train_step(params, state, batch, lr):
     t19 = np.multiply(t18, W_out, out=t11)
     t20 = np.add(t19, t19, out=t19)
     t21 = _one_hot(label, 10, np.float32)
-    t22 = np.subtract(probs, t21, out=t21)
-    t23 = np.float32(N)
-    t24 = 1.0 / t23
-    t25 = np.multiply(t22, t24, out=t22)
+    t22 = np.float32(N)
+    t23 = 1.0 / t22
+    t24 = np.subtract(probs, t21, out=t21)
+    t25 = np.multiply(t24, t23, out=t24)
     # examples/residual_mlp.bm:23: logits = block2 @ W_out + b_out
     t26 = t25.sum(axis=0, keepdims=True)
     b_out_grad = t26.reshape((10,))
