@@ -21,8 +21,9 @@ def expected_files() -> set[str]:
 
 
 def test_wheel_contains_every_source_file(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                             str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("bmc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = expected_files() - names
