@@ -27,7 +27,8 @@ from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
 from bmc.train import agree
-from bmc.train.loop import History, evaluate, fit, usable_metrics
+from bmc.data.text import is_text_spec, load_text
+from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, usable_metrics
 from bmc.version import __version__
 
 TARGETS = ("numpy",)
@@ -97,7 +98,8 @@ class Model:
         train = self.compiled.model.loss is not None if train is None else train
         c = self.compiled
         return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
-                                      c.train_step() if train else None, c.dtype)
+                                      c.train_step() if train else None, c.dtype,
+                                      c.evaluation() if train else None)
 
     # ---- parameters ----------------------------------------------------------------------------------------------
 
@@ -128,34 +130,69 @@ class Model:
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
-              log=print, progress: bool = True) -> Build:
-        """Train on a data set (a spec such as "digits" or a `Dataset`) and return the trained build."""
-        config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer)
-        dataset = data if isinstance(data, Dataset) else load_dataset(data or config.data)
+              steps: int | None = None, log=print, progress: bool = True) -> Build:
+        """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build."""
+        config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
+                                      steps=steps)
+        spec = data if isinstance(data, Dataset) else (data or config.data)
+        if isinstance(spec, str) and is_text_spec(spec):
+            return self._train_text(spec, config, log, progress)
+        dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         model = self.with_defines(binding.defines) if binding.defines else self
         for note in binding.notes:
             log(f"note: {note}")
         agree.check_classes(model.compiled.model, dataset)
-        if model.compiled.model.loss is None:
-            raise BmcError(f"model '{model.name}' has no loss to train", model.compiled.model.span)
-        source = model.generate("numpy", train=True)
-        module = load_source(source, f"<bmc {model.name}>")
-        params, state = model.init_params(config.seed)
+        model._require_loss()
         train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)
+        preprocess = agree.normalization(config, train_feed)
+        for feed in (train_feed, test_feed):
+            agree.apply_preprocess(preprocess, feed)
+        label = "test"
+        if config.validation:
+            train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed)
+            label = "valid"
         outputs = model.compiled.model.outputs
-        log(f"training {model.name} on {dataset.description}: {config.epochs} epochs, batch "
-            f"{config.batch or 'full'}, {config.optimizer}")
-        history = fit(module, config, params, state, train_feed, test_feed, outputs[0] if outputs else None,
-                      dataset.num_classes, log=log, progress=progress)
-        return Build(model, module, source, params, state, history, dataset.description, config)
+        task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
+                         usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
+        return model._fit(config, task, dataset.description, log, progress, {"preprocess": preprocess})
+
+    def _train_text(self, spec: str, config, log, progress) -> Build:
+        text = load_text(spec, config.validation or 0.1)
+        defines = {}
+        if "vocab" in self.compiled.model.constants and "vocab" not in self._defines:
+            defines["vocab"] = len(text.vocab)
+            log(f"note: vocab = {len(text.vocab)}, from the data")
+        model = self.with_defines(defines) if defines else self
+        model._require_loss()
+        tokens, target = agree.text_inputs(model.compiled.model)
+        window = config.sequence or agree.text_window(model.compiled.model, tokens)
+        task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
+        return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window})
+
+    def _require_loss(self) -> None:
+        if self.compiled.model.loss is None:
+            raise BmcError(f"model '{self.name}' has no loss to train", self.compiled.model.span,
+                           notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
+
+    def _fit(self, config, task, description: str, log, progress, extra: dict) -> Build:
+        source = self.generate("numpy", train=True)
+        module = load_source(source, f"<bmc {self.name}>")
+        params, state = self.init_params(config.seed)
+        budget = f"{config.steps} steps" if config.steps else f"{config.epochs} epochs"
+        log(f"training {self.name} on {description}: {budget}, batch {config.batch or 'full'}, {config.optimizer}"
+            + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
+               else "") + (f", clip {config.clip:g}" if config.clip else ""))
+        history = fit(module, config, params, state, task, log=log, progress=progress)
+        return Build(self, module, source, params, state, history, description, config, extra=extra)
 
 
 class Build:
     """A built model: generated module, parameters, optimizer state; trained or freshly initialized."""
 
     def __init__(self, model: Model | None, module, source: str, params: dict, state: dict,
-                 history: History | None = None, data: str | None = None, config=None, manifest=None):
+                 history: History | None = None, data: str | None = None, config=None, manifest=None,
+                 extra: dict | None = None):
         self.model = model
         self.module = module
         self.source = source
@@ -165,6 +202,7 @@ class Build:
         self.data = data
         self.config = config
         self._manifest = manifest
+        self.extra = extra or {}  # preprocessing, vocabulary: what predicting on new data needs
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -189,6 +227,7 @@ class Build:
                                 "init": str(g.param_info[p].init)} for p in g.params},
             "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
             "metrics": list(m.config.metrics),
+            **self.extra,
         }
         if self.history is not None:
             info["training"] = {"data": self.data, "config": _config_json(self.config or m.config),
@@ -211,16 +250,23 @@ class Build:
         missing = [n for n in names if n not in feeds]
         if missing:
             raise UsageError(f"predict() needs the input(s) {', '.join(missing)}")
-        shaped = {}
-        for name, (dtype, shape) in self.module.INPUTS.items():
-            x = np.asarray(feeds[name])
-            want = [d for d in shape[1:]]
-            if all(isinstance(d, int) for d in want) and x.ndim >= 1 and math.prod(x.shape[1:]) == math.prod(want):
-                x = x.reshape((len(x), *want))
-            else:
-                raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
-            shaped[name] = x.astype(NUMPY_NAMES[dtype], copy=False)
+        shaped = {name: self._prepare(name, feeds[name]) for name in names}
         return predict_batches(self.module, self.params, shaped, batch)
+
+    def _prepare(self, name: str, x) -> np.ndarray:
+        """An input in the build's shape and dtype, preprocessed as in training."""
+        dtype, shape = self.module.INPUTS[name]
+        x = np.asarray(x)
+        want = shape[1:]
+        if all(isinstance(d, int) for d in want):
+            if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(want):
+                raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
+            x = x.reshape((len(x), *want))
+        elif x.ndim != len(shape):
+            raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
+        x = x.astype(NUMPY_NAMES[dtype], copy=False)
+        pre = self.manifest.get("preprocess")
+        return agree.apply_preprocess(pre, {name: x})[name] if pre else x
 
     def evaluate(self, data: str | Dataset) -> dict[str, float]:
         dataset = data if isinstance(data, Dataset) else load_dataset(data)
@@ -230,7 +276,7 @@ class Build:
         if math.prod(dataset.sample_shape) != math.prod(shape):
             raise UsageError(f"{dataset.name} samples have shape {list(dataset.sample_shape)} but this build's input "
                              f"'{name}' is {spec['dtype']}{spec['shape']}")
-        x = dataset.x_test.reshape((len(dataset.x_test), *shape)).astype(NUMPY_NAMES[spec["dtype"]])
+        x = self._prepare(name, dataset.x_test)
         outputs = list(manifest["outputs"])
         names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
         feed = {name: x, "__target__": dataset.y_test}

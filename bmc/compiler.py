@@ -14,14 +14,15 @@ from bmc.passes import precision
 from bmc.passes.pipeline import optimize
 from bmc.syntax import ast, parse
 from bmc.train.config import TrainConfig, parse_train_block
-from bmc.train.step import inference_graph, train_graph
+from bmc.train.step import inference_graph, loss_graph, train_graph
 
 
 @dataclass
 class Compiled:
     """A model compiled from `.bm` source: what every backend and tool starts from."""
 
-    model: ModelIR
+    model: ModelIR  # lowered for training: dropout on, batch-norm batch statistics
+    eval_model: ModelIR  # lowered for inference: dropout off, running statistics
     module: ast.Module
     config: TrainConfig
     source_hash: str
@@ -32,7 +33,7 @@ class Compiled:
         return self.model.name
 
     def inference(self, optimized: bool = True) -> Graph:
-        g = inference_graph(self.model)
+        g = inference_graph(self.eval_model)
         g = optimize(g) if optimized else g
         return precision.run(g, self.dtype) if self.dtype != "f32" else g
 
@@ -41,6 +42,12 @@ class Compiled:
             raise BmcError(f"model '{self.name}' has no loss to train", self.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
         g = train_graph(self.model, self.config)
+        g = optimize(g) if optimized else g
+        return precision.run(g, self.dtype) if self.dtype != "f32" else g
+
+    def evaluation(self, optimized: bool = True) -> Graph:
+        """The inference-mode loss and outputs on a labelled batch (validation loss, perplexity)."""
+        g = loss_graph(self.eval_model, keep_outputs=True)
         g = optimize(g) if optimized else g
         return precision.run(g, self.dtype) if self.dtype != "f32" else g
 
@@ -71,10 +78,12 @@ def compile_source(text: str, filename: str = "<string>", model: str | None = No
     if dtype not in ("f32", "f64"):
         raise UsageError(f"dtype must be f32 or f64, not {dtype}")
     module = parse(text, filename)
-    ir = lower_model(module, model, parse_defines(defines))
+    defines = parse_defines(defines)
+    ir = lower_model(module, model, defines, training=True)
+    eval_ir = lower_model(module, ir.name, defines, training=False)
     config = parse_train_block(module.trainings.get(ir.name))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Compiled(ir, module, config, digest, dtype)
+    return Compiled(ir, eval_ir, module, config, digest, dtype)
 
 
 def compile_file(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Compiled:

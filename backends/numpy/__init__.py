@@ -14,8 +14,9 @@ def _signature(values) -> dict:
 
 
 def generate(name: str, source: str, source_hash: str, inference: Graph, train: Graph | None,
-             dtype: str = "f32") -> str:
-    """The source of the generated module for a model's inference graph and (optionally) its train step."""
+             dtype: str = "f32", evaluation: Graph | None = None) -> str:
+    """The source of the generated module for a model's inference graph and (optionally) its train step and its
+    inference-mode loss on a labelled batch."""
     module = ModuleContext()
     inference = prepare(inference)
     fwd = function_source(
@@ -43,6 +44,14 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
         )
         state = _signature(train.inputs_with_role("state"))
         hyper_sig = _signature(hyper)
+    eval_src = ""
+    if evaluation is not None:
+        evaluation = prepare(evaluation)
+        eval_src = function_source(
+            "evaluate", evaluation, module,
+            [("params", evaluation.params), ("batch", evaluation.inputs_with_role("input", "target"))],
+            doc="The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics).",
+        )
     return render_module(
         model=name, version=__version__, dtype=dtype, np_dtype=NUMPY_NAMES[dtype], source=source,
         source_hash=source_hash,
@@ -51,7 +60,7 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
         params=_signature(inference.params), state=state, hyper=hyper_sig,
         forward_args=", ".join(v.name for v in inference.inputs_with_role("input")),
         hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(),
-        forward=fwd.rstrip(), train_step=train_src.rstrip(),
+        forward=fwd.rstrip(), train_step=train_src.rstrip(), evaluate=eval_src.rstrip(),
     )
 
 

@@ -146,8 +146,17 @@ def _concat(node, a, ctx):
 @lower(ops.Slice)
 def _slice(node, a, ctx):
     axis = node.op.axis % node.inputs[0].type.rank
-    index = ", ".join([":"] * axis + [f"{node.op.start}:{node.op.stop}"])
+    index = ", ".join([":"] * axis + [f"{node.op.start}:{ctx.dim(node.op.stop)}"])
     return f"{a[0]}[{index}]"
+
+
+@lower(ops.PadEnd)
+def _pad_end(node, a, ctx):
+    x = node.inputs[0].type
+    axis = node.op.axis % x.rank
+    widths = ", ".join("(0, 0)" if i != axis else f"(0, {node.op.size} - {a[0]}.shape[{axis}])"
+                       for i in range(x.rank))
+    return f"np.pad({a[0]}, [{widths}])"
 
 
 @lower(ops.SizeOf)

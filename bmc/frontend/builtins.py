@@ -232,5 +232,7 @@ def _l1(lw, call, a):
 
 
 def _at(lw, call):
-    lw.b.span = call.span
-    return lw.b
+    return lw.at(call)
+
+
+from bmc.frontend import layers  # noqa: E402, F401 - registers the neural-network layers

@@ -45,9 +45,13 @@ class Scope:
 
 
 class Lowerer:
-    def __init__(self, module: ast.Module, graph: Graph):
+    def __init__(self, module: ast.Module, graph: Graph, training: bool = True):
         self.module = module
         self.graph = graph
+        self.training = training  # dropout and batch norm behave differently in the train step
+        self.updates: dict[Value, Value] = {}  # non-trainable parameters the train step updates (running stats)
+        self.salts = 0
+        self.key: Value | None = None
         self.b = Builder(graph)
         self.scope: Scope | None = None
         self.param_owner = ""  # prefix for implicit parameters of the statement being lowered
@@ -104,6 +108,12 @@ class Lowerer:
             return scope.values[name]
         if name in scope.constants:
             return scope.constants[name]
+        if name in scope.dim_vars:  # a size bound by a layer's shape pattern
+            d = scope.dim_vars[name]
+            if isinstance(d, int):
+                return d
+            raise BmcError(f"'{name}' is the symbolic dim {d}, known only at run time; it cannot be used as a number",
+                           span)
         if name in scope.statements:
             return self.lower_statement(scope.statements[name])
         if name in ("true", "false"):
@@ -151,12 +161,33 @@ class Lowerer:
         name = self.scope.prefix + stmt.name
         return self.add_param(name, t, init, decay=t.rank >= 2, span=stmt.span)
 
-    def add_param(self, name: str, t: TensorType, init: Init, decay: bool, span: Span) -> Value:
+    def add_param(self, name: str, t: TensorType, init: Init, decay: bool, span: Span,
+                  trainable: bool = True) -> Value:
         if any(v.name == name for v in self.graph.params):
             raise BmcError(f"parameter '{name}' is defined twice", span)
         v = self.graph.add_input(t, name, "param", span)
-        self.graph.param_info[v] = ParamInfo(init, trainable=True, decay=decay, span=span)
+        self.graph.param_info[v] = ParamInfo(init, trainable=trainable, decay=decay, span=span)
         return v
+
+    def record_update(self, param: Value, value: Value) -> None:
+        """A non-trainable parameter (a running statistic) that the train step replaces by `value`."""
+        self.updates[param] = value
+
+    def rng_key(self) -> Value:
+        """The integer key the train step receives each step, from which every random op draws."""
+        if self.key is None:
+            self.key = self.graph.add_input(TensorType("i64", ()), "rng", "hyper")
+        return self.key
+
+    def next_salt(self) -> int:
+        """A distinct stream for each random op of the model."""
+        self.salts += 1
+        return self.salts
+
+    def at(self, call: ast.Call) -> Builder:
+        """The builder, positioned at a call's span, for layers that emit several ops."""
+        self.b.span = call.span
+        return self.b
 
     def owner_prefix(self, func: str) -> str:
         """The name prefix for the parameters of one parameter-owning call in the current statement."""
@@ -283,6 +314,8 @@ class Lowerer:
     # ---- expressions --------------------------------------------------------------------------------------------
 
     def expr(self, e: ast.Expr) -> Result:
+        if isinstance(e, _Bound):
+            return e.value
         if isinstance(e, ast.Num):
             return e.value
         if isinstance(e, ast.Str):
@@ -336,6 +369,8 @@ class Lowerer:
     def call(self, e: ast.Call) -> Result:
         from bmc.frontend.builtins import BUILTINS
 
+        if e.func == "repeat":
+            return self.repeat(e)
         if e.func in self.module.layers:
             return self.call_layer(self.module.layers[e.func], e)
         if e.func in BUILTINS:
@@ -349,6 +384,34 @@ class Lowerer:
         raise BmcError(f"unknown function '{e.func}'", e.func_span, notes=suggest(e.func, known))
 
     # ---- user-defined layers --------------------------------------------------------------------------------------
+
+    def repeat(self, e: ast.Call) -> Value:
+        """`repeat(6, block(h, heads = 4))`: block applied 6 times, each copy with its own parameters (h.0.*, h.1.*);
+        the first argument of the call is the tensor threaded through the copies."""
+        if len(e.args) != 2 or e.kwargs or not isinstance(e.args[1], ast.Call):
+            raise BmcError("repeat takes a count and a layer call: repeat(6, block(h))", e.span)
+        count = self.integer(e.args[0], "repeat's count")
+        call = e.args[1]
+        if count < 1:
+            raise BmcError(f"repeat needs a positive count, not {count}", e.args[0].span)
+        if call.func not in self.module.layers:
+            raise BmcError(f"repeat applies a user-defined layer; '{call.func}' is not one", call.func_span,
+                           notes=suggest(call.func, list(self.module.layers)))
+        if not call.args:
+            raise BmcError(f"{call.func}() needs the tensor to thread through the copies as its first argument",
+                           call.span)
+        x = self.tensor(call.args[0], "the repeated layer's first argument")
+        owner, counts, total = self.param_owner, self.owner_counts, getattr(self, "owner_total", 1)
+        base = self.owner_prefix("repeat")
+        try:
+            for i in range(count):
+                self.param_owner, self.owner_counts, self.owner_total = f"{base}.{i}", {}, 1
+                step = ast.Call(call.func, call.func_span, (_Bound(x, call.args[0].span), *call.args[1:]),
+                                call.kwargs, call.span)
+                x = self.call_layer(self.module.layers[call.func], step)
+        finally:
+            self.param_owner, self.owner_counts, self.owner_total = owner, counts, total
+        return x
 
     def call_layer(self, layer: ast.LayerDef, e: ast.Call) -> Value:
         if layer.name in self.layer_stack:
@@ -437,6 +500,14 @@ class Lowerer:
                                notes=(wanted,))
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """An already-lowered value standing in an argument position (repeat threads its tensor this way)."""
+
+    value: Value
+    span: Span
+
+
 def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
     """Arithmetic on two compile-time numbers, such as `hidden * 2`."""
     try:
@@ -466,7 +537,9 @@ def count_owners(e: ast.Expr | None, lw: Lowerer) -> int:
     if e is None:
         return 0
     if isinstance(e, ast.Call):
-        own = 1 if (e.func in PARAM_OWNERS or e.func in lw.module.layers) else 0
+        own = 1 if (e.func in PARAM_OWNERS or e.func in lw.module.layers or e.func == "repeat") else 0
+        if e.func == "repeat":  # its copies name their own parameters
+            return own
         return own + sum(count_owners(a, lw) for a in e.args) + sum(count_owners(k.value, lw) for k in e.kwargs)
     if isinstance(e, ast.BinOp):
         return count_owners(e.lhs, lw) + count_owners(e.rhs, lw)
@@ -508,8 +581,10 @@ def model_constants(lw: Lowerer, mdef: ast.ModelDef, defines: dict[str, Scalar],
     return spans
 
 
-def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, Scalar] | None = None) -> ModelIR:
-    """Lower one model of a parsed file (the only one, or the one named) into a `ModelIR`."""
+def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, Scalar] | None = None,
+                training: bool = True) -> ModelIR:
+    """Lower one model of a parsed file (the only one, or the one named) into a `ModelIR`, in training mode (the
+    train step's forward: dropout on, batch statistics) or inference mode."""
     defines = dict(defines or {})
     models = module.models
     if not models:
@@ -524,7 +599,7 @@ def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, 
     _check_unique_items(module)
     mdef = models[name]
     graph = Graph(name)
-    lw = Lowerer(module, graph)
+    lw = Lowerer(module, graph, training)
     lw.scope = Scope("model", name, "")
     spans = model_constants(lw, mdef, defines, {})
     ordered = lw.collect(lw.scope, mdef.body)
@@ -558,7 +633,8 @@ def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, 
     if not outputs and loss is None:
         raise BmcError(f"model '{name}' has no output and no loss", mdef.name_span,
                        notes=("declare a result with 'output name = ...' or a training objective with 'loss = ...'",))
-    return ModelIR(name, module.source, graph, outputs, loss, dict(lw.scope.constants), spans, input_spans, mdef.span)
+    return ModelIR(name, module.source, graph, outputs, loss, dict(lw.scope.constants), spans, input_spans, mdef.span,
+                   {p.name: v for p, v in lw.updates.items()}, training)
 
 
 def _check_unique_items(module: ast.Module) -> None:

@@ -19,6 +19,8 @@ class ModelIR:
     constant_spans: dict[str, Span] = field(default_factory=dict)
     input_spans: dict[str, Span] = field(default_factory=dict)  # input name -> span of its type, for data errors
     span: Span | None = None
+    updates: dict[str, Value] = field(default_factory=dict)  # running statistics the train step replaces
+    training: bool = True  # lowered for the train step (dropout, batch statistics) or for inference
 
     def value(self, name: str) -> Value:
         return self.graph.outputs[name]

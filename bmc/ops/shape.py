@@ -102,16 +102,21 @@ class Concat(Op):
 
 @dataclass(frozen=True)
 class Slice(Op):
-    """x[..., start:stop, ...] along one axis (static bounds)."""
+    """x[..., start:stop, ...] along one axis. Bounds are static, except that a slice from 0 may stop at a symbolic
+    dim (the first T rows of a table of positions, for sequences of any length up to its size)."""
 
     name: ClassVar[str] = "slice"
     axis: int
     start: int
-    stop: int
+    stop: Dim
 
     def infer(self, x: TensorType) -> TensorType:
         (axis,) = normalize_axes((self.axis,), x.rank)
         n = x.shape[axis]
+        if isinstance(self.stop, str):
+            if self.start != 0:
+                raise TypeError_("a slice to a symbolic dim must start at 0")
+            return x.with_shape(tuple(self.stop if i == axis else d for i, d in enumerate(x.shape)))
         if not (0 <= self.start < self.stop and (not isinstance(n, int) or self.stop <= n)):
             raise TypeError_(f"slice {self.start}:{self.stop} is out of range for axis {self.axis} of {x}")
         return x.with_shape(tuple(self.stop - self.start if i == axis else d for i, d in enumerate(x.shape)))
@@ -120,6 +125,8 @@ class Slice(Op):
         x = node.inputs[0]
         (axis,) = normalize_axes((self.axis,), x.type.rank)
         n = x.type.shape[axis]
+        if isinstance(self.stop, str):
+            return (b.emit(PadEnd(axis, n), grads[0]),)
         parts = []
         zero = E.like(b, 0.0, grads[0])
         for lo, hi in ((0, self.start), (self.stop, n)):
@@ -152,3 +159,21 @@ class SizeOf(Op):
 
     def dims_of(self, x: TensorType) -> list[Dim]:
         return [x.shape[a] for a in normalize_axes(self.axes, x.rank)]
+
+
+@dataclass(frozen=True)
+class PadEnd(Op):
+    """Zeros appended along one axis up to a static size: the gradient of a slice to a symbolic stop."""
+
+    name: ClassVar[str] = "pad_end"
+    axis: int
+    size: int
+
+    def infer(self, x: TensorType) -> TensorType:
+        (axis,) = normalize_axes((self.axis,), x.rank)
+        return x.with_shape(tuple(self.size if i == axis else d for i, d in enumerate(x.shape)))
+
+    def vjp(self, b, node, grads):
+        x = node.inputs[0]
+        (axis,) = normalize_axes((self.axis,), x.type.rank)
+        return (b.emit(Slice(axis, 0, x.type.shape[axis]), grads[0]),)

@@ -91,3 +91,66 @@ def check_classes(model: ModelIR, data: Dataset) -> None:
         raise BmcError(f"output '{model.outputs[0]}' has {out.type.shape[1]} classes but {data.name} has "
                        f"{data.num_classes}", out.span,
                        notes=(f"the output needs one column per class: {out.type.dtype}[N, {data.num_classes}]",))
+
+
+# ---- preprocessing ----------------------------------------------------------------------------------------------
+
+
+def normalization(config, train: dict[str, np.ndarray]) -> dict | None:
+    """The input standardization the train block asks for: the training set's mean and std, or given ones."""
+    if not config.normalize:
+        return None
+    name = next(iter(train))
+    if isinstance(config.normalize, tuple):
+        mean, std = config.normalize
+    else:
+        x = train[name]
+        mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+    if std <= 0:
+        raise BmcError("cannot normalize: the inputs' standard deviation is 0", config.spans.get("normalize"))
+    return {"input": name, "mean": mean, "std": std}
+
+
+def apply_preprocess(pre: dict | None, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Standardize the input in place of the feed (the saved build applies the same to new data)."""
+    if pre and pre["input"] in feed:
+        x = feed[pre["input"]]
+        feed[pre["input"]] = ((x - np.asarray(pre["mean"], x.dtype)) / np.asarray(pre["std"], x.dtype)).astype(
+            x.dtype, copy=False)
+    return feed
+
+
+def hold_out(train: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
+    """Split a seeded random `fraction` of the training set off for validation."""
+    n = len(next(iter(train.values())))
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    cut = n - max(1, int(round(n * fraction)))
+    keep, held = np.sort(order[:cut]), np.sort(order[cut:])
+    return {k: v[keep] for k, v in train.items()}, {k: v[held] for k, v in train.items()}
+
+
+# ---- text ----------------------------------------------------------------------------------------------------------
+
+
+def text_inputs(model: ModelIR):
+    """A language model's token input and next-token target: integer [N, T] each."""
+    inputs, targets = model.data_inputs, model.targets
+    ok = (len(inputs) == 1 and len(targets) == 1 and inputs[0].type.dtype in ("i32", "i64")
+          and inputs[0].type.rank == 2 and targets[0].type.shape == inputs[0].type.shape)
+    if not ok:
+        raise BmcError(f"text data trains a language model: one input of token ids i64[N, T] and one target "
+                       f"i64[N, T] (the next character at each position); model '{model.name}' does not have them",
+                       model.span)
+    return inputs[0], targets[0]
+
+
+def text_window(model: ModelIR, tokens) -> int:
+    """The training window: the input's static length, else the model's `context` parameter."""
+    length = tokens.type.shape[1]
+    if isinstance(length, int):
+        return length
+    context = model.constants.get("context")
+    if isinstance(context, int) and context > 0:
+        return context
+    raise BmcError(f"'{tokens.name}' has a symbolic length; set the training window with sequence = ... in the "
+                   "train block, or give the model a `context` parameter", model.input_spans.get(tokens.name))

@@ -9,7 +9,9 @@ from typing import Any
 from bmc.diagnostics import BmcError, Span, UsageError
 from bmc.frontend.lower import suggest
 from bmc.syntax import ast
+from bmc.train.augment import Augment
 from bmc.train.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from bmc.train.schedules import SCHEDULES, Schedule
 
 OPTIMIZERS: dict[str, dict[str, float | bool]] = {
     # full-batch gradient descent: plain steps, and the batch defaults to the whole training set
@@ -17,6 +19,8 @@ OPTIMIZERS: dict[str, dict[str, float | bool]] = {
     "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False},
     # Keras' defaults (epsilon 1e-7), the seed text's worked example
     "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7},
+    # Adam with decoupled weight decay (Loshchilov & Hutter), PyTorch's defaults; decays weights, not biases or norms
+    "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
 }
 
 
@@ -43,6 +47,13 @@ class TrainConfig:
     metrics: tuple[str, ...] = ("accuracy",)
     l1: float = 0.0
     l2: float = 0.0
+    steps: int | None = None  # a step budget: train this many steps (epochs then only bound the data passes)
+    schedule: Schedule = field(default_factory=Schedule)
+    clip: float | None = None  # clip the gradients' global norm to this
+    validation: float = 0.0  # hold out this fraction of the training set (text: of the first file) for validation
+    normalize: bool | tuple[float, float] = False  # standardize inputs: true (train mean/std) or (mean, std)
+    augment: Augment = field(default_factory=Augment)
+    sequence: int | None = None  # the window length of text batches (default: the model's `context`)
     spans: dict[str, Span] = field(default_factory=dict)
 
     def override(self, **values: Any) -> TrainConfig:
@@ -62,7 +73,7 @@ class TrainConfig:
                 out.optimizer = OptimizerConfig(value, dict(OPTIMIZERS[value]))
                 if lr is not None and "lr" not in values:
                     out.optimizer.args["lr"] = lr
-            elif key in ("epochs", "batch"):
+            elif key in ("epochs", "batch", "steps"):
                 if value < 1:
                     raise UsageError(f"--{key} must be at least 1, not {value}")
                 setattr(out, key, value)
@@ -71,7 +82,8 @@ class TrainConfig:
         return out
 
 
-SETTINGS = ("data", "optimizer", "epochs", "batch", "seed", "metrics", "l1", "l2")
+SETTINGS = ("data", "optimizer", "epochs", "steps", "batch", "seed", "metrics", "l1", "l2", "schedule", "clip",
+            "validation", "normalize", "augment", "sequence")
 
 
 def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
@@ -90,6 +102,12 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
         if s.key == "metrics":
             config.metrics = tuple(_metric(v) for v in s.values)
             continue
+        if s.key == "augment":
+            config.augment = _augment(s.values)
+            continue
+        if s.key == "normalize" and len(s.values) == 2:
+            config.normalize = (_number(s.values[0], "normalize's mean"), _number(s.values[1], "normalize's std"))
+            continue
         if len(s.values) != 1:
             raise BmcError(f"'{s.key}' takes one value", s.values[1].span)
         v = s.values[0]
@@ -102,8 +120,21 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
                 config.batch = None
             else:
                 config.batch = _int(v, "batch", minimum=1)
-        elif s.key in ("epochs", "seed"):
-            setattr(config, s.key, _int(v, s.key, minimum=1 if s.key == "epochs" else 0))
+        elif s.key in ("epochs", "seed", "steps", "sequence"):
+            setattr(config, s.key, _int(v, s.key, minimum=0 if s.key == "seed" else 1))
+        elif s.key == "schedule":
+            config.schedule = _schedule(v)
+        elif s.key == "normalize":
+            if not isinstance(v, ast.Name) or v.id not in ("true", "false"):
+                raise BmcError("normalize takes true (the training set's mean and std) or two numbers: mean, std",
+                               v.span)
+            config.normalize = v.id == "true"
+        elif s.key == "clip":
+            config.clip = _number(v, "clip", minimum=0.0) or None
+        elif s.key == "validation":
+            config.validation = _number(v, "validation", minimum=0.0)
+            if config.validation >= 1:
+                raise BmcError("validation is a fraction of the training set, less than 1", v.span)
         else:
             setattr(config, s.key, _number(v, s.key, minimum=0.0))
     if config.optimizer.kind == "gd" and "batch" not in seen:
@@ -135,8 +166,40 @@ def _data(v: ast.Expr) -> str:
     raise BmcError('data must be a data-set name (digits, fashion_mnist) or a path in quotes ("data/my.npz")', v.span)
 
 
+def _schedule(v: ast.Expr) -> Schedule:
+    name, kwargs = (v.id, ()) if isinstance(v, ast.Name) else ((v.func, v.kwargs) if isinstance(v, ast.Call)
+                                                                else (None, ()))
+    if name not in SCHEDULES:
+        raise BmcError(f"unknown schedule '{name or v.span.text()}'", v.span,
+                       notes=("schedules: " + ", ".join(f"{k}({', '.join(a)})" for k, a in SCHEDULES.items()),))
+    if isinstance(v, ast.Call) and v.args:
+        raise BmcError(f"{name}() takes keyword settings only, e.g. {name}(warmup = 100)", v.args[0].span)
+    args: dict[str, Any] = {}
+    for kw in kwargs:
+        if kw.name not in SCHEDULES[name]:
+            raise BmcError(f"{name}() has no setting '{kw.name}'", kw.span,
+                           notes=(f"settings: {', '.join(SCHEDULES[name])}",))
+        is_int = kw.name in ("warmup", "every")
+        args[kw.name] = _int(kw.value, kw.name, minimum=0) if is_int else _number(kw.value, kw.name, minimum=0.0)
+    return Schedule(name, **args)
+
+
+def _augment(values: tuple[ast.Expr, ...]) -> Augment:
+    shift, flip = 0, False
+    for v in values:
+        if isinstance(v, ast.Name) and v.id == "flip":
+            flip = True
+        elif isinstance(v, ast.Call) and v.func == "shift" and len(v.args) == 1 and not v.kwargs:
+            shift = _int(v.args[0], "shift", minimum=1)
+        elif isinstance(v, ast.Name) and v.id == "none":
+            continue
+        else:
+            raise BmcError("augment takes shift(pixels) and/or flip, e.g. augment = shift(2), flip", v.span)
+    return Augment(shift, flip)
+
+
 def _metric(v: ast.Expr) -> str:
-    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, "perplexity")
     if not isinstance(v, ast.Name) or v.id not in known:
         name = v.id if isinstance(v, ast.Name) else "this"
         raise BmcError(f"unknown metric '{name}'", v.span,
@@ -148,7 +211,7 @@ def _optimizer(v: ast.Expr) -> OptimizerConfig:
     name, args, kwargs = (v.id, (), ()) if isinstance(v, ast.Name) else (
         (v.func, v.args, v.kwargs) if isinstance(v, ast.Call) else (None, (), ()))
     if name is None:
-        raise BmcError("optimizer must be gd(...), sgd(...) or adam(...)", v.span)
+        raise BmcError("optimizer must be gd(...), sgd(...), adam(...) or adamw(...)", v.span)
     if name not in OPTIMIZERS:
         raise BmcError(f"unknown optimizer '{name}'", v.func_span if isinstance(v, ast.Call) else v.span,
                        notes=suggest(name, list(OPTIMIZERS)) or (f"optimizers: {', '.join(OPTIMIZERS)}",))

@@ -1,10 +1,15 @@
-"""The training loop: batches, the generated train step, metrics per epoch, a progress bar."""
+"""The training loop: batches from a task, the generated train step, a learning-rate schedule, metrics per epoch
+and a progress bar.
+
+A task says what one epoch's batches are and how to score the model: `ArrayTask` for labelled arrays (images,
+features), `TextTask` for next-character prediction on text.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -13,23 +18,28 @@ import numpy as np
 from bmc.diagnostics import BmcError
 from bmc.runtime import predict_batches
 from bmc.train import metrics as M
+from bmc.train.augment import Augment
 from bmc.train.config import TrainConfig
 from bmc.train.progress import Progress
+
+Feed = dict[str, np.ndarray]
 
 
 @dataclass
 class EpochLog:
     epoch: int
+    step: int
     loss: float
     train: dict[str, float]
     test: dict[str, float]
     seconds: float
     samples_per_second: float
+    test_label: str = "test"
 
     def line(self, epochs: int) -> str:
-        parts = [f"epoch {self.epoch}/{epochs}", f"loss {self.loss:.4f}"]
+        parts = [f"epoch {self.epoch}/{epochs}", f"step {self.step}", f"loss {self.loss:.4f}"]
         parts += [f"train {k} {v:.4f}" for k, v in self.train.items()]
-        parts += [f"test {k} {v:.4f}" for k, v in self.test.items()]
+        parts += [f"{self.test_label} {k} {v:.4f}" for k, v in self.test.items()]
         parts.append(f"{self.seconds:.2f}s ({self.samples_per_second:,.0f} samples/s)")
         return "  ".join(parts)
 
@@ -46,18 +56,14 @@ class History:
         return [e.__dict__ for e in self.epochs]
 
 
+# ---- scoring -----------------------------------------------------------------------------------------------------
+
+
 def predictions(scores: np.ndarray) -> np.ndarray:
     """Class predictions from an output: argmax of class scores [n, C]; a probability [n] or [n, 1] above 0.5."""
     if scores.ndim == 2 and scores.shape[1] > 1:
         return scores.argmax(axis=1)
     return (scores.reshape(len(scores)) > 0.5).astype(np.int64)
-
-
-def score(names: tuple[str, ...], num_classes: int | None, outputs: np.ndarray, targets: np.ndarray,
-          acc=None) -> dict[str, float]:
-    acc = acc or M.new_accumulator(num_classes)
-    update(acc, num_classes, outputs, targets)
-    return {n: M.compute(n, acc) for n in names}
 
 
 def update(acc, num_classes: int | None, outputs: np.ndarray, targets: np.ndarray) -> None:
@@ -73,56 +79,169 @@ def usable_metrics(names: tuple[str, ...], num_classes: int | None) -> tuple[str
     return chosen or (("accuracy",) if num_classes is not None else ("mse",))
 
 
-def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
-        train: dict[str, np.ndarray], test: dict[str, np.ndarray], output: str | None, num_classes: int | None,
-        log: Callable[[str], None] = print, progress: bool = True) -> History:
-    """Train in place (params and state are updated) and return the per-epoch history."""
-    names = usable_metrics(config.metrics, num_classes)
-    target = next((k for k in train if k not in module.INPUTS), None)
-    n = len(next(iter(train.values())))
-    batch = n if config.batch is None else min(config.batch, n)
-    steps = math.ceil(n / batch)
-    lr_dtype = module.HYPER["lr"][0] if "lr" in module.HYPER else "f32"
-    lr = np.asarray(config.optimizer.lr, dtype={"f32": np.float32, "f64": np.float64}[lr_dtype])
-    history = History()
-    log_every = max(1, config.epochs // 20)  # at most about 20 lines for long runs
-    rng = np.random.default_rng(config.seed)
-    for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(n) if batch < n else np.arange(n)
-        acc = M.new_accumulator(num_classes)
-        bar = Progress(f"epoch {epoch}/{config.epochs}", steps, enabled=progress)
-        start = time.perf_counter()
-        total_loss, seen = 0.0, 0
-        for step in range(steps):
-            idx = order[step * batch:(step + 1) * batch]
-            feed = {k: v[idx] for k, v in train.items()} if batch < n else train
-            result = module.train_step(params, state, feed, lr)
-            loss = float(result["loss"])
-            if not math.isfinite(loss):
-                bar.close()
-                raise BmcError(f"the loss became {loss} at epoch {epoch}, step {step + 1}; training stopped "
-                               f"(try a smaller learning rate than {config.optimizer.lr:g})")
-            total_loss += loss * len(idx)
-            seen += len(idx)
-            if output is not None and target is not None:
-                update(acc, num_classes, np.asarray(result[output]), feed[target])
-            bar.update(step + 1, seen, total_loss / seen)
-        seconds = time.perf_counter() - start
-        bar.close()
-        train_scores = {k: M.compute(k, acc) for k in names} if output is not None else {}
-        test_scores = evaluate(module, params, test, output, num_classes, names) if test else {}
-        entry = EpochLog(epoch, total_loss / seen, train_scores, test_scores, seconds, seen / seconds)
-        history.epochs.append(entry)
-        if epoch % log_every == 0 or epoch in (1, config.epochs):
-            log(entry.line(config.epochs))
-    return history
-
-
-def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: dict[str, np.ndarray], output: str | None,
+def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: Feed, output: str | None,
              num_classes: int | None, names: tuple[str, ...]) -> dict[str, float]:
     if output is None:
         return {}
     inputs = {k: v for k, v in data.items() if k in module.INPUTS}
     target = next(k for k in data if k not in module.INPUTS)
     outputs = predict_batches(module, params, inputs)
-    return score(names, num_classes, outputs[output], data[target])
+    acc = M.new_accumulator(num_classes)
+    update(acc, num_classes, outputs[output], data[target])
+    return {n: M.compute(n, acc) for n in names}
+
+
+# ---- tasks ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArrayTask:
+    """Labelled arrays: shuffled mini-batches each epoch, optionally augmented; scored on a held-out split."""
+
+    train: Feed
+    test: Feed
+    output: str | None
+    num_classes: int | None
+    metrics: tuple[str, ...]
+    batch: int | None
+    augment: Augment = field(default_factory=Augment)
+    test_label: str = "test"
+
+    def __post_init__(self) -> None:
+        self.n = len(next(iter(self.train.values())))
+        self.batch_size = self.n if self.batch is None else min(self.batch, self.n)
+        self.steps_per_epoch = math.ceil(self.n / self.batch_size)
+        self.target = next((k for k in self.train if k != self.input), None)
+        self.acc = M.new_accumulator(self.num_classes)
+
+    @property
+    def input(self) -> str:
+        return next(iter(self.train))
+
+    def batches(self, rng: np.random.Generator) -> Iterator[Feed]:
+        if self.batch_size == self.n and not self.augment:
+            yield self.train
+            return
+        order = rng.permutation(self.n)
+        for step in range(self.steps_per_epoch):
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            feed = {k: v[idx] for k, v in self.train.items()}
+            if self.augment:
+                feed[self.input] = self.augment(feed[self.input], rng)
+            yield feed
+
+    def start_epoch(self) -> None:
+        self.acc = M.new_accumulator(self.num_classes)
+
+    def track(self, result: dict, feed: Feed) -> None:
+        if self.output is not None and self.target is not None:
+            update(self.acc, self.num_classes, np.asarray(result[self.output]), feed[self.target])
+
+    def train_scores(self) -> dict[str, float]:
+        return {k: M.compute(k, self.acc) for k in self.metrics} if self.output is not None else {}
+
+    def scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+        if not self.test:
+            return {}
+        return evaluate(module, params, self.test, self.output, self.num_classes, self.metrics)
+
+
+@dataclass
+class TextTask:
+    """Next-character prediction: random windows of `window + 1` characters (inputs, and targets shifted by one);
+    scored by loss and perplexity on consecutive windows of the validation text."""
+
+    train_ids: np.ndarray
+    valid_ids: np.ndarray
+    window: int
+    batch: int
+    input_name: str
+    target_name: str
+    test_label: str = "valid"
+
+    def __post_init__(self) -> None:
+        if len(self.train_ids) <= self.window + 1:
+            raise BmcError(f"the training text has {len(self.train_ids)} characters, fewer than a window of "
+                           f"{self.window + 1}")
+        self.batch_size = self.batch
+        self.steps_per_epoch = max(1, len(self.train_ids) // (self.batch * self.window))
+        self.losses: list[float] = []
+
+    def batches(self, rng: np.random.Generator) -> Iterator[Feed]:
+        offsets = np.arange(self.window + 1)
+        for _ in range(self.steps_per_epoch):
+            starts = rng.integers(0, len(self.train_ids) - self.window - 1, size=self.batch)
+            chunk = self.train_ids[starts[:, None] + offsets]
+            yield {self.input_name: chunk[:, :-1], self.target_name: chunk[:, 1:]}
+
+    def start_epoch(self) -> None:
+        self.losses = []
+
+    def track(self, result: dict, feed: Feed) -> None:
+        self.losses.append(float(result["loss"]))
+
+    def train_scores(self) -> dict[str, float]:
+        return {"perplexity": math.exp(float(np.mean(self.losses)))} if self.losses else {}
+
+    def scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+        count = (len(self.valid_ids) - 1) // self.window
+        if count < 1:
+            return {}
+        ids = self.valid_ids[: count * self.window + 1]
+        x = np.stack([ids[i * self.window:(i + 1) * self.window] for i in range(count)])
+        y = np.stack([ids[i * self.window + 1:(i + 1) * self.window + 1] for i in range(count)])
+        total = 0.0
+        for start in range(0, count, self.batch):
+            feed = {self.input_name: x[start:start + self.batch], self.target_name: y[start:start + self.batch]}
+            total += float(module.evaluate(params, feed)["loss"]) * len(feed[self.input_name])
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(loss)}
+
+
+# ---- the loop ----------------------------------------------------------------------------------------------------
+
+
+def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
+        task: ArrayTask | TextTask, log: Callable[[str], None] = print, progress: bool = True) -> History:
+    """Train in place (params and state are updated) and return the per-epoch history."""
+    per_epoch = task.steps_per_epoch
+    total = config.steps if config.steps else config.epochs * per_epoch
+    epochs = math.ceil(total / per_epoch)
+    floats = {"f32": np.float32, "f64": np.float64}
+    lr_type = floats[module.HYPER["lr"][0]] if "lr" in module.HYPER else np.float32
+    base_lr = config.optimizer.lr
+    history = History()
+    log_every = max(1, epochs // 20)  # at most about 20 lines for long runs
+    rng = np.random.default_rng(config.seed)
+    step = 0
+    for epoch in range(1, epochs + 1):
+        task.start_epoch()
+        todo = min(per_epoch, total - step)
+        bar = Progress(f"epoch {epoch}/{epochs}", todo, enabled=progress)
+        start = time.perf_counter()
+        total_loss, seen = 0.0, 0
+        for i, feed in enumerate(task.batches(rng)):
+            if i >= todo:
+                break
+            hyper = {"lr": lr_type(config.schedule.lr(base_lr, step, total)),
+                     "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh random key per step
+            result = module.train_step(params, state, feed, *(hyper[k] for k in module.HYPER))
+            step += 1
+            loss = float(result["loss"])
+            if not math.isfinite(loss):
+                bar.close()
+                raise BmcError(f"the loss became {loss} at epoch {epoch}, step {step}; training stopped "
+                               f"(try a smaller learning rate than {base_lr:g}, or clip = 1.0)")
+            n = len(next(iter(feed.values())))
+            total_loss += loss * n
+            seen += n
+            task.track(result, feed)
+            bar.update(i + 1, seen, total_loss / seen)
+        seconds = time.perf_counter() - start
+        bar.close()
+        entry = EpochLog(epoch, step, total_loss / seen, task.train_scores(), task.scores(module, params), seconds,
+                         seen / seconds, task.test_label)
+        history.epochs.append(entry)
+        if epoch % log_every == 0 or epoch in (1, epochs):
+            log(entry.line(epochs))
+    return history

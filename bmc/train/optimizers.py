@@ -33,6 +33,10 @@ class Optimizer:
                lr: Value) -> tuple[dict[Value, Value], dict[str, Value]]:
         raise NotImplementedError
 
+    def start(self, b: Builder, p: Value, lr: Value) -> Value:
+        """The value the step is taken from: the parameter itself (AdamW first decays it)."""
+        return p
+
 
 class GradientDescent(Optimizer):
     """p <- p - lr g (full-batch gradient descent when the batch is the whole set)."""
@@ -92,7 +96,7 @@ class Adam(Optimizer):
             v = E.add(b, E.mul(b, E.like(b, b2, p), state[f"adam.v/{p.name}"]),
                       E.mul(b, E.like(b, _complement(b2), p), E.mul(b, g, g)))
             denom = E.add(b, b.emit(Sqrt(), E.div(b, v, c2)), E.like(b, eps, p))
-            new_params[p] = E.sub(b, p, E.mul(b, step, E.div(b, m, denom)))
+            new_params[p] = E.sub(b, self.start(b, p, lr), E.mul(b, step, E.div(b, m, denom)))
             m.name, v.name, new_params[p].name = f"{p.name}.m", f"{p.name}.v", f"{p.name}.new"
             new_state[f"adam.m/{p.name}"], new_state[f"adam.v/{p.name}"] = m, v
         return new_params, new_state
@@ -103,8 +107,25 @@ def _complement(beta: float) -> float:
     return float(f"{1.0 - beta:.12g}")
 
 
-OPTIMIZER_CLASSES = {"gd": GradientDescent, "sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p <- p (1 - lr wd), then the Adam step (as PyTorch's AdamW). Only weights
+    eligible for decay (matrices and kernels, not biases or normalization scales) decay."""
+
+    def __init__(self, config: OptimizerConfig, decay: set):
+        super().__init__(config)
+        self.decay = decay
+
+    def start(self, b, p, lr):
+        wd = float(self.args["weight_decay"])
+        if not wd or p not in self.decay:
+            return p
+        return E.mul(b, p, E.sub(b, E.like(b, 1.0, p), E.mul(b, lr, E.like(b, wd, p))))
 
 
-def make_optimizer(config: OptimizerConfig) -> Optimizer:
+OPTIMIZER_CLASSES = {"gd": GradientDescent, "sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def make_optimizer(config: OptimizerConfig, decay: set | None = None) -> Optimizer:
+    if config.kind == "adamw":
+        return AdamW(config, decay or set())
     return OPTIMIZER_CLASSES[config.kind](config)

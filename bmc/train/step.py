@@ -12,7 +12,7 @@ from bmc.init import Init
 from bmc.ir.graph import Builder, Graph, ParamInfo
 from bmc.ir.types import scalar
 from bmc.ops import emit as E
-from bmc.ops.elementwise import Abs
+from bmc.ops.elementwise import Abs, Minimum, Sqrt
 from bmc.passes import dce
 from bmc.passes.autodiff import gradients
 from bmc.train.config import TrainConfig
@@ -48,11 +48,15 @@ def _depends(g: Graph, v, t) -> bool:
     return False
 
 
-def loss_graph(model: ModelIR) -> Graph:
-    """Forward graph with the loss as its only output (used by gradient checks)."""
+def loss_graph(model: ModelIR, keep_outputs: bool = False) -> Graph:
+    """Forward graph with the loss as its output (and the declared outputs too, when asked)."""
+    if model.loss is None:
+        raise BmcError(f"model '{model.name}' has no loss", model.span)
     g = model.graph.copy_frame()
     g.nodes = list(model.graph.nodes)
     g.outputs = {"loss": model.graph.outputs["loss"]}
+    if keep_outputs:
+        g.outputs.update({k: model.graph.outputs[k] for k in model.outputs})
     return g
 
 
@@ -73,18 +77,22 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
                 objective = E.add(b, objective, term)
     dtype = loss.type.dtype
     lr = g.add_input(scalar(dtype), "lr", "hyper")
-    optimizer = make_optimizer(config.optimizer)
+    optimizer = make_optimizer(config.optimizer, {p for p in params if g.param_info[p].decay})
     state = {}
     for spec in optimizer.state(params):
         v = g.add_input(spec.type, spec.name, "state")
         g.param_info[v] = ParamInfo(Init("zeros"), trainable=False, decay=False)
         state[spec.name] = v
     grads = gradients(b, objective, params)
+    if config.clip:
+        b.span = config.spans.get("clip") or loss.span
+        grads = clip_by_global_norm(b, grads, config.clip)
     b.span = config.spans.get("optimizer") or loss.span
     new_params, new_state = optimizer.update(b, params, grads, state, lr)
     g.outputs = {"loss": objective}
     g.outputs.update({k: src.outputs[k] for k in model.outputs})
     g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
+    g.outputs.update({f"params/{name}": v for name, v in model.updates.items()})
     g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
     return g
 
@@ -104,3 +112,15 @@ def gradient_graph(model: ModelIR, wrt: str = "params") -> Graph:
     grads = gradients(b, loss, targets)
     g.outputs = {"loss": loss, **{f"grad/{v.name}": grads[v] for v in targets}}
     return g
+
+
+def clip_by_global_norm(b: Builder, grads: dict, limit: float) -> dict:
+    """Scale every gradient by min(1, limit / ||all gradients||): the direction is kept, the step bounded."""
+    total = None
+    for g in grads.values():
+        sq = E.sum_(b, E.mul(b, g, g))
+        total = sq if total is None else E.add(b, total, sq)
+    norm = b.emit(Sqrt(), total)
+    scale = b.emit(Minimum(), E.like(b, 1.0, norm), E.div(b, E.like(b, limit, norm), E.add(b, norm,
+                                                                                          E.like(b, 1e-6, norm))))
+    return {p: E.mul(b, g, scale) for p, g in grads.items()}

@@ -120,6 +120,24 @@ def train_step(params, state, batch, lr):
     return {'loss': loss, 'probability': probability}
 
 
+def evaluate(params, batch):
+    """The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics)."""
+    z_W = params['z.W']
+    z_b = params['z.b']
+    x = batch['x']
+    y = batch['y']
+    N = x.shape[0]
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z = x @ z_W + z_b
+    # examples/logistic_regression.bm:8: output probability = sigmoid(z)
+    probability = _sigmoid(z)
+    # examples/logistic_regression.bm:9: loss = binary_cross_entropy(z, reshape(y, [N, 1]))
+    t0 = y.reshape((N, 1))
+    t1 = t0.astype(np.float32)
+    loss = _binary_cross_entropy(z, t1)
+    return {'loss': loss, 'probability': probability}
+
+
 def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")

@@ -193,6 +193,26 @@ def train_step(params, state, batch, lr):
     return {'loss': loss, 'probs': probs}
 
 
+def evaluate(params, batch):
+    """The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics)."""
+    h_W = params['h.W']
+    h_b = params['h.b']
+    logits_W = params['logits.W']
+    logits_b = params['logits.b']
+    image = batch['image']
+    label = batch['label']
+    # examples/mlp.bm:7: h      = relu(dense(image, hidden))
+    t0 = image @ h_W + h_b
+    h = np.maximum(t0, 0, out=t0)
+    # examples/mlp.bm:8: logits = dense(h, classes)
+    logits = h @ logits_W + logits_b
+    # examples/mlp.bm:10: output probs = softmax(logits)
+    probs = _softmax(logits, axis=-1)
+    # examples/mlp.bm:11: loss         = cross_entropy(logits, label)
+    loss = _cross_entropy(logits, label)
+    return {'loss': loss, 'probs': probs}
+
+
 def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")

@@ -423,6 +423,55 @@ def train_step(params, state, batch, lr):
     return {'loss': loss, 'probs': probs}
 
 
+def evaluate(params, batch):
+    """The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics)."""
+    x_W = params['x.W']
+    x_b = params['x.b']
+    block1_W1 = params['block1.W1']
+    block1_b1 = params['block1.b1']
+    block1_W2 = params['block1.W2']
+    block1_b2 = params['block1.b2']
+    block2_W1 = params['block2.W1']
+    block2_b1 = params['block2.b1']
+    block2_W2 = params['block2.W2']
+    block2_b2 = params['block2.b2']
+    W_out = params['W_out']
+    b_out = params['b_out']
+    image = batch['image']
+    label = batch['label']
+    # examples/residual_mlp.bm:17: x      = relu(dense(image, width))
+    t0 = image @ x_W + x_b
+    x = np.maximum(t0, 0, out=t0)
+    # examples/residual_mlp.bm:9: h = relu(x @ W1 + b1)
+    t1 = x @ block1_W1
+    t2 = np.add(t1, block1_b1, out=t1)
+    block1_h = np.maximum(t2, 0, out=t2)
+    # examples/residual_mlp.bm:10: return x + (h @ W2 + b2)
+    t3 = block1_h @ block1_W2
+    t4 = np.add(t3, block1_b2, out=t3)
+    block1 = np.add(x, t4, out=x)
+    # examples/residual_mlp.bm:9: h = relu(x @ W1 + b1)
+    t5 = np.matmul(block1, block2_W1, out=block1_h)
+    t6 = np.add(t5, block2_b1, out=t5)
+    block2_h = np.maximum(t6, 0, out=t6)
+    # examples/residual_mlp.bm:10: return x + (h @ W2 + b2)
+    t7 = np.matmul(block2_h, block2_W2, out=t4)
+    t8 = np.add(t7, block2_b2, out=t7)
+    block2 = np.add(block1, t8, out=block1)
+    # examples/residual_mlp.bm:23: logits = block2 @ W_out + b_out
+    t9 = block2 @ W_out
+    logits = np.add(t9, b_out, out=t9)
+    # examples/residual_mlp.bm:25: output probs = softmax(logits)
+    probs = _softmax(logits, axis=-1)
+    # examples/residual_mlp.bm:26: loss = cross_entropy(logits, label) + 1e-4 * l2(W_out)   # an explicit L2 penalty on one weight
+    t10 = _cross_entropy(logits, label)
+    t11 = W_out * W_out
+    t12 = t11.sum(axis=None)
+    t14 = 0.0001 * t12
+    loss = t10 + t14
+    return {'loss': loss, 'probs': probs}
+
+
 def load_params(path=None):
     """The parameters stored beside this module (or at `path`), as a dict of arrays."""
     path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.npz")

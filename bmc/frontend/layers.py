@@ -1,0 +1,302 @@
+"""The neural-network layers of the language: convolution, pooling, normalization, dropout, embeddings,
+recurrences, attention and positions. Each creates its parameters (named after the calling statement) and emits
+ops; layers that behave differently in training and inference (dropout, batch norm) ask the lowerer its mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bmc import ops
+from bmc.diagnostics import BmcError
+from bmc.frontend.builtins import PARAM_OWNERS, builtin
+from bmc.init import Init
+from bmc.ir.graph import Value
+from bmc.ir.types import INT_DTYPES, TensorType
+from bmc.ops import emit as E
+from bmc.ops.conv import same_padding
+from bmc.syntax import ast
+
+PARAM_OWNERS.update({"conv2d", "batch_norm", "layer_norm", "embedding", "rnn", "lstm", "gru", "attention",
+                     "learned_positions"})
+
+
+def _pair(lw, e, what: str) -> tuple[int, int]:
+    if isinstance(e, ast.ListExpr):
+        items = [lw.integer(i, what) for i in e.items]
+        if len(items) != 2:
+            raise BmcError(f"{what} takes one number or two ([height, width])", e.span)
+        out = (items[0], items[1])
+    else:
+        n = lw.integer(e, what)
+        out = (n, n)
+    if min(out) < 1:
+        raise BmcError(f"{what} must be positive", getattr(e, "span", None))
+    return out
+
+
+def _padding(lw, e, x: Value, kernel, stride, dilation, call) -> tuple[int, int, int, int]:
+    """"valid" (none), "same" (output size ceil(input / stride)) or a number of pixels on every side."""
+    if isinstance(e, ast.Str | str):
+        mode = e.value if isinstance(e, ast.Str) else e
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            (top, bottom), (left, right) = (same_padding(x.type.shape[2 + i], kernel[i], stride[i], dilation[i])
+                                            for i in range(2))
+            return (top, left, bottom, right)
+        raise BmcError(f'padding must be "valid", "same" or a number, not "{mode}"', e.span)
+    p = lw.integer(e, "padding")
+    if p < 0:
+        raise BmcError("padding must not be negative", e.span)
+    return (p, p, p, p)
+
+
+def _image(x: Value, call, what: str) -> None:
+    if x.type.rank != 4 or not all(isinstance(d, int) for d in x.type.shape[1:]):
+        raise BmcError(f"{what} expects an image batch [N, channels, height, width] with static sizes, got "
+                       f"{x.type} (reshape it, e.g. reshape(x, [N, 1, 28, 28]))", call.span)
+
+
+# ---- convolution and pooling ----------------------------------------------------------------------------------------
+
+
+@builtin("conv2d", "x", "filters", "kernel", ("stride", 1), ("padding", "valid"), ("dilation", 1), ("bias", True),
+         ("init", Init("glorot_uniform")), ("bias_init", Init("zeros")))
+def _conv2d(lw, call, a):
+    """A 2-D convolution over NCHW images owning W [filters, channels, kh, kw] and b [filters]."""
+    x = lw.tensor(a["x"], "conv2d's input")
+    _image(x, call, "conv2d")
+    filters = lw.integer(a["filters"], "filters")
+    kernel = _pair(lw, a["kernel"], "kernel")
+    stride = _pair(lw, a["stride"], "stride")
+    dilation = _pair(lw, a["dilation"], "dilation")
+    padding = _padding(lw, a["padding"], x, kernel, stride, dilation, call)
+    prefix = lw.owner_prefix("conv2d")
+    dt = x.type.dtype
+    w = lw.add_param(f"{prefix}.W", TensorType(dt, (filters, x.type.shape[1], *kernel)), lw.initializer(a["init"]),
+                     decay=True, span=call.span)
+    if lw.boolean(a["bias"], "bias"):
+        b = lw.add_param(f"{prefix}.b", TensorType(dt, (filters,)), lw.initializer(a["bias_init"]), decay=False,
+                         span=call.span)
+    else:
+        b = E.broadcast_to(lw.at(call), E.like(lw.b, 0.0, x), (filters,))
+    return lw.emit(ops.Conv2d(stride, padding, dilation), x, w, b, span=call.span)
+
+
+def _pool(op_type):
+    def handler(lw, call, a):
+        x = lw.tensor(a["x"], "the pooled input")
+        _image(x, call, call.func)
+        size = _pair(lw, a["size"], "size")
+        stride = size if a["stride"] is None else _pair(lw, a["stride"], "stride")
+        padding = _padding(lw, a["padding"], x, size, stride, (1, 1), call)
+        return lw.emit(op_type(size, stride, padding), x, span=call.span)
+
+    return handler
+
+
+builtin("max_pool", "x", ("size", 2), ("stride", None), ("padding", "valid"))(_pool(ops.MaxPool2d))
+builtin("avg_pool", "x", ("size", 2), ("stride", None), ("padding", "valid"))(_pool(ops.AvgPool2d))
+
+
+@builtin("global_avg_pool", "x")
+def _global_avg_pool(lw, call, a):
+    """[N, C, H, W] -> [N, C]: the mean of each channel."""
+    x = lw.tensor(a["x"])
+    if x.type.rank != 4:
+        raise BmcError(f"global_avg_pool expects [N, C, H, W], got {x.type}", call.span)
+    return lw.emit(ops.Mean((2, 3), False), x, span=call.span)
+
+
+# ---- normalization and dropout ---------------------------------------------------------------------------------------
+
+
+@builtin("batch_norm", "x", ("momentum", 0.9), ("eps", 1e-5))
+def _batch_norm(lw, call, a):
+    """Normalize each channel (axis 1) by the batch's statistics in training and by running statistics in
+    inference; running = momentum * running + (1 - momentum) * batch (PyTorch's momentum 0.1 is 0.9 here)."""
+    x = lw.tensor(a["x"], "batch_norm's input")
+    if x.type.rank < 2 or not isinstance(x.type.shape[1], int) or not x.type.is_float:
+        raise BmcError(f"batch_norm expects a float tensor [N, C, ...] with static C, got {x.type}", call.span)
+    momentum = float(lw.scalar(a["momentum"], "momentum"))
+    eps = float(lw.scalar(a["eps"], "eps"))
+    if not 0 <= momentum < 1:
+        raise BmcError("momentum must be in [0, 1)", call.span)
+    prefix = lw.owner_prefix("batch_norm")
+    c, dt = x.type.shape[1], x.type.dtype
+    channel = TensorType(dt, (c,))
+    gamma = lw.add_param(f"{prefix}.gamma", channel, Init("ones"), decay=False, span=call.span)
+    beta = lw.add_param(f"{prefix}.beta", channel, Init("zeros"), decay=False, span=call.span)
+    mean = lw.add_param(f"{prefix}.running_mean", channel, Init("zeros"), decay=False, span=call.span,
+                        trainable=False)
+    var = lw.add_param(f"{prefix}.running_var", channel, Init("ones"), decay=False, span=call.span, trainable=False)
+    if not lw.training:
+        return lw.emit(ops.BatchNormInference(eps), x, gamma, beta, mean, var, span=call.span)
+    b = lw.at(call)
+    axes = (0, *range(2, x.type.rank))
+    shape = (c, *([1] * (x.type.rank - 2)))
+    batch_mean = b.emit(ops.Mean(axes, True), x)
+    centered = E.sub(b, x, batch_mean)
+    batch_var = b.emit(ops.Mean(axes, True), E.mul(b, centered, centered))
+    inv = E.div(b, E.like(b, 1.0, x), b.emit(ops.Sqrt(), E.add(b, batch_var, E.like(b, eps, x))))
+    y = E.add(b, E.mul(b, E.mul(b, centered, inv), E.reshape(b, gamma, shape)), E.reshape(b, beta, shape))
+    # running statistics (unbiased variance, as PyTorch); they carry no gradient
+    n = E.size_of(b, x, axes, dt)
+    unbiased = E.mul(b, E.reshape(b, batch_var, (c,)), E.div(b, n, E.sub(b, n, E.like(b, 1.0, n))))
+    keep, take = E.like(b, momentum, x), E.like(b, 1.0 - momentum, x)
+    lw.record_update(mean, E.add(b, E.mul(b, keep, mean), E.mul(b, take, E.reshape(b, batch_mean, (c,)))))
+    lw.record_update(var, E.add(b, E.mul(b, keep, var), E.mul(b, take, unbiased)))
+    return y
+
+
+@builtin("layer_norm", "x", ("eps", 1e-5))
+def _layer_norm(lw, call, a):
+    """Normalize over the last axis with a learned scale (ones) and shift (zeros)."""
+    x = lw.tensor(a["x"], "layer_norm's input")
+    if not isinstance(x.type.shape[-1], int) or not x.type.is_float:
+        raise BmcError(f"layer_norm expects a float tensor with a static last dim, got {x.type}", call.span)
+    prefix = lw.owner_prefix("layer_norm")
+    t = TensorType(x.type.dtype, x.type.shape[-1:])
+    gamma = lw.add_param(f"{prefix}.gamma", t, Init("ones"), decay=False, span=call.span)
+    beta = lw.add_param(f"{prefix}.beta", t, Init("zeros"), decay=False, span=call.span)
+    return lw.emit(ops.LayerNorm(float(lw.scalar(a["eps"], "eps"))), x, gamma, beta, span=call.span)
+
+
+@builtin("dropout", "x", "rate")
+def _dropout(lw, call, a):
+    """Zero each value with probability `rate` in training, scaling the rest by 1 / (1 - rate); identity in
+    inference."""
+    x = lw.tensor(a["x"], "dropout's input")
+    rate = float(lw.scalar(a["rate"], "rate"))
+    if not 0 <= rate < 1:
+        raise BmcError(f"the dropout rate must be in [0, 1), not {rate}", a["rate"].span)
+    if not lw.training or rate == 0:
+        return x
+    b = lw.at(call)
+    u = b.emit(ops.RandomUniformLike(lw.next_salt()), x, lw.rng_key())
+    keep = b.emit(ops.Compare(">="), u, E.like(b, rate, x))
+    return E.where(b, keep, E.mul(b, x, E.like(b, 1.0 / (1.0 - rate), x)), E.like(b, 0.0, x))
+
+
+# ---- embeddings and positions ----------------------------------------------------------------------------------------
+
+
+@builtin("embedding", "ids", "vocab", "dim", ("init", Init("uniform", {"low": -0.05, "high": 0.05})))
+def _embedding(lw, call, a):
+    """Rows of a table [vocab, dim] (Keras's uniform(-0.05, 0.05) initialization) looked up by integer ids."""
+    ids = lw.tensor(a["ids"], "embedding's ids")
+    if ids.type.dtype not in INT_DTYPES:
+        raise BmcError(f"embedding looks up integer ids, got {ids.type}", call.span)
+    vocab, dim = lw.integer(a["vocab"], "vocab"), lw.integer(a["dim"], "dim")
+    prefix = lw.owner_prefix("embedding")
+    table = lw.add_param(f"{prefix}.table", TensorType("f32", (vocab, dim)), lw.initializer(a["init"]),
+                         decay=True, span=call.span)
+    return lw.emit(ops.Gather(), table, ids, span=call.span)
+
+
+@builtin("learned_positions", "x", "max_len", ("init", Init("normal", {"mean": 0.0, "std": 0.02})))
+def _learned_positions(lw, call, a):
+    """x [N, T, D] + P[:T], a learned table P [max_len, D]: T may be symbolic, up to max_len."""
+    x = lw.tensor(a["x"], "the input")
+    if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
+        raise BmcError(f"learned_positions expects [N, T, D] with a static D, got {x.type}", call.span)
+    max_len = lw.integer(a["max_len"], "max_len")
+    length = x.type.shape[1]
+    if isinstance(length, int) and length > max_len:
+        raise BmcError(f"the sequence has {length} positions but max_len is {max_len}", call.span)
+    prefix = lw.owner_prefix("learned_positions")
+    table = lw.add_param(f"{prefix}.table", TensorType(x.type.dtype, (max_len, x.type.shape[2])),
+                         lw.initializer(a["init"]), decay=False, span=call.span)
+    rows = table if length == max_len else lw.emit(ops.Slice(0, 0, length), table, span=call.span)
+    return lw.emit(ops.Add(), x, rows, span=call.span)
+
+
+@builtin("sinusoidal_positions", "x")
+def _sinusoidal_positions(lw, call, a):
+    """x [N, T, D] + the fixed sine/cosine encodings of "Attention Is All You Need" (static T)."""
+    x = lw.tensor(a["x"], "the input")
+    if x.type.rank != 3 or not all(isinstance(d, int) for d in x.type.shape[1:]):
+        raise BmcError(f"sinusoidal_positions expects [N, T, D] with static T and D, got {x.type}", call.span)
+    name = f"{lw.param_owner}.sinusoid"
+    const = lw.add_param(name, TensorType(x.type.dtype, x.type.shape[1:]), Init("sinusoidal"), decay=False,
+                         span=call.span, trainable=False)
+    return lw.emit(ops.Add(), x, const, span=call.span)
+
+
+# ---- recurrences ---------------------------------------------------------------------------------------------------
+
+
+def _recurrent(op_type):
+    def handler(lw, call, a):
+        x = lw.tensor(a["x"], f"{call.func}'s input")
+        if x.type.rank != 3 or not isinstance(x.type.shape[2], int) or not x.type.is_float:
+            raise BmcError(f"{call.func} expects a float sequence [N, T, features], got {x.type}", call.span)
+        hidden = lw.integer(a["hidden"], "hidden")
+        sequences = lw.boolean(a["return_sequences"], "return_sequences")
+        bidirectional = lw.boolean(a["bidirectional"], "bidirectional")
+        prefix = lw.owner_prefix(call.func)
+        directions = [("", False)] if not bidirectional else [(".forward", False), (".backward", True)]
+        results = []
+        for suffix, reverse in directions:
+            gh = op_type.gates * hidden
+            dt = x.type.dtype
+            p = f"{prefix}{suffix}"
+            w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), Init("glorot_uniform"), decay=True,
+                             span=call.span)
+            r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), Init("orthogonal"), decay=True,
+                             span=call.span)
+            bias = lw.add_param(f"{p}.B", TensorType(dt, (2 * gh,)), Init("zeros"), decay=False, span=call.span)
+            ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse), x, w, r, bias, span=call.span)
+            results.append(ys if sequences else last)
+        if len(results) == 1:
+            return results[0]
+        return lw.emit(ops.Concat(-1), *results, span=call.span)
+
+    return handler
+
+
+for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM), ("gru", ops.GRU)):
+    builtin(_name, "x", "hidden", ("return_sequences", False), ("bidirectional", False))(_recurrent(_op))
+
+
+# ---- attention ----------------------------------------------------------------------------------------------------
+
+
+@builtin("attention", "x", "heads", ("causal", False), ("dropout", 0.0))
+def _attention(lw, call, a):
+    """Multi-head self-attention over x [N, T, D]: softmax(q k^T / sqrt(D / heads)) v per head, with query, key,
+    value and output projections (q, k, v, out) and an optional causal mask."""
+    x = lw.tensor(a["x"], "attention's input")
+    if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
+        raise BmcError(f"attention expects [N, T, D] with a static D, got {x.type}", call.span)
+    heads = lw.integer(a["heads"], "heads")
+    n, t, d = x.type.shape
+    if heads < 1 or d % heads:
+        raise BmcError(f"the width {d} must divide into {heads} heads", a["heads"].span)
+    causal = lw.boolean(a["causal"], "causal")
+    rate = float(lw.scalar(a["dropout"], "dropout"))
+    prefix = lw.owner_prefix("attention")
+    b = lw.at(call)
+    dt, hd = x.type.dtype, d // heads
+
+    def project(name: str, v: Value) -> Value:
+        w = lw.add_param(f"{prefix}.{name}.W", TensorType(dt, (d, d)), Init("glorot_uniform"), decay=True,
+                         span=call.span)
+        bias = lw.add_param(f"{prefix}.{name}.b", TensorType(dt, (d,)), Init("zeros"), decay=False, span=call.span)
+        return lw.emit(ops.Dense(), v, w, bias, span=call.span)
+
+    def split(v: Value) -> Value:  # [N, T, D] -> [N, heads, T, D / heads]
+        return E.transpose(b, E.reshape(b, v, (n, t, heads, hd)), (0, 2, 1, 3))
+
+    q, k, v = (split(project(name, x)) for name in ("q", "k", "v"))
+    scores = E.mul(b, E.matmul(b, q, k, transpose_b=True), E.like(b, 1.0 / math.sqrt(hd), x))
+    if causal:
+        scores = b.emit(ops.CausalMask(), scores)
+    weights = b.emit(ops.Softmax(-1), scores)
+    if lw.training and rate > 0:
+        u = b.emit(ops.RandomUniformLike(lw.next_salt()), weights, lw.rng_key())
+        keep = b.emit(ops.Compare(">="), u, E.like(b, rate, weights))
+        weights = E.where(b, keep, E.mul(b, weights, E.like(b, 1.0 / (1.0 - rate), weights)), E.like(b, 0.0, x))
+    mixed = E.reshape(b, E.transpose(b, E.matmul(b, weights, v), (0, 2, 1, 3)), (n, t, d))
+    return project("out", mixed)
