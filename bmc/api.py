@@ -22,12 +22,12 @@ from bmc import artifacts, init
 from bmc.backends import numpy as numpy_backend
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
+from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, UsageError
 from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
 from bmc.train import agree
-from bmc.data.text import is_text_spec, load_text
 from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, usable_metrics
 from bmc.version import __version__
 

@@ -67,7 +67,7 @@ def generator(seed: int, name: str) -> np.random.Generator:
 
 
 def sample(init: Init, shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
-    a = init.args
+    a = {**INITIALIZERS.get(init.kind, {}), **init.args}
     fan_in, fan_out = fans(shape)
     kind = init.kind
     if kind == "zeros":

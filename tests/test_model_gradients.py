@@ -28,8 +28,8 @@ from bmc.train.step import gradient_graph, train_graph
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.bm"))
 BATCH = 5  # the size of N; other symbolic dims get OTHER_DIM
 OTHER_DIM = 3
-SMALL = (4, 6, 5, 3)  # sizes for int constants above 8, in turn (distinct, so a swapped axis shows)
-EPS = 1e-5
+SMALL = (8, 4, 12)  # multiples of 4, so attention widths still divide into heads
+EPS = 1e-6  # small enough that a step rarely crosses a ReLU or max-pool kink of the bigger models
 RTOL = 1e-6
 PASS_THROUGH = (ops.Reshape, ops.Transpose, ops.BroadcastTo, ops.Slice, ops.Concat, ops.Cast)
 
@@ -86,6 +86,8 @@ def setup(path: Path, name: str):
     rng = np.random.default_rng(zlib.crc32(f"{path.stem}.{name}".encode()))
     graph = model.compiled.model.graph
     data = {v.name: random_data(graph, v, rng) for v in graph.inputs_with_role("input", "target")}
+    if any(v.name == "rng" for v in graph.inputs_with_role("hyper")):
+        data["rng"] = np.int64(12345)  # a fixed dropout key: the loss is then a deterministic function
     params = {k: p.astype(np.float64) + 0.1 * rng.standard_normal(p.shape) for k, p in model.init_params()[0].items()}
     return model, data, params, rng
 
@@ -115,7 +117,8 @@ def test_every_gradient_matches_finite_differences(path: Path, name: str):
         numeric = float(loss_plus - loss_minus) / (2 * EPS)
         analytic = float(np.vdot(out[f"grad/{key}"], v))
         magnitude = float(np.abs(out[f"grad/{key}"] * v).sum())  # the size of the terms of <grad, v>
-        error = abs(analytic - numeric) / max(abs(analytic), abs(numeric), magnitude, 1e-12)
+        noise = 1e-3 * max(1.0, abs(float(out["loss"])))  # float64 rounding of the loss, divided by 2 EPS
+        error = abs(analytic - numeric) / max(abs(analytic), abs(numeric), magnitude, noise)
         if not error < RTOL:
             errors[key] = f"<grad, v> = {analytic!r}, finite differences give {numeric!r} (relative error {error:.1e})"
     assert errors == {}

@@ -8,8 +8,11 @@ import numpy as np
 
 
 def _sigmoid(x):
-    # 1 / (1 + exp(-x)) without overflow: exp(-log(1 + exp(-x)))
-    return np.exp(-np.logaddexp(0, -x))
+    # 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2: no overflow for any x, and cheap
+    out = np.tanh(x * 0.5)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def _softmax(x, axis):
@@ -70,22 +73,36 @@ def _windows(x, kernel, stride, padding, dilation, fill=0.0):
     return view[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
 
 
+def _im2col(x, kernel, stride, padding, dilation):
+    # [N, C, H, W] -> [C*kh*kw, N*H'*W']: one strided copy per kernel offset, then one BLAS call does the rest
+    top, left, bottom, right = padding
+    if top or left or bottom or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    channels_first = x.transpose(1, 0, 2, 3)
+    for i in range(kh):
+        for j in range(kw):
+            r, s = i * dilation[0], j * dilation[1]
+            cols[:, i, j] = channels_first[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]]
+    return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
+
+
 def _conv2d(x, w, b, stride, padding, dilation):
-    # im2col as a strided view, then one BLAS call: [N, H', W', C*kh*kw] @ [C*kh*kw, O]
-    patches = _windows(x, w.shape[2:], stride, padding, dilation)
-    n, c, oh, ow, kh, kw = patches.shape
-    cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    out = cols @ w.reshape(w.shape[0], -1).T
-    out += b
-    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+    # [O, C*kh*kw] @ [C*kh*kw, N*H'*W'] -> [O, N, H', W'], returned as a [N, O, H', W'] view
+    cols, oh, ow = _im2col(x, w.shape[2:], stride, padding, dilation)
+    out = w.reshape(w.shape[0], -1) @ cols
+    out += b[:, None]
+    return out.reshape(w.shape[0], x.shape[0], oh, ow).transpose(1, 0, 2, 3)
 
 
 def _conv2d_grad_weight(x, g, stride, padding, dilation, kernel):
-    patches = _windows(x, kernel, stride, padding, dilation)
-    n, c, oh, ow, kh, kw = patches.shape
-    cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    grads = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, -1)
-    return (grads.T @ cols).reshape(-1, c, kh, kw)
+    cols, _, _ = _im2col(x, kernel, stride, padding, dilation)
+    grads = g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
+    return (grads @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
 
 
 def _conv2d_grad_input(g, w, stride, padding, dilation, input_size):
@@ -93,33 +110,51 @@ def _conv2d_grad_input(g, w, stride, padding, dilation, input_size):
     n, o, oh, ow = g.shape
     _, c, kh, kw = w.shape
     top, left, bottom, right = padding
-    cols = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o) @ w.reshape(o, c * kh * kw)
-    cols = cols.reshape(n, oh, ow, c, kh, kw)
-    dx = np.zeros((n, c, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
+    cols = w.reshape(o, c * kh * kw).T @ g.transpose(1, 0, 2, 3).reshape(o, -1)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    dx = np.zeros((c, n, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
     for i in range(kh):
         for j in range(kw):
             r, s = i * dilation[0], j * dilation[1]
-            dx[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]] += (
-                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-            )
-    return dx[:, :, top : top + input_size[0], left : left + input_size[1]]
+            dx[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]] += cols[:, i, j]
+    return dx[:, :, top : top + input_size[0], left : left + input_size[1]].transpose(1, 0, 2, 3)
+
+
+def _window_views(x, kernel, stride, oh, ow):
+    # one strided view [N, C, H', W'] per kernel offset (i, j), in row-major order
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            yield i, j, x[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
 
 
 def _max_pool2d(x, kernel, stride, padding):
-    return _windows(x, kernel, stride, padding, (1, 1), fill=-np.inf).max(axis=(4, 5))
+    # the elementwise maximum of kh*kw strided views: a few passes over output-sized arrays
+    top, left, bottom, right = padding
+    if top or left or bottom or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    oh = (x.shape[2] - kernel[0]) // stride[0] + 1
+    ow = (x.shape[3] - kernel[1]) // stride[1] + 1
+    out = None
+    for _, _, view in _window_views(x, kernel, stride, oh, ow):
+        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    return out
 
 
 def _max_pool2d_grad(x, g, kernel, stride, padding):
-    # the gradient goes to the first maximum of each window
+    # the gradient goes to the first maximum of each window (row-major order, as the forward's first match)
     top, left, bottom, right = padding
-    patches = _windows(x, kernel, stride, padding, (1, 1), fill=-np.inf)
-    n, c, oh, ow, kh, kw = patches.shape
-    first = patches.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
-    dx = np.zeros((n, c, x.shape[2] + top + bottom, x.shape[3] + left + right), dtype=g.dtype)
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += np.where(first == k, g, 0)
-    return dx[:, :, top : top + x.shape[2], left : left + x.shape[3]]
+    if top or left or bottom or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    n, c, oh, ow = g.shape
+    y = _max_pool2d(x, kernel, stride, (0, 0, 0, 0))
+    dx = np.zeros(x.shape, dtype=g.dtype)
+    taken = np.zeros(g.shape, dtype=bool)
+    for i, j, view in _window_views(x, kernel, stride, oh, ow):
+        hit = view == y
+        hit &= ~taken
+        taken |= hit
+        dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += g * hit
+    return dx[:, :, top : dx.shape[2] - bottom, left : dx.shape[3] - right]
 
 
 def _avg_pool2d(x, kernel, stride, padding):

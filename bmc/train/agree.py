@@ -124,7 +124,7 @@ def hold_out(train: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[
     """Split a seeded random `fraction` of the training set off for validation."""
     n = len(next(iter(train.values())))
     order = np.random.default_rng([seed, 7]).permutation(n)
-    cut = n - max(1, int(round(n * fraction)))
+    cut = n - max(1, round(n * fraction))
     keep, held = np.sort(order[:cut]), np.sort(order[cut:])
     return {k: v[keep] for k, v in train.items()}, {k: v[held] for k, v in train.items()}
 

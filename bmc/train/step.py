@@ -9,11 +9,12 @@ from __future__ import annotations
 from bmc.diagnostics import BmcError
 from bmc.frontend.model_ir import ModelIR
 from bmc.init import Init
-from bmc.ir.graph import Builder, Graph, ParamInfo
+from bmc.ir.graph import Builder, Graph, ParamInfo, Value
 from bmc.ir.types import scalar
 from bmc.ops import emit as E
 from bmc.ops.elementwise import Abs, Minimum, Sqrt
-from bmc.passes import dce
+from bmc.ops.base import Op
+from bmc.passes import dce, decompose
 from bmc.passes.autodiff import gradients
 from bmc.train.config import TrainConfig
 from bmc.train.optimizers import make_optimizer
@@ -60,9 +61,26 @@ def loss_graph(model: ModelIR, keep_outputs: bool = False) -> Graph:
     return g
 
 
+def differentiable_form(model: ModelIR) -> tuple[Graph, dict[str, Value]]:
+    """The forward graph with every composite op that has no gradient rule of its own (LSTM, layer norm, ...)
+    replaced by its decomposition, so the backward pass reuses the forward's intermediate values instead of
+    recomputing them; and the running-statistic updates, mapped into that graph."""
+    g = model.graph.copy_frame()
+    g.nodes = list(model.graph.nodes)
+    g.outputs = dict(model.graph.outputs)
+    g.outputs.update({f"update/{k}": v for k, v in model.updates.items()})
+    g = decompose.run(g, lambda op: has_own_vjp(op) or not op.differentiable or not op.has_decomposition())
+    updates = {k.split("/", 1)[1]: g.outputs.pop(k) for k in list(g.outputs) if k.startswith("update/")}
+    return g, updates
+
+
+def has_own_vjp(op) -> bool:
+    return type(op).vjp is not Op.vjp
+
+
 def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
     assert model.loss is not None
-    src = model.graph
+    src, updates = differentiable_form(model)
     g = src.copy_frame(f"{src.name}_train_step")
     g.nodes = list(src.nodes)
     b = Builder(g)
@@ -92,7 +110,7 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
     g.outputs = {"loss": objective}
     g.outputs.update({k: src.outputs[k] for k in model.outputs})
     g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
-    g.outputs.update({f"params/{name}": v for name, v in model.updates.items()})
+    g.outputs.update({f"params/{name}": v for name, v in updates.items()})
     g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
     return g
 
@@ -101,7 +119,7 @@ def gradient_graph(model: ModelIR, wrt: str = "params") -> Graph:
     """The loss and its gradient with respect to every parameter (`grad/<name>`), and with respect to every float
     data input too when `wrt` is "all": what gradient checks compare against finite differences."""
     assert model.loss is not None
-    src = model.graph
+    src, _ = differentiable_form(model)
     g = src.copy_frame(f"{src.name}_gradients")
     g.nodes = list(src.nodes)
     b = Builder(g)
