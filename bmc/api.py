@@ -268,6 +268,30 @@ class Build:
         pre = self.manifest.get("preprocess")
         return agree.apply_preprocess(pre, {name: x})[name] if pre else x
 
+    def generate(self, prompt: str, length: int = 200, temperature: float = 0.8, seed: int = 0) -> str:
+        """Continue `prompt` character by character with a trained language model (a build trained on text)."""
+        vocab, window = self.manifest.get("vocab"), self.manifest.get("window")
+        if not vocab:
+            raise UsageError("this build was not trained on text (its manifest has no vocabulary); train it with "
+                             "--data text:FILE")
+        if temperature <= 0:
+            raise UsageError(f"the temperature must be positive, not {temperature}")
+        from bmc.data.text import encode
+
+        ids = list(encode(vocab, prompt)) or [0]
+        output = next(iter(self.module.OUTPUTS))
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(length):
+            context = np.asarray([ids[-window:]], dtype=np.int64)
+            probs = self.module.forward(self.params, context)[output][0, -1].astype(np.float64)
+            logits = np.log(np.maximum(probs, 1e-30)) / temperature
+            p = np.exp(logits - logits.max())
+            nxt = int(rng.choice(len(p), p=p / p.sum()))
+            ids.append(nxt)
+            out.append(vocab[nxt])
+        return prompt + "".join(out)
+
     def evaluate(self, data: str | Dataset) -> dict[str, float]:
         dataset = data if isinstance(data, Dataset) else load_dataset(data)
         manifest = self.manifest

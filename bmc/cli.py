@@ -53,14 +53,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train on a data set and write the trained build")
     model_args(sp)
-    sp.add_argument("--data", help="digits, fashion_mnist, breast_cancer, diabetes, an IDX directory or a .npz")
+    sp.add_argument("--data", help="digits, fashion_mnist, breast_cancer, diabetes, an IDX directory, a .npz, or "
+                    "text:FILE[,FILE...] for a character-level language model")
     sp.add_argument("--epochs", type=int)
     sp.add_argument("--batch", type=int)
     sp.add_argument("--lr", type=float)
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--optimizer", choices=["gd", "sgd", "adam"])
+    sp.add_argument("--optimizer", choices=["gd", "sgd", "adam", "adamw"])
+    sp.add_argument("--steps", type=int, help="a step budget (instead of epochs)")
     sp.add_argument("-o", "--out", help="write the trained build here")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sp = sub.add_parser("generate", help="continue a prompt with a language model trained on text")
+    sp.add_argument("build", help="a build directory written by `bmc train ... --data text:FILE -o DIR`")
+    sp.add_argument("--prompt", default="", help="the text to continue")
+    sp.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
+    sp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
 
     sp = sub.add_parser("eval", help="evaluate a build on a data set's test split")
     sp.add_argument("build", help="a build directory")
@@ -72,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from bmc.api import Model, load
 
+    if args.command == "generate":
+        print(load(args.build).generate(args.prompt, args.length, args.temperature, args.seed))
+        return 0
     if args.command == "eval":
         build = load(args.build)
         scores = build.evaluate(args.data)
@@ -87,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}/model.py, params.npz and manifest.json")
     elif args.command == "train":
         trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                              optimizer=args.optimizer, progress=not args.quiet)
+                              optimizer=args.optimizer, steps=args.steps, progress=not args.quiet)
         if args.out:
             out = trained.save(args.out)
             print(f"wrote the trained build to {out}")

@@ -145,7 +145,7 @@ def _max_pool2d_grad(x, g, kernel, stride, padding):
     top, left, bottom, right = padding
     if top or left or bottom or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
-    n, c, oh, ow = g.shape
+    oh, ow = g.shape[2:]
     y = _max_pool2d(x, kernel, stride, (0, 0, 0, 0))
     dx = np.zeros(x.shape, dtype=g.dtype)
     taken = np.zeros(g.shape, dtype=bool)

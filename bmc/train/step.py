@@ -12,8 +12,8 @@ from bmc.init import Init
 from bmc.ir.graph import Builder, Graph, ParamInfo, Value
 from bmc.ir.types import scalar
 from bmc.ops import emit as E
-from bmc.ops.elementwise import Abs, Minimum, Sqrt
 from bmc.ops.base import Op
+from bmc.ops.elementwise import Abs, Minimum, Sqrt
 from bmc.passes import dce, decompose
 from bmc.passes.autodiff import gradients
 from bmc.train.config import TrainConfig
