@@ -10,7 +10,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads: one BLAS thread, as bmc's default
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bmc  # noqa: E402
+import bmc
 
 EXAMPLES = ["mlp", "cnn", "gru", "lstm", "rnn", "vit", "char_lm"]
 

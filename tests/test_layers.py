@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bmc.backends.numpy import compile_function
 
 from bmc import ops
-from bmc.backends.numpy import compile_function
 from bmc.ir.graph import Builder, Graph
 from bmc.ir.types import TensorType
 

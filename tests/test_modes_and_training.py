@@ -36,7 +36,7 @@ def batch(n=16):
 
 
 def test_dropout_is_off_and_running_statistics_are_used_in_inference():
-    model, module, params, state = module_and_params(BN_DROPOUT)
+    _, module, params, _state = module_and_params(BN_DROPOUT)
     b = batch()
     # inference is deterministic and uses the running statistics (initially mean 0, var 1)
     a, c = module.forward(params, b["x"])["probs"], module.forward(params, b["x"])["probs"]
@@ -50,7 +50,7 @@ def test_dropout_is_off_and_running_statistics_are_used_in_inference():
 
 
 def test_training_draws_dropout_from_the_key_and_updates_running_statistics():
-    model, module, params, state = module_and_params(BN_DROPOUT)
+    _, module, params, state = module_and_params(BN_DROPOUT)
     b = batch()
     lr = np.float32(0.0)  # no parameter change: only the running statistics move
     p1, s1 = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in state.items()}
@@ -108,7 +108,7 @@ def test_clipping_bounds_the_global_norm():
     text = """model m { input x: f32[N, 2] target t: f32[N, 1]
       param W: f32[2, 1] = 0  output p = x @ W  loss = mse(p, t) }
       train m { optimizer = gd(lr = 1.0) clip = 0.5 }"""
-    model, module, params, state = module_and_params(text)
+    _model, module, params, state = module_and_params(text)
     x, t = np.array([[3.0, 4.0]], np.float32), np.array([[100.0]], np.float32)
     module.train_step(params, state, {"x": x, "t": t}, np.float32(1.0))
     assert np.linalg.norm(params["W"]) == pytest.approx(0.5, rel=1e-4)
@@ -118,7 +118,7 @@ def test_adamw_decays_weights_but_not_biases():
     text = """model m { input x: f32[N, 2] target t: f32[N, 1]
       output p = dense(x, 1, init = ones, bias_init = ones)  loss = mse(p, t) }
       train m { optimizer = adamw(lr = 0.1, weight_decay = 0.5) }"""
-    model, module, params, state = module_and_params(text)
+    _model, module, params, state = module_and_params(text)
     x, t = np.zeros((4, 2), np.float32), np.ones((4, 1), np.float32)  # zero gradient: only the decay acts
     module.train_step(params, state, {"x": x, "t": t}, np.float32(0.1))
     np.testing.assert_allclose(params["p.W"], 0.95, rtol=1e-6)
