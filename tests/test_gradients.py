@@ -228,6 +228,8 @@ CASES = [
     case(ops.LayerNorm(1e-3), normal(2, 3, 4), normal(4), normal(4), note="rank 3"),
     case(ops.BatchNormInference(), normal(2, 3, 2, 2), normal(3), normal(3), normal(3), positive(3)),
     case(ops.BatchNormInference(), normal(4, 3), normal(3), normal(3), normal(3), positive(3), note="[N, C]"),
+    case(ops.BatchNormTrain(), normal(3, 2, 2, 2), normal(2), normal(2), outputs=(0,), note="batch statistics"),
+    case(ops.BatchNormTrain(1e-3), normal(5, 3), normal(3), normal(3), note="[N, C], statistics read too"),
     # recurrences: x [N, T, F], W [gates*H, F], R [gates*H, H], B [2*gates*H]
     case(ops.Scan(tanh_cell()), normal(2, 3), normal(2, 4, 3), normal(3, 3), outputs=(0, 1), note="last carry and ys"),
     case(ops.Scan(tanh_cell(), reverse=True), normal(2, 3), normal(2, 4, 3), normal(3, 3), outputs=(1,),

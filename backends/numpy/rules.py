@@ -311,6 +311,16 @@ def _layer_norm(node, a, ctx):
     return _helper_call("_layer_norm", a, ctx, eps=node.op.eps)
 
 
+@lower(ops.BatchNormTrain)
+def _batch_norm_train(node, a, ctx):
+    return _helper_call("_batch_norm_train", a, ctx, eps=node.op.eps)
+
+
+@lower(ops.BatchNormTrainGrad)
+def _batch_norm_train_grad(node, a, ctx):
+    return _helper_call("_batch_norm_train_grad", a, ctx, eps=node.op.eps)
+
+
 @lower(ops.Scan)
 def _scan(node, a, ctx):
     return f"{ctx.scan_function(node)}({', '.join(a)})"

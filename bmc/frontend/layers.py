@@ -134,18 +134,12 @@ def _batch_norm(lw, call, a):
     if not lw.training:
         return lw.emit(ops.BatchNormInference(eps), x, gamma, beta, mean, var, span=call.span)
     b = lw.at(call)
-    axes = (0, *range(2, x.type.rank))
-    shape = (c, *([1] * (x.type.rank - 2)))
-    batch_mean = b.emit(ops.Mean(axes, True), x)
-    centered = E.sub(b, x, batch_mean)
-    batch_var = b.emit(ops.Mean(axes, True), E.mul(b, centered, centered))
-    inv = E.div(b, E.like(b, 1.0, x), b.emit(ops.Sqrt(), E.add(b, batch_var, E.like(b, eps, x))))
-    y = E.add(b, E.mul(b, E.mul(b, centered, inv), E.reshape(b, gamma, shape)), E.reshape(b, beta, shape))
+    y, batch_mean, batch_var = b.emit(ops.BatchNormTrain(eps), x, gamma, beta)
     # running statistics (unbiased variance, as PyTorch); they carry no gradient
-    n = E.size_of(b, x, axes, dt)
-    unbiased = E.mul(b, E.reshape(b, batch_var, (c,)), E.div(b, n, E.sub(b, n, E.like(b, 1.0, n))))
+    n = E.size_of(b, x, (0, *range(2, x.type.rank)), dt)
+    unbiased = E.mul(b, batch_var, E.div(b, n, E.sub(b, n, E.like(b, 1.0, n))))
     keep, take = E.like(b, momentum, x), E.like(b, 1.0 - momentum, x)
-    lw.record_update(mean, E.add(b, E.mul(b, keep, mean), E.mul(b, take, E.reshape(b, batch_mean, (c,)))))
+    lw.record_update(mean, E.add(b, E.mul(b, keep, mean), E.mul(b, take, batch_mean)))
     lw.record_update(var, E.add(b, E.mul(b, keep, var), E.mul(b, take, unbiased)))
     return y
 

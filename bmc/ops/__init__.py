@@ -32,7 +32,7 @@ from bmc.ops.gather import Gather, ScatterAdd
 from bmc.ops.linalg import MatMul
 from bmc.ops.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
 from bmc.ops.nn import Dense, LogSoftmax, OneHot, Softmax
-from bmc.ops.norm import BatchNormInference, LayerNorm
+from bmc.ops.norm import BatchNormInference, BatchNormTrain, BatchNormTrainGrad, LayerNorm
 from bmc.ops.random import RandomUniformLike
 from bmc.ops.reduce import Max, Mean, Sum
 from bmc.ops.rnn import GRU, LSTM, RNN
@@ -49,6 +49,8 @@ __all__ = [
     "AvgPool2d",
     "AvgPool2dGrad",
     "BatchNormInference",
+    "BatchNormTrain",
+    "BatchNormTrainGrad",
     "BinaryCrossEntropy",
     "BroadcastTo",
     "Cast",
