@@ -186,8 +186,17 @@ def _scatter_add(ids, updates, rows):
 
 
 def _random_uniform_like(x, key, salt):
-    # counter-based: the same (key, salt) always gives the same numbers
-    return np.random.default_rng([int(key), salt]).random(x.shape, dtype=x.dtype)
+    # a counter-based hash of (key, salt, element index) in 32-bit arithmetic (see bmc/ops/random.py): every backend
+    # computes the same numbers, so a dropout mask is identical in NumPy, ONNX and CUDA
+    m = np.uint64(0xFFFFFFFF)
+    i = np.arange(x.size, dtype=np.uint64)
+    h = (i * np.uint64(0x9E3779B1) + np.uint64(((int(key) & 0xFFFFFFFF) * 0x85EBCA77 + salt * 0xC2B2AE3D) & 0xFFFFFFFF)) & m
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x7FEB352D)) & m
+    h ^= h >> np.uint64(15)
+    h = (h * np.uint64(0x846CA68B)) & m
+    h ^= h >> np.uint64(16)
+    return ((h >> np.uint64(8)).astype(x.dtype) * x.dtype.type(1.0 / 16777216)).reshape(x.shape)
 
 
 def _causal_mask(scores, fill):

@@ -12,7 +12,16 @@ from bmc.ops.base import Op
 @dataclass(frozen=True)
 class RandomUniformLike(Op):
     """Uniform [0, 1) numbers shaped like x, determined by (key, salt): each dropout site has its own salt, and the
-    training loop passes a fresh key every step, so a run is reproducible from its seed."""
+    training loop passes a fresh key every step, so a run is reproducible from its seed.
+
+    The numbers are defined exactly, so that every backend draws the same ones: for the element at flat index i,
+
+        h = (i * 0x9E3779B1 + (((key mod 2^32) * 0x85EBCA77 + salt * 0xC2B2AE3D) mod 2^32)) mod 2^32
+        h ^= h >> 16; h = h * 0x7FEB352D mod 2^32; h ^= h >> 15; h = h * 0x846CA68B mod 2^32; h ^= h >> 16
+        u = (h >> 8) / 2^24
+
+    (the "lowbias32" integer hash), which needs only 32-bit multiply, add, xor and shift.
+    """
 
     name: ClassVar[str] = "random_uniform_like"
     pure: ClassVar[bool] = False
