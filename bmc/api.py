@@ -77,11 +77,15 @@ class Model:
                 lines.append(f"  {role:<7} {v.name}: {v.type}")
         total = 0
         lines.append("  parameters:")
+        width = max([20, *(len(p.name) for p in m.params)])
+        types = max([18, *(len(str(p.type)) for p in m.params)])
         for p in m.params:
             count = math.prod(p.type.shape)
             total += count
-            lines.append(f"    {p.name:<20} {p.type!s:<18} {count:>10,}  ~ {m.graph.param_info[p].init}")
-        lines.append(f"    {'total':<20} {'':<18} {total:>10,}")
+            info = m.graph.param_info[p]
+            note = "" if info.trainable else "  (not trained: updated by the train step)"
+            lines.append(f"    {p.name:<{width}} {p.type!s:<{types}} {count:>10,}  ~ {info.init}{note}")
+        lines.append(f"    {'total':<{width}} {'':<{types}} {total:>10,}")
         for name in m.outputs:
             lines.append(f"  output  {name}: {m.graph.outputs[name].type}")
         if m.loss:

@@ -190,7 +190,8 @@ def _random_uniform_like(x, key, salt):
     # computes the same numbers, so a dropout mask is identical in NumPy, ONNX and CUDA
     m = np.uint64(0xFFFFFFFF)
     i = np.arange(x.size, dtype=np.uint64)
-    h = (i * np.uint64(0x9E3779B1) + np.uint64(((int(key) & 0xFFFFFFFF) * 0x85EBCA77 + salt * 0xC2B2AE3D) & 0xFFFFFFFF)) & m
+    base = ((int(key) & 0xFFFFFFFF) * 0x85EBCA77 + salt * 0xC2B2AE3D) & 0xFFFFFFFF
+    h = (i * np.uint64(0x9E3779B1) + np.uint64(base)) & m
     h ^= h >> np.uint64(16)
     h = (h * np.uint64(0x7FEB352D)) & m
     h ^= h >> np.uint64(15)

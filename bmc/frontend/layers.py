@@ -236,10 +236,10 @@ def _recurrent(op_type):
             gh = op_type.gates * hidden
             dt = x.type.dtype
             p = f"{prefix}{suffix}"
-            w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), Init("glorot_uniform"), decay=True,
-                             span=call.span)
-            r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), Init("orthogonal"), decay=True,
-                             span=call.span)
+            w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), lw.initializer(a["init"]),
+                             decay=True, span=call.span)
+            r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), lw.initializer(a["recurrent_init"]),
+                             decay=True, span=call.span)
             bias = lw.add_param(f"{p}.B", TensorType(dt, (2 * gh,)), Init("zeros"), decay=False, span=call.span)
             ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse), x, w, r, bias, span=call.span)
             results.append(ys if sequences else last)
@@ -251,13 +251,14 @@ def _recurrent(op_type):
 
 
 for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM), ("gru", ops.GRU)):
-    builtin(_name, "x", "hidden", ("return_sequences", False), ("bidirectional", False))(_recurrent(_op))
+    builtin(_name, "x", "hidden", ("return_sequences", False), ("bidirectional", False),
+            ("init", Init("glorot_uniform")), ("recurrent_init", Init("orthogonal")))(_recurrent(_op))
 
 
 # ---- attention ----------------------------------------------------------------------------------------------------
 
 
-@builtin("attention", "x", "heads", ("causal", False), ("dropout", 0.0))
+@builtin("attention", "x", "heads", ("causal", False), ("dropout", 0.0), ("init", Init("glorot_uniform")))
 def _attention(lw, call, a):
     """Multi-head self-attention over x [N, T, D]: softmax(q k^T / sqrt(D / heads)) v per head, with query, key,
     value and output projections (q, k, v, out) and an optional causal mask."""
@@ -271,12 +272,12 @@ def _attention(lw, call, a):
     causal = lw.boolean(a["causal"], "causal")
     rate = float(lw.scalar(a["dropout"], "dropout"))
     prefix = lw.owner_prefix("attention")
+    init = lw.initializer(a["init"])
     b = lw.at(call)
     dt, hd = x.type.dtype, d // heads
 
     def project(name: str, v: Value) -> Value:
-        w = lw.add_param(f"{prefix}.{name}.W", TensorType(dt, (d, d)), Init("glorot_uniform"), decay=True,
-                         span=call.span)
+        w = lw.add_param(f"{prefix}.{name}.W", TensorType(dt, (d, d)), init, decay=True, span=call.span)
         bias = lw.add_param(f"{prefix}.{name}.b", TensorType(dt, (d,)), Init("zeros"), decay=False, span=call.span)
         return lw.emit(ops.Dense(), v, w, bias, span=call.span)
 
