@@ -209,6 +209,8 @@ CASES = [
     case(ops.Slice(1, 2, 3), normal(2, 3), note="tail"),
     case(ops.Slice(0, 0, 2), normal(2, 3), note="everything"),
     case(ops.PadEnd(0, 5), normal(3, 2), note="zeros appended"),
+    case(ops.Split(1, (1, 3, 2)), normal(2, 6), note="three pieces"),
+    case(ops.Split(0, (2, 2)), normal(4, 3), outputs=(1,), note="one piece read"),
     case(ops.PadEnd(-1, 4), normal(2, 3), note="last axis"),
     # images [N, C, H, W]
     case(ops.Conv2d(), normal(2, 2, 5, 5), normal(3, 2, 3, 3), normal(3)),

@@ -25,7 +25,7 @@ UFUNC_OPS: tuple[type[Op], ...] = (
 )
 MATMUL_OPS: tuple[type[Op], ...] = (ops.MatMul,)  # out= must not alias an input
 # outputs that may share memory with an input: views, and a scan's carries (a body may pass a carry through)
-VIEW_OPS: tuple[type[Op], ...] = (ops.Reshape, ops.Transpose, ops.BroadcastTo, ops.Slice, ops.Scan)
+VIEW_OPS: tuple[type[Op], ...] = (ops.Reshape, ops.Transpose, ops.BroadcastTo, ops.Slice, ops.Split, ops.Scan)
 
 
 def plan(graph: Graph, owned_inputs: set[Value]) -> dict[Node, Value]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Protocol
@@ -152,6 +153,12 @@ def _slice(node, a, ctx):
     axis = node.op.axis % node.inputs[0].type.rank
     index = ", ".join([":"] * axis + [f"{node.op.start}:{ctx.dim(node.op.stop)}"])
     return f"{a[0]}[{index}]"
+
+
+@lower(ops.Split)
+def _split(node, a, ctx):
+    bounds = list(itertools.accumulate(node.op.sizes))[:-1]
+    return f"np.split({a[0]}, {bounds!r}, axis={node.op.axis})"
 
 
 @lower(ops.PadEnd)

@@ -37,7 +37,7 @@ from bmc.ops.random import RandomUniformLike
 from bmc.ops.reduce import Max, Mean, Sum
 from bmc.ops.rnn import GRU, LSTM, RNN
 from bmc.ops.scan import Scan
-from bmc.ops.shape import BroadcastTo, Concat, PadEnd, Reshape, SizeOf, Slice, Transpose
+from bmc.ops.shape import BroadcastTo, Concat, PadEnd, Reshape, SizeOf, Slice, Split, Transpose
 
 __all__ = [
     "GRU",
@@ -96,6 +96,7 @@ __all__ = [
     "SizeOf",
     "Slice",
     "Softmax",
+    "Split",
     "Sqrt",
     "Sub",
     "Sum",

@@ -20,7 +20,7 @@ from bmc.ops import emit as E
 from bmc.ops.base import Op
 from bmc.ops.elementwise import Sigmoid, Tanh
 from bmc.ops.scan import Scan
-from bmc.ops.shape import Slice
+from bmc.ops.shape import Slice, Split
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,9 @@ class Recurrent(Op):
         results = b.emit(Scan(body, num_carries=self.states, num_xs=1, reverse=self.reverse), *zeros, xp, r, rb)
         return results[self.states], results[0]  # the sequence of states, the last state
 
-    def gate(self, b: Builder, z: Value, k: int) -> Value:
-        return b.emit(Slice(1, k * self.hidden, (k + 1) * self.hidden), z)
+    def gates_of(self, b: Builder, z: Value) -> tuple[Value, ...]:
+        """[N, gates*H] -> one [N, H] per gate."""
+        return b.emit(Split(1, (self.hidden,) * self.gates), z)
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ class LSTM(Recurrent):
     def cell(self, b, states, xp, r, rb):
         h, c = states
         z = E.add(b, E.add(b, xp, E.matmul(b, h, r, transpose_b=True)), rb)
-        i, o, f = (b.emit(Sigmoid(), self.gate(b, z, k)) for k in range(3))
-        candidate = b.emit(Tanh(), self.gate(b, z, 3))
+        zi, zo, zf, zc = self.gates_of(b, z)
+        i, o, f = (b.emit(Sigmoid(), g) for g in (zi, zo, zf))
+        candidate = b.emit(Tanh(), zc)
         c_next = E.add(b, E.mul(b, f, c), E.mul(b, i, candidate))
         return [E.mul(b, o, b.emit(Tanh(), c_next)), c_next]
 
@@ -104,14 +106,16 @@ class GRU(Recurrent):
     def cell(self, b, states, xp, r, rb):
         (h,) = states
         hr = E.add(b, E.matmul(b, h, r, transpose_b=True), rb)  # [N, 3H]: h R^T + Rb for every gate
-        z = b.emit(Sigmoid(), E.add(b, self.gate(b, xp, 0), self.gate(b, hr, 0)))
-        reset = b.emit(Sigmoid(), E.add(b, self.gate(b, xp, 1), self.gate(b, hr, 1)))
+        xz, xr, xh = self.gates_of(b, xp)
+        hz, hrr, hh = self.gates_of(b, hr)
+        z = b.emit(Sigmoid(), E.add(b, xz, hz))
+        reset = b.emit(Sigmoid(), E.add(b, xr, hrr))
         if self.linear_before_reset:
-            recur = E.mul(b, reset, self.gate(b, hr, 2))
+            recur = E.mul(b, reset, hh)
         else:
             r_h = b.emit(Slice(0, 2 * self.hidden, 3 * self.hidden), r)
             rb_h = b.emit(Slice(0, 2 * self.hidden, 3 * self.hidden), rb)
             recur = E.add(b, E.matmul(b, E.mul(b, reset, h), r_h, transpose_b=True), rb_h)
-        candidate = b.emit(Tanh(), E.add(b, self.gate(b, xp, 2), recur))
+        candidate = b.emit(Tanh(), E.add(b, xh, recur))
         one = E.like(b, 1.0, z)
         return [E.add(b, E.mul(b, E.sub(b, one, z), candidate), E.mul(b, z, h))]

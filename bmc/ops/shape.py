@@ -177,3 +177,24 @@ class PadEnd(Op):
         x = node.inputs[0]
         (axis,) = normalize_axes((self.axis,), x.type.rank)
         return (b.emit(Slice(axis, 0, x.type.shape[axis]), grads[0]),)
+
+
+@dataclass(frozen=True)
+class Split(Op):
+    """x cut along one axis into consecutive pieces of static sizes (the gates of a recurrent cell); its gradient
+    is one concat of the pieces' gradients, instead of a zero-padded tensor per piece summed up."""
+
+    name: ClassVar[str] = "split"
+    axis: int
+    sizes: tuple[int, ...]
+
+    def infer(self, x: TensorType) -> tuple[TensorType, ...]:
+        (axis,) = normalize_axes((self.axis,), x.rank)
+        if x.shape[axis] != sum(self.sizes) or min(self.sizes, default=0) < 1:
+            raise TypeError_(f"cannot split axis {self.axis} of {x} into {list(self.sizes)}")
+        return tuple(x.with_shape(tuple(n if i == axis else d for i, d in enumerate(x.shape))) for n in self.sizes)
+
+    def vjp(self, b, node, grads):
+        pieces = [g if g is not None else E.broadcast_to(b, E.like(b, 0.0, o), o.type.shape)
+                  for g, o in zip(grads, node.outputs, strict=True)]
+        return (b.emit(Concat(self.axis), *pieces),)
