@@ -15,7 +15,7 @@ import numpy as np
 
 MODEL = 'mlp'
 SOURCE = 'examples/mlp.bm'
-SOURCE_SHA256 = '1337bd4e57c64e91d17a05cefc0c1c198e9cad603010f2be124aaf7bcad20717'
+SOURCE_SHA256 = '659fc17988a22a51ccb0c6249ea07ae7e75280689b508f8b53838f386fcf0911'
 BMC_VERSION = '0.1.0'
 DTYPE = np.float32
 
