@@ -120,26 +120,83 @@ def scan_vjp(b: Builder, node, grads):
     rb.outputs = {f"carry{j}": grad_or_zero(v) for j, v in enumerate(carry_in)}
     for j, i in enumerate(dh_used):  # the history output reads the carry entering step t directly
         rb.outputs[f"carry{i}"] = E.add(inner, rb.outputs[f"carry{i}"], dh_t[j])
-    for j, i in enumerate(diff_consts):
-        rb.outputs[f"const{j}"] = E.add(inner, d_const_acc[j], grad_or_zero(const_in[i]))
+    # A constant's gradient is a sum over steps. When each step's term is a^T b (a weight) or a column sum (a
+    # bias), the steps' a and b leave the scan as sequences and one large product after it replaces a small
+    # product and an accumulation per step; other terms accumulate in a carry.
+    hoisted = {i: _hoistable(grad_or_zero(const_in[i])) for i in diff_consts}
+    carried = [i for i in diff_consts if hoisted[i] is None]
+    for j, i in enumerate(carried):
+        rb.outputs[f"const{j}"] = E.add(inner, d_const_acc[diff_consts.index(i)], grad_or_zero(const_in[i]))
     for j, i in enumerate(diff_xs):
         rb.outputs[f"dx{j}"] = grad_or_zero(x_t[i])
+    # a term that is already a sequence outside (a carry's history, a step's input gradient) is not stacked again
+    outside: dict[Value, object] = {v: ("history", j) for j, v in enumerate(carry_in)}
+    outside.update({rb.outputs[f"dx{j}"]: ("dx", j) for j in range(len(diff_xs))})
+    for i in diff_consts:
+        for n, part in enumerate(hoisted[i] or ()):
+            if part not in outside:
+                rb.outputs[f"term{i}_{n}"] = part
+                outside[part] = ("term", None)
+    rb.inputs = [v for v in rb.inputs if v not in d_const_acc or diff_consts[d_const_acc.index(v)] in carried]
     from bmc.passes.pipeline import optimize
 
     rb = optimize(rb)
 
     init = [g if g is not None else E.broadcast_to(b, E.like(b, 0.0, f), f.type.shape)
             for g, f in zip(g_finals, finals, strict=True)]
-    init += [E.broadcast_to(b, E.like(b, 0.0, consts[i]), consts[i].type.shape) for i in diff_consts]
+    init += [E.broadcast_to(b, E.like(b, 0.0, consts[i]), consts[i].type.shape) for i in carried]
     seqs = [*xs, *history, *(g_ys[i] for i in dy_used), *(g_history[i] for i in dh_used)]
     back = Scan(rb, num_carries=len(init), num_xs=len(seqs), reverse=not op.reverse)
     results = b.emit(back, *init, *seqs, *consts)
     d_init = results[:k]
-    d_consts = results[k:k + len(diff_consts)]
-    d_xs = results[k + len(diff_consts):k + len(diff_consts) + len(diff_xs)]
+    d_carried = dict(zip(carried, results[k:k + len(carried)], strict=True))
+    pos = k + len(carried)
+    d_xs = results[pos:pos + len(diff_xs)]
+    stacked = iter(results[pos + len(diff_xs):])
+    sequences: dict[Value, Value] = {}
+
+    def sequence(part: Value) -> Value:
+        where, j = outside[part]
+        if where == "history":
+            return history[j]
+        if where == "dx":
+            return d_xs[j]
+        if part not in sequences:
+            sequences[part] = next(stacked)
+        return sequences[part]
+
     out: list[Value | None] = [*d_init, *([None] * m), *([None] * c)]
     for j, i in enumerate(diff_xs):
         out[k + i] = d_xs[j]
-    for j, i in enumerate(diff_consts):
-        out[k + m + i] = d_consts[j]
+    for i in diff_consts:
+        if i in d_carried:
+            out[k + m + i] = d_carried[i]
+        elif len(hoisted[i]) == 2:  # sum_t a_t^T b_t over every step and row: one product of [N*T, P] and [N*T, Q]
+            a, bb = (sequence(part) for part in hoisted[i])
+            flat_a = E.reshape(b, a, (-1, a.type.shape[-1]))
+            flat_b = E.reshape(b, bb, (-1, bb.type.shape[-1]))
+            out[k + m + i] = E.matmul(b, flat_a, flat_b, transpose_a=True)
+        else:  # sum_t colsum(g_t)
+            g = sequence(hoisted[i][0])
+            out[k + m + i] = E.sum_(b, g, (0, 1))
     return tuple(out)
+
+
+def _hoistable(g: Value) -> tuple[Value, ...] | None:
+    """(a, b) when g = a^T b of two [N, .] step values, (v,) when g = the column sum of a [N, .] step value."""
+    from bmc.ops.linalg import MatMul
+    from bmc.ops.reduce import Sum
+    from bmc.ops.shape import Reshape
+
+    node = g.producer
+    if node is None:
+        return None
+    if isinstance(node.op, MatMul) and node.op.transpose_a and not node.op.transpose_b:
+        a, bb = node.inputs
+        if a.type.rank == 2 and bb.type.rank == 2:
+            return a, bb
+    if isinstance(node.op, Reshape) and node.inputs[0].producer is not None:
+        node = node.inputs[0].producer
+    if isinstance(node.op, Sum) and node.op.axes == (0,) and node.inputs[0].type.rank == 2:
+        return (node.inputs[0],)
+    return None
