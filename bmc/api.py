@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -31,7 +32,16 @@ from bmc.train import agree
 from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, usable_metrics
 from bmc.version import __version__
 
-TARGETS = ("numpy",)
+TARGETS = ("numpy", "onnx")
+BACKENDS = ("numpy", "onnxruntime")
+
+
+def _onnx_backend():
+    try:
+        from bmc.backends import onnx as onnx_backend
+    except ImportError as e:  # pragma: no cover - onnx is a dependency
+        raise UsageError(f"the ONNX backend needs the onnx package ({e}); pip install onnx onnxruntime-gpu") from None
+    return onnx_backend
 
 
 class Model:
@@ -54,7 +64,13 @@ class Model:
 
     def with_defines(self, extra: dict[str, int | float], dtype: str | None = None) -> Model:
         defines = {**self._defines, **extra}
-        return Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype)
+        model = Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype)
+        return model.with_config(self.config)
+
+    def with_config(self, config) -> Model:
+        """The same model trained with another configuration (command-line overrides of the train block)."""
+        return Model(dataclasses.replace(self.compiled, config=config), self._text, self._filename, self._model,
+                     self._defines)
 
     @property
     def name(self) -> str:
@@ -97,8 +113,9 @@ class Model:
         return print_graph(g)
 
     def generate(self, target: str = "numpy", train: bool | None = None) -> str:
-        if target not in TARGETS:
-            raise UsageError(f"target '{target}' is not available yet (available: {', '.join(TARGETS)})")
+        """The generated NumPy module's source."""
+        if target != "numpy":
+            raise UsageError(f"generate() writes the NumPy module; use build(target='{target}') for other targets")
         train = self.compiled.model.loss is not None if train is None else train
         c = self.compiled
         return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
@@ -126,21 +143,55 @@ class Model:
     # ---- building and training --------------------------------------------------------------------------------
 
     def build(self, out_dir: str | Path, target: str = "numpy", params=None, state=None, seed: int | None = None,
-              history: History | None = None, data: str | None = None) -> Path:
-        source = self.generate(target)
+              history: History | None = None, data: str | None = None, trained: Build | None = None,
+              train_step: bool = False) -> Path:
+        """Write a build directory: the NumPy module, or (target "onnx") model.onnx and, with `train_step`, the
+        train step as train_step.onnx with the initial params.npz and state.npz. `trained` supplies trained
+        parameters (and their preprocessing and vocabulary) instead of freshly initialized ones."""
+        if trained is not None:
+            params, state = trained.params, trained.state
         if params is None:
             params, state = self.init_params(seed)
-        return Build(self, load_source(source), source, params, state or {}, history, data).save(out_dir)
+        if target == "onnx":
+            return self._build_onnx(out_dir, params, state or {}, trained, train_step)
+        if target != "numpy":
+            raise UsageError(f"target '{target}' is not available (available: {', '.join(TARGETS)})")
+        source = self.generate(target)
+        extra = trained.extra_info() if trained is not None else {}
+        return Build(self, load_source(source), source, params, state or {}, history, data, extra=extra).save(out_dir)
+
+    def _build_onnx(self, out_dir, params, state, trained: Build | None, train_step: bool) -> Path:
+        onnx_backend = _onnx_backend()
+        info = trained.extra_info() if trained is not None else {}
+        metadata = {k: info[k] for k in ("vocab", "window") if k in info}
+        proto = onnx_backend.inference_model(self, params, metadata, info.get("preprocess"))
+        onnx_backend.check(proto)
+        files: dict[str, str | bytes] = {"model.onnx": proto.SerializeToString()}
+        if train_step:
+            step = onnx_backend.train_step_model(self, metadata)
+            onnx_backend.check(step)
+            files["train_step.onnx"] = step.SerializeToString()
+            files["params.npz"] = artifacts.npz_bytes(params)
+            files["state.npz"] = artifacts.npz_bytes(state)
+        manifest = {**Build(self, None, "", params, state).manifest, "target": "onnx",
+                    "opset": onnx_backend.OPSET, "ir_version": onnx_backend.IR_VERSION, **info}
+        files[artifacts.MANIFEST] = json.dumps(manifest, indent=2) + "\n"
+        return artifacts.write_build(out_dir, files)
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
-              steps: int | None = None, log=print, progress: bool = True) -> Build:
-        """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build."""
+              steps: int | None = None, backend: str = "numpy", log=print, progress: bool = True) -> Build:
+        """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
+        `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
+        step, on the CUDA provider where there is a GPU)."""
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
                                       steps=steps)
+        self = self.with_config(config)  # the train step is built from the overridden configuration
         spec = data if isinstance(data, Dataset) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
-            return self._train_text(spec, config, log, progress)
+            return self._train_text(spec, config, log, progress, backend)
         dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         model = self.with_defines(binding.defines) if binding.defines else self
@@ -159,9 +210,9 @@ class Model:
         outputs = model.compiled.model.outputs
         task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
                          usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
-        return model._fit(config, task, dataset.description, log, progress, {"preprocess": preprocess})
+        return model._fit(config, task, dataset.description, log, progress, {"preprocess": preprocess}, backend)
 
-    def _train_text(self, spec: str, config, log, progress) -> Build:
+    def _train_text(self, spec: str, config, log, progress, backend: str) -> Build:
         text = load_text(spec, config.validation or 0.1)
         defines = {}
         if "vocab" in self.compiled.model.constants and "vocab" not in self._defines:
@@ -172,14 +223,15 @@ class Model:
         tokens, target = agree.text_inputs(model.compiled.model)
         window = config.sequence or agree.text_window(model.compiled.model, tokens)
         task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
-        return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window})
+        return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window},
+                          backend)
 
     def _require_loss(self) -> None:
         if self.compiled.model.loss is None:
             raise BmcError(f"model '{self.name}' has no loss to train", self.compiled.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
 
-    def _fit(self, config, task, description: str, log, progress, extra: dict) -> Build:
+    def _fit(self, config, task, description: str, log, progress, extra: dict, backend: str = "numpy") -> Build:
         source = self.generate("numpy", train=True)
         module = load_source(source, f"<bmc {self.name}>")
         params, state = self.init_params(config.seed)
@@ -187,7 +239,12 @@ class Model:
         log(f"training {self.name} on {description}: {budget}, batch {config.batch or 'full'}, {config.optimizer}"
             + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
                else "") + (f", clip {config.clip:g}" if config.clip else ""))
-        history = fit(module, config, params, state, task, log=log, progress=progress)
+        if backend == "onnxruntime":
+            onnx_backend = _onnx_backend()
+            log(f"train step: ONNX, onnxruntime on {', '.join(onnx_backend.providers())}")
+            history = onnx_backend.fit(self, config, params, state, task, log=log, progress=progress)
+        else:
+            history = fit(module, config, params, state, task, log=log, progress=progress)
         return Build(self, module, source, params, state, history, description, config, extra=extra)
 
 
@@ -207,6 +264,12 @@ class Build:
         self.config = config
         self._manifest = manifest
         self.extra = extra or {}  # preprocessing, vocabulary: what predicting on new data needs
+
+    def extra_info(self) -> dict:
+        """What predicting on new data needs beyond the parameters: preprocessing, a text model's vocabulary."""
+        if self._manifest is not None:
+            return {k: self._manifest[k] for k in ("preprocess", "vocab", "window") if k in self._manifest}
+        return dict(self.extra)
 
     @property
     def manifest(self) -> dict[str, Any]:

@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("build", help="generate code for a target")
     model_args(sp)
-    sp.add_argument("--target", default="numpy", help="numpy (default)")
+    sp.add_argument("--target", default="numpy", choices=["numpy", "onnx"],
+                    help="numpy (a standalone Python module, default) or onnx (a standard ONNX model)")
+    sp.add_argument("--params", metavar="BUILD", help="take trained parameters from this build directory")
+    sp.add_argument("--train", action="store_true",
+                    help="onnx: also export the whole train step (train_step.onnx) with the initial state")
     sp.add_argument("-o", "--out", required=True, help="output directory")
     sp.add_argument("--dtype", default="f32", choices=["f32", "f64"], help="float precision (default f32)")
     sp.add_argument("--seed", type=int, help="initialization seed (default: the train block's, else 0)")
@@ -61,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--optimizer", choices=["gd", "sgd", "adam", "adamw"])
     sp.add_argument("--steps", type=int, help="a step budget (instead of epochs)")
+    sp.add_argument("--backend", default="numpy", choices=["numpy", "onnxruntime"],
+                    help="run the train step in the generated NumPy module (default) or as ONNX in onnxruntime")
     sp.add_argument("-o", "--out", help="write the trained build here")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -96,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":
-        out = model.build(args.out, args.target, seed=args.seed)
-        print(f"wrote {out}/model.py, params.npz and manifest.json")
+        trained = load(args.params) if args.params else None
+        if trained is not None:
+            model = model.with_defines({k: v for k, v in trained.manifest.get("constants", {}).items()
+                                        if k not in model._defines})
+        out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train)
+        print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":
         trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                              optimizer=args.optimizer, steps=args.steps, progress=not args.quiet)
+                              optimizer=args.optimizer, steps=args.steps, backend=args.backend,
+                              progress=not args.quiet)
         if args.out:
             out = trained.save(args.out)
             print(f"wrote the trained build to {out}")

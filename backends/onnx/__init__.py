@@ -1,0 +1,83 @@
+"""The ONNX backend: a `.bm` model's inference graph or whole train step as a standard ONNX model, and
+onnxruntime sessions to run and train them.
+
+    from bmc.backends import onnx as onnx_backend
+    onnx_backend.export_inference(model, params, "out/model.onnx")     # initializers hold params
+    onnx_backend.export_train_step(model, "out/train_step.onnx")       # params and state are inputs and outputs
+    trainer = onnx_backend.Trainer(onnx_backend.train_step_model(model), params, state)
+    trainer.step(batch, lr=1e-3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .export import IR_VERSION, OPSET, check, graph_to_model, model_metadata, write_atomic
+from .rules import RULES, supports
+
+
+def inference_model(model, params: dict[str, np.ndarray] | None = None, metadata: dict | None = None,
+                    preprocess: dict | None = None, params_as_inputs: bool = False) -> onnx.ModelProto:
+    """The inference graph (inputs to declared outputs) of a `bmc.Model`, with `params` (trained, or initialized
+    from the train block's seed when None) stored as initializers, or as graph inputs when `params_as_inputs`.
+    `metadata` values are stored as JSON (a text model's "vocab" and "window"); `preprocess` (a trained build's
+    input standardization, {"input", "mean", "std"}) is applied inside the model, which then takes raw inputs."""
+    compiled = model.compiled
+    if params is None and not params_as_inputs:
+        params = model.init_params()[0]
+    doc = f"Inference of model {compiled.name} from {compiled.model.source.name}, compiled by bmc."
+    extra = {**(metadata or {}), **({"preprocess": preprocess} if preprocess else {})}
+    return graph_to_model(compiled.inference(), name=compiled.name, params=None if params_as_inputs else params,
+                          metadata=model_metadata(compiled, extra), doc=doc, preprocess=preprocess)
+
+
+def train_step_model(model, metadata: dict | None = None) -> onnx.ModelProto:
+    """The whole train step: inputs are the batch, the parameters, the optimizer state and the hyperparameters
+    (`lr`, and `rng` when the model uses dropout); outputs are the loss, the model's outputs, then `params/<name>`
+    and `state/<name>` for every updated value."""
+    compiled = model.compiled
+    doc = f"One training step (forward, backward, optimizer update) of model {compiled.name}, compiled by bmc."
+    return graph_to_model(compiled.train_step(), name=f"{compiled.name}_train_step",
+                          metadata=model_metadata(compiled, metadata), doc=doc)
+
+
+def evaluation_model(model) -> onnx.ModelProto:
+    """The inference-mode loss and outputs on a labelled batch, parameters as inputs (validation loss)."""
+    compiled = model.compiled
+    return graph_to_model(compiled.evaluation(), name=f"{compiled.name}_evaluation",
+                          metadata=model_metadata(compiled))
+
+
+def export_inference(model, params: dict[str, np.ndarray] | None, path: str | Path,
+                     metadata: dict | None = None, preprocess: dict | None = None) -> Path:
+    """Write the checked inference model to `path` atomically (`bmc build --target onnx`)."""
+    proto = inference_model(model, params, metadata, preprocess)
+    check(proto)
+    return write_atomic(proto, path)
+
+
+def export_train_step(model, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the checked train-step model to `path` atomically (`bmc build --target onnx --train`)."""
+    proto = train_step_model(model, metadata)
+    check(proto)
+    return write_atomic(proto, path)
+
+
+RUNTIME = ("OrtTrainModule", "Predictor", "Trainer", "fit", "providers")
+
+
+def __getattr__(name: str):
+    """The onnxruntime side (sessions, the trainer) is imported on first use: exporting needs only onnx."""
+    if name in RUNTIME:
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["IR_VERSION", "OPSET", "RULES", "OrtTrainModule", "Predictor", "Trainer", "check", "evaluation_model",
+           "export_inference", "export_train_step", "fit", "graph_to_model", "inference_model", "providers",
+           "supports", "train_step_model"]

@@ -1,0 +1,117 @@
+"""Op by op, with the attributes the examples do not reach (strides, padding, dilation, reversed recurrences,
+symbolic reshapes, out-of-range labels, ...): the ONNX lowering in onnxruntime and in onnx.reference's
+ReferenceEvaluator computes what the NumPy backend computes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("onnx", reason="the ONNX backend needs the onnx package")
+pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
+
+import numpy as np
+from bmc.backends import onnx as onnx_backend
+from bmc.backends.numpy import compile_function
+from onnx.reference import ReferenceEvaluator
+
+from bmc import ops
+from bmc.ir.graph import Builder, Graph
+from bmc.ir.types import TensorType
+
+N = 3  # the size of the symbolic dims N and T
+
+
+def f32(*shape) -> TensorType:
+    return TensorType("f32", shape)
+
+
+def i64(*shape) -> TensorType:
+    return TensorType("i64", shape)
+
+
+CONV = {"stride": (2, 1), "padding": (1, 0, 2, 1), "dilation": (1, 2)}
+POOL = {"kernel": (3, 2), "stride": (2, 1), "padding": (1, 0, 1, 1)}
+# (id, op, input types, high bound of integer inputs (low: -2 when negative, else 0))
+CASES = [
+    ("conv2d", ops.Conv2d(**CONV), [f32("N", 2, 9, 8), f32(4, 2, 3, 2), f32(4)], 0),
+    ("conv2d_grad_input", ops.Conv2dGradInput(**CONV, input_size=(9, 8)), [f32("N", 4, 5, 7), f32(4, 2, 3, 2)], 0),
+    ("conv2d_grad_weight", ops.Conv2dGradWeight(**CONV, kernel=(3, 2)), [f32("N", 2, 9, 8), f32("N", 4, 5, 7)], 0),
+    ("max_pool", ops.MaxPool2d(**POOL), [f32("N", 2, 8, 7)], 0),
+    ("max_pool_grad", ops.MaxPool2dGrad(**POOL), [f32("N", 2, 8, 7), f32("N", 2, 4, 7)], 0),
+    ("avg_pool", ops.AvgPool2d(**POOL), [f32("N", 2, 8, 7)], 0),
+    ("avg_pool_grad", ops.AvgPool2dGrad(**POOL, input_size=(8, 7)), [f32("N", 2, 4, 7)], 0),
+    ("batch_norm_2d", ops.BatchNormInference(1e-3), [f32("N", 4), f32(4), f32(4), f32(4), f32(4)], 0),
+    ("batch_norm_train", ops.BatchNormTrain(), [f32("N", 3, 4, 5), f32(3), f32(3)], 0),
+    ("batch_norm_train_grad", ops.BatchNormTrainGrad(),
+     [f32("N", 3, 4), f32("N", 3, 4), f32(3), f32(3), f32(3)], 0),
+    ("layer_norm", ops.LayerNorm(1e-3), [f32("N", "T", 6), f32(6), f32(6)], 0),
+    ("rnn_reverse", ops.RNN(hidden=4, reverse=True), [f32("N", "T", 5), f32(4, 5), f32(4, 4), f32(8)], 0),
+    ("lstm_reverse", ops.LSTM(hidden=4, reverse=True), [f32("N", "T", 5), f32(16, 5), f32(16, 4), f32(32)], 0),
+    ("gru_onnx_default", ops.GRU(hidden=4, linear_before_reset=False),
+     [f32("N", "T", 5), f32(12, 5), f32(12, 4), f32(24)], 0),
+    ("gru", ops.GRU(hidden=4), [f32("N", "T", 5), f32(12, 5), f32(12, 4), f32(24)], 0),
+    ("dense_vector", ops.Dense(), [f32(5), f32(5, 3), f32(3)], 0),
+    ("dense_sequence", ops.Dense(), [f32("N", "T", 5), f32(5, 3), f32(3)], 0),
+    ("matmul_batched_transposed", ops.MatMul(True, True), [f32("N", 2, 4, 3), f32(2, 5, 4)], 0),
+    ("gelu", ops.Gelu(), [f32("N", 7)], 0),
+    ("gelu_grad", ops.GeluGrad(), [f32("N", 7), f32("N", 7)], 0),
+    ("log_softmax", ops.LogSoftmax(axis=1), [f32("N", 4, 3)], 0),
+    ("reshape_symbolic", ops.Reshape(("N", "T", 2, 3)), [f32("N*T", 6)], 0),
+    ("reshape_flatten", ops.Reshape(("N*T", 6)), [f32("N", "T", 6)], 0),
+    ("broadcast_symbolic", ops.BroadcastTo(("N", "T", 4)), [f32("T", 1)], 0),
+    ("slice_to_symbolic", ops.Slice(0, 0, "T"), [f32(5, 2)], 0),
+    ("slice", ops.Slice(1, 1, 3), [f32("N", 4)], 0),
+    ("pad_end", ops.PadEnd(0, 5), [f32("T", 2)], 0),
+    ("split", ops.Split(1, (1, 3, 2)), [f32("N", 6)], 0),
+    ("concat", ops.Concat(-1), [f32("N", 2), f32("N", 3)], 0),
+    ("size_of_axes", ops.SizeOf((0, 2), "f32"), [f32("N", 4, "T")], 0),
+    ("size_of_all", ops.SizeOf(None, "f32"), [f32("N", 4, "T")], 0),
+    ("mean_keepdims", ops.Mean((0, 2), True), [f32("N", 4, 5)], 0),
+    ("max_all", ops.Max(), [f32("N", 4)], 0),
+    ("one_hot_out_of_range", ops.OneHot(4), [i64("N", 5)], 6),
+    ("gather_negative", ops.Gather(), [f32(7, 3), i64("N", "T")], 7),
+    ("scatter_add_repeated", ops.ScatterAdd(4), [i64("N", 5), f32("N", 5, 2)], 4),
+    ("causal_mask_static", ops.CausalMask(), [f32("N", 2, 4, 4)], 0),
+    ("causal_mask_symbolic", ops.CausalMask(fill=0.0), [f32("N", "T", "T")], 0),
+    ("cross_entropy_sequence", ops.CrossEntropy(), [f32("N", "T", 5), i64("N", "T")], 5),
+    ("cross_entropy_probabilities", ops.CrossEntropy(), [f32("N", 5), f32("N", 5)], 0),
+    ("binary_cross_entropy", ops.BinaryCrossEntropy(), [f32("N", 2), f32("N", 2)], 0),
+    ("mse", ops.MeanSquaredError(), [f32("N", 2), f32("N", 2)], 0),
+    ("not_equal", ops.Compare("!="), [i64("N", 4), i64(4)], 3),
+    ("cast_to_bool", ops.Cast("bool"), [i64("N", 4)], 3),
+    ("sign_int", ops.Sign(), [i64("N", 4)], 3),
+    ("pow", ops.Pow(), [f32("N", 4), f32()], 0),
+]
+
+
+def _array(t: TensorType, high: int, rng: np.random.Generator) -> np.ndarray:
+    shape = tuple(N * N if d == "N*T" else N if isinstance(d, str) else d for d in t.shape)
+    if t.dtype == "i64":
+        return rng.integers(-2 if high == 7 else 0, high, shape)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(("op", "types", "high"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_op_matches_numpy(op, types, high):
+    g = Graph("op")
+    inputs = [g.add_input(t, f"x{i}", "input") for i, t in enumerate(types)]
+    sizes = g.add_input(f32("N", "T"), "sizes", "input")  # binds N and T where an operand has only N*T
+    outs = Builder(g).emit(op, *inputs)
+    g.outputs = {f"y{i}": v for i, v in enumerate(outs if isinstance(outs, tuple) else (outs,))}
+    rng = np.random.default_rng(len(types))
+    feeds = {v.name: _array(v.type, high, rng) for v in [*inputs, sizes]}
+    if isinstance(op, (ops.BatchNormInference, ops.BatchNormTrainGrad)):
+        feeds["x4"] = np.abs(feeds["x4"]) + 0.1  # a variance
+    if isinstance(op, ops.Pow):
+        feeds["x0"] = np.abs(feeds["x0"])  # a real power
+    want = compile_function(g)(dict(feeds))
+    proto = onnx_backend.graph_to_model(g)
+    onnx_backend.check(proto)
+    got = onnx_backend.Predictor(proto, ["CPUExecutionProvider"])(**feeds)
+    reference = dict(zip(got, ReferenceEvaluator(proto).run(None, feeds), strict=True))
+    for k, w in want.items():
+        w = np.asarray(w)
+        scale = max(1.0, float(np.abs(w, where=np.isfinite(w), out=np.zeros(w.shape)).max(initial=0)))
+        for name, result in (("onnxruntime", got[k]), ("reference", reference[k])):
+            assert result.shape == w.shape and result.dtype == w.dtype, (name, k)
+            np.testing.assert_allclose(result, w, rtol=1e-5, atol=1e-6 * scale, err_msg=f"{name} {k}")
