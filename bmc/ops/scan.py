@@ -69,9 +69,10 @@ class Scan(Op):
         return scan_vjp(b, node, grads)
 
 
-def inline(b: Builder, body: Graph, inputs: list[Value]) -> list[Value]:
-    """Copy a body graph's nodes into `b`, reading `inputs`; return its outputs."""
-    env = dict(zip(body.inputs, inputs, strict=True))
+def inline(b: Builder, body: Graph, inputs: list[Value], env: dict | None = None) -> list[Value]:
+    """Copy a body graph's nodes into `b`, reading `inputs`; return its outputs (`env` receives the mapping)."""
+    env = env if env is not None else {}
+    env.update(zip(body.inputs, inputs, strict=True))
     for node in body.nodes:
         outs = b.emit(node.op, *(env[v] for v in node.inputs), span=node.span)
         outs = outs if isinstance(outs, tuple) else (outs,)
@@ -104,7 +105,9 @@ def scan_vjp(b: Builder, node, grads):
     dh_t = [rb.add_input(step_type(history[i].type), f"d_{history[i].name or 'carry'}_in", "input") for i in dh_used]
     const_in = [rb.add_input(v.type, v.name or "const", "input") for v in consts]
     inner = Builder(rb, node.span)
-    outs = inline(inner, op.body, [*carry_in, *x_t, *const_in])
+    env: dict[Value, Value] = {}
+    outs = inline(inner, op.body, [*carry_in, *x_t, *const_in], env)
+    forward_end = len(rb.nodes)
     seeds: dict[Value, Value] = {}
     for o, g in zip(outs[:k], d_carry, strict=True):
         seeds[o] = g
@@ -138,6 +141,18 @@ def scan_vjp(b: Builder, node, grads):
                 rb.outputs[f"term{i}_{n}"] = part
                 outside[part] = ("term", None)
     rb.inputs = [v for v in rb.inputs if v not in d_const_acc or diff_consts[d_const_acc.index(v)] in carried]
+    # The step values the backward part reads (gate activations, ...) are saved by the forward scan as extra
+    # sequences instead of being recomputed here.
+    residuals = _save_residuals(rb, forward_end, env)
+    if residuals:  # the saved sequences are read as xs: they go after the other sequences, before the constants
+        saved_inputs = [r for _, r in residuals]
+        rest = [v for v in rb.inputs if v not in saved_inputs]
+        at = rest.index(const_in[0]) if const_in else len(rest)
+        rb.inputs = rest[:at] + saved_inputs + rest[at:]
+        node, history = _forward_with_residuals(b, node, [f for f, _ in residuals])
+        saved = node.outputs[k + op.num_ys:k + op.num_ys + len(residuals)]
+    else:
+        saved = ()
     from bmc.passes.pipeline import optimize
 
     rb = optimize(rb)
@@ -145,9 +160,10 @@ def scan_vjp(b: Builder, node, grads):
     init = [g if g is not None else E.broadcast_to(b, E.like(b, 0.0, f), f.type.shape)
             for g, f in zip(g_finals, finals, strict=True)]
     init += [E.broadcast_to(b, E.like(b, 0.0, consts[i]), consts[i].type.shape) for i in carried]
-    seqs = [*xs, *history, *(g_ys[i] for i in dy_used), *(g_history[i] for i in dh_used)]
+    seqs = [*xs, *history, *(g_ys[i] for i in dy_used), *(g_history[i] for i in dh_used), *saved]
+    seqs, step_consts = _drop_unread(rb, len(init), seqs, list(consts))
     back = Scan(rb, num_carries=len(init), num_xs=len(seqs), reverse=not op.reverse)
-    results = b.emit(back, *init, *seqs, *consts)
+    results = b.emit(back, *init, *seqs, *step_consts)
     d_init = results[:k]
     d_carried = dict(zip(carried, results[k:k + len(carried)], strict=True))
     pos = k + len(carried)
@@ -200,3 +216,65 @@ def _hoistable(g: Value) -> tuple[Value, ...] | None:
     if isinstance(node.op, Sum) and node.op.axes == (0,) and node.inputs[0].type.rank == 2:
         return (node.inputs[0],)
     return None
+
+
+def _save_residuals(rb: Graph, forward_end: int, env: dict[Value, Value]) -> list[tuple[Value, Value]]:
+    """Turn the recomputed forward values that the backward part of a reverse body reads into inputs of that body.
+    Returns (forward-body value, new reverse-body input) pairs; the recomputation they replace becomes dead."""
+    from bmc.ops.elementwise import Const
+
+    recomputed = {}
+    for original, value in env.items():
+        producer = value.producer
+        if producer is not None and producer in rb.nodes[:forward_end] and not isinstance(producer.op, Const):
+            recomputed[value] = original
+    backward = rb.nodes[forward_end:]
+    read = [v for n in backward for v in n.inputs] + list(rb.outputs.values())
+    chosen = [v for v in dict.fromkeys(read) if v in recomputed]
+    pairs = []
+    for v in chosen:
+        saved = rb.add_input(v.type, f"{v.name}_saved" if v.name else f"saved{len(pairs)}", "input")
+        pairs.append((recomputed[v], saved))
+        for n in backward:
+            if v in n.inputs:
+                n.inputs = tuple(saved if x is v else x for x in n.inputs)
+        rb.outputs = {k: (saved if x is v else x) for k, x in rb.outputs.items()}
+    return pairs
+
+
+def _forward_with_residuals(b: Builder, node, values: list[Value]):
+    """Replace the forward scan `node` by one whose body also returns `values` as sequences (placed where `node`
+    was, its outputs taking over every use of the old ones); return the new node and its history outputs."""
+    op: Scan = node.op
+    body = Graph(op.body.name, list(op.body.inputs), dict(op.body.roles), list(op.body.nodes),
+                 dict(op.body.outputs), dict(op.body.param_info))
+    for j, v in enumerate(values):
+        body.outputs[f"saved{j}"] = v
+    graph = b.graph
+    b.emit(Scan(body, op.num_carries, op.num_xs, op.reverse), *node.inputs, span=node.span)
+    new = graph.nodes.pop()
+    graph.nodes.insert(graph.nodes.index(node), new)
+    k, ny = op.num_carries, op.num_ys
+    old_outs = node.outputs
+    mapping = dict(zip(old_outs[:k + ny], new.outputs[:k + ny], strict=True))
+    mapping.update(zip(old_outs[k + ny:], new.outputs[k + ny + len(values):], strict=True))
+    for o, n in mapping.items():
+        n.name = o.name
+    for n in graph.nodes:
+        if any(v in mapping for v in n.inputs):
+            n.inputs = tuple(mapping.get(v, v) for v in n.inputs)
+    graph.outputs = {key: mapping.get(v, v) for key, v in graph.outputs.items()}
+    return new, new.outputs[k + ny + len(values):]
+
+
+def _drop_unread(rb: Graph, carries: int, seqs: list[Value], consts: list[Value]) -> tuple[list, list]:
+    """Remove the sequence and constant inputs a (reverse) body no longer reads, and the values fed to them."""
+    read = {v for n in rb.nodes for v in n.inputs} | set(rb.outputs.values())
+    inputs = rb.inputs
+    keep_seqs = [i for i in range(len(seqs)) if inputs[carries + i] in read]
+    keep_consts = [i for i in range(len(consts)) if inputs[carries + len(seqs) + i] in read]
+    if not keep_seqs:  # a scan needs one sequence to know its length
+        keep_seqs = [0]
+    rb.inputs = (inputs[:carries] + [inputs[carries + i] for i in keep_seqs]
+                 + [inputs[carries + len(seqs) + i] for i in keep_consts])
+    return [seqs[i] for i in keep_seqs], [consts[i] for i in keep_consts]
