@@ -264,6 +264,7 @@ def _forward_with_residuals(b: Builder, node, values: list[Value]):
         if any(v in mapping for v in n.inputs):
             n.inputs = tuple(mapping.get(v, v) for v in n.inputs)
     graph.outputs = {key: mapping.get(v, v) for key, v in graph.outputs.items()}
+    graph.nodes.remove(node)  # nothing reads it any more
     return new, new.outputs[k + ny + len(values):]
 
 
