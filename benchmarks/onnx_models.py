@@ -40,8 +40,7 @@ from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-# Benchmark the checkout this script lives in, and import `bmc` as the regular package bmc/__init__.py: from outside
-# the repo root, the editable install resolves a bare `import bmc` to an empty namespace package (no bmc.compile).
+# Benchmark the checkout this script lives in (not whatever bmc is installed elsewhere).
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
