@@ -32,8 +32,8 @@ from bmc.train import agree
 from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, usable_metrics
 from bmc.version import __version__
 
-TARGETS = ("numpy", "onnx")
-BACKENDS = ("numpy", "onnxruntime")
+TARGETS = ("numpy", "onnx", "cuda")
+BACKENDS = ("numpy", "onnxruntime", "cuda")
 
 
 def _onnx_backend():
@@ -113,7 +113,11 @@ class Model:
         return print_graph(g)
 
     def generate(self, target: str = "numpy", train: bool | None = None) -> str:
-        """The generated NumPy module's source."""
+        """The generated source: the NumPy module, or (target "cuda") model.cu."""
+        if target == "cuda":
+            from bmc.backends.cuda import build as cuda_build
+
+            return cuda_build.program(self).source
         if target != "numpy":
             raise UsageError(f"generate() writes the NumPy module; use build(target='{target}') for other targets")
         train = self.compiled.model.loss is not None if train is None else train
@@ -154,6 +158,10 @@ class Model:
             params, state = self.init_params(seed)
         if target == "onnx":
             return self._build_onnx(out_dir, params, state or {}, trained, train_step)
+        if target == "cuda":
+            from bmc.backends.cuda import build as cuda_build
+
+            return cuda_build.build(self, out_dir, params, state, seed)
         if target != "numpy":
             raise UsageError(f"target '{target}' is not available (available: {', '.join(TARGETS)})")
         source = self.generate(target)
@@ -243,6 +251,13 @@ class Model:
             onnx_backend = _onnx_backend()
             log(f"train step: ONNX, onnxruntime on {', '.join(onnx_backend.providers())}")
             history = onnx_backend.fit(self, config, params, state, task, log=log, progress=progress)
+        elif backend == "cuda":
+            from bmc.backends.cuda import build as cuda_build
+
+            device = cuda_build.module(self)  # generated kernels, compiled by nvcc (cached); needs a GPU to load
+            log("train step: generated CUDA kernels, on the device")
+            history = fit(device, config, params, state, task, log=log, progress=progress)
+            device.download(params, state)
         else:
             history = fit(module, config, params, state, task, log=log, progress=progress)
         return Build(self, module, source, params, state, history, description, config, extra=extra)
@@ -383,6 +398,15 @@ def load(build_dir: str | Path) -> Build:
     """Load a build directory written by `bmc build` or `bmc train -o`."""
     build_dir = Path(build_dir)
     manifest = artifacts.read_manifest(build_dir)
+    if manifest.get("target") == "cuda":
+        from bmc.backends.cuda import build as cuda_build
+
+        module, params, state, manifest = cuda_build.load(build_dir)
+        return Build(None, module, (build_dir / "model.cu").read_text(encoding="utf-8"), params, state,
+                     manifest=manifest)
+    if manifest.get("target") == "onnx":
+        raise UsageError(f"{build_dir} is an ONNX build: run its model.onnx with onnxruntime "
+                         "(examples/run_onnx.py), or load a NumPy or CUDA build")
     module = load_module(build_dir / "model.py")
     stored = artifacts.read_npz(build_dir / "params.npz")
     missing = [k for k in module.PARAMS if k not in stored]

@@ -46,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("build", help="generate code for a target")
     model_args(sp)
-    sp.add_argument("--target", default="numpy", choices=["numpy", "onnx"],
-                    help="numpy (a standalone Python module, default) or onnx (a standard ONNX model)")
+    sp.add_argument("--target", default="numpy", choices=["numpy", "onnx", "cuda"],
+                    help="numpy (a standalone Python module, default), onnx (a standard ONNX model) or cuda "
+                         "(generated CUDA kernels compiled by nvcc into a shared library)")
     sp.add_argument("--params", metavar="BUILD", help="take trained parameters from this build directory")
     sp.add_argument("--train", action="store_true",
                     help="onnx: also export the whole train step (train_step.onnx) with the initial state")
@@ -65,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--optimizer", choices=["gd", "sgd", "adam", "adamw"])
     sp.add_argument("--steps", type=int, help="a step budget (instead of epochs)")
-    sp.add_argument("--backend", default="numpy", choices=["numpy", "onnxruntime"],
-                    help="run the train step in the generated NumPy module (default) or as ONNX in onnxruntime")
+    sp.add_argument("--backend", default="numpy", choices=["numpy", "onnxruntime", "cuda"],
+                    help="run the train step in the generated NumPy module (default), as ONNX in onnxruntime, or "
+                         "as generated CUDA kernels on a GPU")
     sp.add_argument("-o", "--out", help="write the trained build here")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 

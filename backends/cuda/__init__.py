@@ -1,0 +1,60 @@
+"""The CUDA backend: CUDA C that bmc writes itself from the IR (model.cu), compiled by nvcc into a shared library with
+a plain C ABI that Python loads through ctypes. No cuBLAS, cuDNN, CuPy or PyTorch at run time.
+
+    program = generate(name, source, source_hash, {"forward": inference, "train_step": train})
+    library = nvcc.compile_library(program.source, workdir)          # backends/cuda/nvcc.py
+    session = runtime.Library(library.path, program.manifest).session()   # backends/cuda/runtime.py
+
+`bmc.backends.cuda.build` writes and loads build directories (model.cu, the library, manifest.json, parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from bmc.backends.cuda.codegen import ModuleWriter, render
+from bmc.backends.cuda.codegen import supports as supports
+from bmc.backends.cuda.ctext import SIZES
+from bmc.backends.cuda.host import function_source
+
+from bmc.ir.graph import Graph
+from bmc.version import __version__
+
+
+@dataclass
+class Program:
+    source: str  # model.cu
+    manifest: dict  # what the runtime needs: functions (inputs, outputs, symbols), persistent tensors
+
+
+def persistent_tensors(functions: dict[str, Graph]) -> list[dict]:
+    """Parameters and optimizer state of every function, by name, in first-seen order: the device-resident tensors."""
+    out: dict[str, dict] = {}
+    for graph in functions.values():
+        for v in graph.inputs_with_role("param", "state"):
+            if v.name in out:
+                continue
+            if not v.type.is_static:
+                raise NotImplementedError(f"{graph.roles[v]} '{v.name}' has a symbolic shape {v.type}")
+            out[v.name] = {"name": v.name, "role": graph.roles[v], "dtype": v.type.dtype, "shape": list(v.type.shape),
+                           "bytes": math.prod(v.type.shape) * SIZES[v.type.dtype]}
+    return list(out.values())
+
+
+def generate(name: str, source: str, source_hash: str, functions: dict[str, Graph], dtype: str = "f32") -> Program:
+    """model.cu for a model's graphs (e.g. forward, train_step, evaluate) and its manifest entry."""
+    tensors = persistent_tensors(functions)
+    index = {t["name"]: k for k, t in enumerate(tensors)}
+    module = ModuleWriter()
+    texts, specs = [], []
+    for k, (fname, graph) in enumerate(functions.items()):
+        text, spec = function_source(module, fname, graph, k, index)
+        texts.append(text)
+        specs.append(spec)
+    text = render(model=name, version=__version__, dtype=dtype, source=source, kernels="\n\n".join(module.kernels),
+                  tensors=tensors, functions=specs, kernel_info=module.kernel_info,
+                  max_symbols=max([len(s.symbols) for s in specs] + [1]), functions_source="\n\n".join(texts))
+    manifest = {"abi": 1, "model": name, "source": source, "source_sha256": source_hash, "dtype": dtype,
+                "tensors": tensors, "functions": [asdict(s) for s in specs], "kernels": len(module.kernel_info)}
+    return Program(text, manifest)

@@ -1,0 +1,160 @@
+"""CUDA builds: `bmc build FILE --target cuda -o DIR` and `bmc train FILE --backend cuda` go through here.
+
+A build directory holds model.cu (the generated source), model.so (nvcc's library, the CUDA runtime linked in),
+manifest.json (the model's description, as for NumPy builds, plus a `cuda` section: functions, device tensors, nvcc
+flags and ptxas statistics), params.npz and state.npz.
+
+`CudaModule` runs a build's functions behind the interface of a generated NumPy module (INPUTS, forward,
+train_step, ...), so the training loop drives either backend. Parameters and optimizer state stay in device memory
+for the whole run: the dicts passed in are uploaded when first seen, each step sends only the batch and returns the
+loss (and the model's outputs, for the metrics), and `download(params, state)` copies the trained values back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from bmc.backends.cuda import Program, generate, nvcc
+from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session
+
+from bmc import artifacts
+from bmc.diagnostics import UsageError
+from bmc.version import __version__
+
+SOURCE, LIBRARY = "model.cu", nvcc.LIBRARY
+
+
+def program(model) -> Program:
+    """model.cu for a `bmc.Model`: forward, and train_step and evaluate when it has a loss."""
+    c = model.compiled
+    functions = {"forward": c.inference()}
+    if c.model.loss is not None:
+        functions["train_step"] = c.train_step()
+        functions["evaluate"] = c.evaluation()
+    return generate(c.name, c.model.source.name, c.source_hash, functions, c.dtype)
+
+
+def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) -> dict:
+    c = model.compiled
+    g = c.model.graph
+    return {
+        "bmc_version": __version__,
+        "model": c.name,
+        "target": "cuda",
+        "dtype": c.dtype,
+        "source": c.model.source.name,
+        "source_sha256": c.source_hash,
+        "constants": c.model.constants,
+        "inputs": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in c.model.data_inputs},
+        "targets": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in c.model.targets},
+        "outputs": {k: {"dtype": g.outputs[k].type.dtype, "shape": list(g.outputs[k].type.shape)}
+                    for k in c.model.outputs},
+        "params": {p.name: {"dtype": p.type.dtype, "shape": list(p.type.shape), "init": str(g.param_info[p].init)}
+                   for p in g.params},
+        "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
+        "metrics": list(c.config.metrics),
+        "cuda": {**prog.manifest, "library": LIBRARY if compiled else None, "arch": f"sm_{arch}",
+                 "nvcc_flags": nvcc.flags(arch), "ptxas": compiled.kernels if compiled else {}},
+    }
+
+
+def build(model, out_dir: str | Path, params=None, state=None, seed: int | None = None, arch: str = nvcc.ARCH,
+          require_library: bool = True) -> Path:
+    """Write a CUDA build. Without nvcc: an error, or (require_library=False) model.cu and the manifest only."""
+    prog = program(model)
+    compiled = None
+    if require_library or nvcc.find_nvcc():
+        compiled = nvcc.compile_library(prog.source, arch)
+    if params is None:
+        params, state = model.init_params(seed)
+    files: dict[str, str | bytes] = {
+        SOURCE: prog.source,
+        artifacts.MANIFEST: json.dumps(manifest(model, prog, compiled, arch), indent=2) + "\n",
+        "params.npz": artifacts.npz_bytes(params),
+    }
+    if state:
+        files["state.npz"] = artifacts.npz_bytes(state)
+    if compiled is not None:
+        files[LIBRARY] = compiled.path.read_bytes()
+    return artifacts.write_build(out_dir, files)
+
+
+class CudaModule:
+    """A CUDA build behind the interface of a generated NumPy module (see the module docstring)."""
+
+    def __init__(self, library: Library, outputs: bool = True):
+        self.library = library
+        self.session: Session = library.session()  # CudaUnavailableError without a driver or device
+        self.with_outputs = outputs
+        functions = {f["name"]: f for f in library.manifest["functions"]}
+        self.functions = functions
+        forward = functions["forward"]
+        self.INPUTS = {i["name"]: (i["dtype"], i["shape"]) for i in forward["inputs"]}
+        self.OUTPUTS = {o["name"]: (o["dtype"], o["shape"]) for o in forward["outputs"]}
+        tensors = library.manifest["tensors"]
+        self.PARAMS = {t["name"]: (t["dtype"], t["shape"]) for t in tensors if t["role"] == "param"}
+        self.STATE = {t["name"]: (t["dtype"], t["shape"]) for t in tensors if t["role"] == "state"}
+        train = functions.get("train_step")
+        self.HYPER = {h["name"]: (h["dtype"], h["shape"]) for h in train["hyper"]} if train else {}
+        self._params: dict | None = None  # the dicts last uploaded (kept, so identity means "the same dict")
+        self._state: dict | None = None
+
+    def _upload(self, params: dict, state: dict | None = None) -> None:
+        if params is not self._params:
+            self.session.load(params)
+            self._params = params
+        if state is not None and state is not self._state:
+            self.session.load(state)
+            self._state = state
+
+    def forward(self, params: dict, *inputs: np.ndarray) -> dict:
+        self._upload(params)
+        return self.session.run("forward", dict(zip(self.INPUTS, inputs, strict=True)))
+
+    def train_step(self, params: dict, state: dict, batch: dict, *hyper) -> dict:
+        """One step on the device; params and state are updated there (see `download`)."""
+        self._upload(params, state)
+        wanted = None if self.with_outputs else ["loss"]
+        out = self.session.run("train_step", batch, dict(zip(self.HYPER, hyper, strict=True)), outputs=wanted)
+        out["loss"] = float(out["loss"])
+        return out
+
+    def evaluate(self, params: dict, batch: dict) -> dict:
+        self._upload(params)
+        return self.session.run("evaluate", batch)
+
+    def download(self, params: dict, state: dict) -> None:
+        """Copy the device's parameters and optimizer state into the given dicts (after training)."""
+        for name in self.PARAMS:
+            params[name] = self.session.read(name)
+        for name in self.STATE:
+            state[name] = self.session.read(name)
+
+
+def module(model, outputs: bool = True) -> CudaModule:
+    """Generate, compile (cached) and load a model for training on the GPU."""
+    prog = program(model)
+    compiled = nvcc.compile_library(prog.source)
+    return CudaModule(Library(compiled.path, prog.manifest), outputs)
+
+
+def load(build_dir: str | Path) -> tuple[CudaModule, dict, dict, dict]:
+    """(module, params, state, manifest) of a CUDA build directory; the parameters are on the device already."""
+    build_dir = Path(build_dir)
+    info = artifacts.read_manifest(build_dir)
+    if info.get("target") != "cuda":
+        raise UsageError(f"{build_dir} is a {info.get('target', 'numpy')} build, not a CUDA build")
+    cuda = info["cuda"]
+    if not cuda.get("library") or not (build_dir / cuda["library"]).exists():
+        raise UsageError(f"{build_dir} has model.cu but no compiled library; rebuild it where nvcc is installed")
+    mod = CudaModule(Library(build_dir / cuda["library"], cuda))
+    params = artifacts.read_npz(build_dir / "params.npz")
+    state = artifacts.read_npz(build_dir / "state.npz")
+    mod._upload(params, state)
+    return mod, params, state, info
+
+
+__all__ = ["CudaError", "CudaModule", "CudaUnavailableError", "build", "load", "manifest", "module", "program"]

@@ -1,0 +1,91 @@
+"""Building one kernel: its parameters (pointers, dims, scalars), its body, and the host lines that launch it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bmc.backends.cuda.ctext import C_TYPES, comment, dim
+
+from bmc.ir.graph import Node, Value
+from bmc.ir.types import Dim
+
+if TYPE_CHECKING:
+    from bmc.backends.cuda.codegen import FunctionWriter
+
+
+def where(node: Node) -> str:
+    """`file.bm:7 (dense)`: how errors name the .bm statement a kernel came from."""
+    if node.span is None:
+        return f"({node.op.name})"
+    return f"{node.span.location} ({node.op.name})"
+
+
+class KernelBuilder:
+    """Parameters are added as the body asks for them; `launch` writes the kernel and the host lines."""
+
+    def __init__(self, fn: FunctionWriter, node: Node, hint: str):
+        self.fn = fn
+        self.node = node
+        self.name = fn.module.kernel_name(hint)
+        self.params: list[tuple[str, str, str]] = []  # (C type, name, host argument)
+        self.by_host: dict[tuple[str, str], str] = {}
+        self.symbols: list[str] = []
+
+    def _param(self, ctype: str, host: str, hint: str) -> str:
+        key = (ctype, host)
+        if key not in self.by_host:
+            taken = {p[1] for p in self.params}
+            name, k = hint, 1
+            while name in taken:
+                name, k = f"{hint}_{k}", k + 1
+            self.params.append((ctype, name, host))
+            self.by_host[key] = name
+        return self.by_host[key]
+
+    def input(self, v: Value) -> str:
+        """A read-only pointer to v's elements."""
+        return self._param(f"const {C_TYPES[v.type.dtype]}* __restrict__", self.fn.pointer(v), self.fn.name(v))
+
+    def output(self, v: Value) -> str:
+        return self._param(f"{C_TYPES[v.type.dtype]}* __restrict__", self.fn.pointer(v), self.fn.name(v))
+
+    def pointer(self, ctype: str, host: str, hint: str) -> str:
+        return self._param(ctype, host, hint)
+
+    def scalar(self, ctype: str, host: str, hint: str) -> str:
+        return self._param(ctype, host, hint)
+
+    def status(self) -> str:
+        return self._param("int*", "ctx->status", "bmc_status")
+
+    def dim(self, d: Dim) -> str:
+        text = dim(d, self.fn.symbols)
+        for s, c in self.fn.symbols.items():
+            if s in _symbols_of(d) and c not in self.symbols:
+                self.symbols.append(c)
+        return text
+
+    def launch(self, body: list[str], grid: str, block: str, threads: int, smem: str = "0",
+               notes: list[str] | None = None) -> None:
+        """Write the kernel (at most `threads` per block) and the host lines that launch it."""
+        for c in self.symbols:
+            self.params.append(("int", c, c))
+        kernel_id = self.fn.module.register_kernel(self.name, where(self.node))
+        head = [f"// bmc: {comment(where(self.node))}"]
+        if self.node.span is not None:
+            head.append(f"//   {comment(self.node.span.source.line(self.node.span.line).strip())}")
+        head += [f"//   {comment(n)}" for n in notes or []]
+        params = ", ".join(f"{t} {n}" for t, n, _ in self.params)
+        text = "\n".join([*head, f'extern "C" __global__ void __launch_bounds__({threads}) {self.name}({params}) {{',
+                          *("  " + line for line in body), "}"])
+        self.fn.module.kernels.append(text.replace("BMC_KERNEL_ID", str(kernel_id)))
+        args = ", ".join(host for _, _, host in self.params)
+        self.fn.emit(f"BMC_LAUNCH({self.name}, {grid}, {block}, {smem}, ctx->stream)({args});")
+        self.fn.emit(f"BMC_CHECK_LAUNCH({kernel_id});")
+
+
+def _symbols_of(d: Dim) -> list[str]:
+    if isinstance(d, int):
+        return []
+    return [f for f in d.split("*") if not f.isdigit()]
+

@@ -1,0 +1,319 @@
+"""Element rules for fused kernels: per op class, the C expression of one element of its result.
+
+`@pointwise(Op)`: the element at the group's index i from its inputs' elements at i (after broadcasting), given as C
+expressions. `@indexed(Op)`: the element at i computed from stored inputs read at other positions, through the
+context (`ctx.load(value, offset)`, `ctx.coord(axis)`, `ctx.statement(line)`; fused.py's GroupContext).
+
+Expressions call the device helpers of templates/model.cu.j2 (bmc_exp, bmc_sigmoid, ...), overloaded for float and
+double, so the same text serves f32 and f64 builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from bmc.backends.cuda.ctext import C_TYPES, literal, product
+
+from bmc import ops
+from bmc.ir import dims
+from bmc.ir.graph import Node, Value
+from bmc.ir.types import Dim, normalize_axes
+from bmc.ops.base import Op
+
+
+class Context(Protocol):
+    flat: str  # the group's flat index variable
+
+    def dim(self, d: Dim) -> str: ...
+    def offset(self, axis_strides: list[Dim]) -> str: ...
+    def coord(self, axis: int) -> str: ...
+    def split(self, axis: int) -> tuple[str, str, str, str]: ...
+    def load(self, v: Value, offset: str) -> str: ...
+    def statement(self, line: str) -> None: ...
+    def fresh(self, hint: str) -> str: ...
+    def bad_index(self) -> str: ...
+
+
+PointwiseRule = Callable[[Node, list[str], Context], str]
+IndexedRule = Callable[[Node, Context], str]
+POINTWISE: dict[type[Op], PointwiseRule] = {}
+INDEXED: dict[type[Op], IndexedRule] = {}
+SHAPE_ONLY = {ops.SizeOf: (0,), ops.RandomUniformLike: (0,)}  # inputs whose values are never read
+
+
+def pointwise(*op_types: type[Op]):
+    def register(rule: PointwiseRule) -> PointwiseRule:
+        for t in op_types:
+            POINTWISE[t] = rule
+        return rule
+
+    return register
+
+
+def indexed(*op_types: type[Op]):
+    def register(rule: IndexedRule) -> IndexedRule:
+        for t in op_types:
+            INDEXED[t] = rule
+        return rule
+
+    return register
+
+
+def ctype(v: Value) -> str:
+    return C_TYPES[v.type.dtype]
+
+
+# ---- elementwise -------------------------------------------------------------------------------------------------
+
+
+@pointwise(ops.Const)
+def _const(node, a, ctx):
+    return literal(node.op.value, node.op.dtype)
+
+
+CALLS = {ops.Exp: "bmc_exp", ops.Log: "bmc_log", ops.Sqrt: "bmc_sqrt", ops.Tanh: "bmc_tanh", ops.Abs: "bmc_abs",
+         ops.Sign: "bmc_sign", ops.Sigmoid: "bmc_sigmoid", ops.Relu: "bmc_relu", ops.Gelu: "bmc_gelu",
+         ops.GeluGrad: "bmc_gelu_grad", ops.Pow: "bmc_pow", ops.Maximum: "bmc_maximum", ops.Minimum: "bmc_minimum"}
+
+
+@pointwise(*CALLS)
+def _call(node, a, ctx):
+    return f"{CALLS[type(node.op)]}({', '.join(a)})"
+
+
+@pointwise(ops.Neg)
+def _neg(node, a, ctx):
+    return f"(-{a[0]})"
+
+
+INFIX = {ops.Add: "+", ops.Sub: "-", ops.Mul: "*", ops.Div: "/"}
+
+
+@pointwise(*INFIX)
+def _infix(node, a, ctx):
+    return f"({a[0]} {INFIX[type(node.op)]} {a[1]})"
+
+
+@pointwise(ops.Compare)
+def _compare(node, a, ctx):
+    return f"({a[0]} {node.op.op} {a[1]})"
+
+
+@pointwise(ops.Where)
+def _where(node, a, ctx):
+    return f"({a[0]} ? {a[1]} : {a[2]})"
+
+
+@pointwise(ops.Cast)
+def _cast(node, a, ctx):
+    if node.op.dtype == "bool":
+        return f"({a[0]} != 0)"
+    return f"(({C_TYPES[node.op.dtype]}){a[0]})"
+
+
+@pointwise(ops.BroadcastTo)
+def _broadcast(node, a, ctx):  # the load already broadcasts
+    return a[0]
+
+
+@pointwise(ops.SizeOf)
+def _size_of(node, a, ctx):
+    count = dims.product(node.op.dims_of(node.inputs[0].type))
+    return f"(({C_TYPES[node.op.dtype]})({ctx.dim(count)}))"
+
+
+@pointwise(ops.RandomUniformLike)
+def _random(node, a, ctx):
+    return f"bmc_uniform<{ctype(node.outputs[0])}>({a[1]}, {node.op.salt}u, {ctx.flat})"
+
+
+@pointwise(ops.CausalMask)
+def _causal(node, a, ctx):
+    rank = node.outputs[0].type.rank
+    fill = literal(node.op.fill, node.outputs[0].type.dtype)
+    return f"({ctx.coord(rank - 1)} > {ctx.coord(rank - 2)} ? {fill} : {a[0]})"
+
+
+# ---- data movement -------------------------------------------------------------------------------------------------
+
+
+@indexed(ops.Transpose)
+def _transpose(node, ctx):
+    x = node.inputs[0]
+    strides = _strides(x.type.shape)
+    return ctx.load(x, ctx.offset([strides[p] for p in node.op.perm]))
+
+
+@indexed(ops.Slice)
+def _slice(node, ctx):
+    x = node.inputs[0]
+    (axis,) = normalize_axes((node.op.axis,), x.type.rank)
+    outer, c, rest, inner = ctx.split(axis)
+    start = f" + {node.op.start}" if node.op.start else ""
+    return ctx.load(x, _axis_offset(outer, f"{c}{start}", rest, inner, ctx.dim(x.type.shape[axis])))
+
+
+@indexed(ops.Concat)
+def _concat(node, ctx):
+    out = node.outputs[0]
+    (axis,) = normalize_axes((node.op.axis,), out.type.rank)
+    outer, c, rest, inner = ctx.split(axis)
+    result = ctx.fresh("cat")
+    ctx.statement(f"{ctype(out)} {result};")
+    start = 0
+    for k, x in enumerate(node.inputs):
+        size = x.type.shape[axis]
+        local = f"{c} - {start}" if start else c
+        load = ctx.load(x, _axis_offset(outer, local, rest, inner, str(size)))
+        last = k == len(node.inputs) - 1
+        test = "" if last else f"if ({c} < {start + size}) "
+        ctx.statement(f"{'else ' if k else ''}{test}{result} = {load};")
+        start += size
+    return result
+
+
+@indexed(ops.PadEnd)
+def _pad_end(node, ctx):
+    x = node.inputs[0]
+    (axis,) = normalize_axes((node.op.axis,), x.type.rank)
+    outer, c, rest, inner = ctx.split(axis)
+    n = ctx.dim(x.type.shape[axis])
+    return f"({c} < {n} ? {ctx.load(x, _axis_offset(outer, c, rest, inner, n))} : {literal(0, x.type.dtype)})"
+
+
+@indexed(ops.OneHot)
+def _one_hot(node, ctx):
+    depth = node.op.depth
+    label = ctx.load(node.inputs[0], f"{ctx.flat} / {depth}")
+    one, zero = literal(1, node.op.dtype), literal(0, node.op.dtype)
+    return f"({label} == {ctx.flat} % {depth} ? {one} : {zero})"
+
+
+@indexed(ops.Gather)
+def _gather(node, ctx):
+    table, ids = node.inputs
+    row = ctx.dim(product(table.type.shape[1:]))
+    rows = ctx.dim(table.type.shape[0])
+    r = ctx.fresh("row")
+    ctx.statement(f"const int64_t {r} = {ctx.load(ids, f'{ctx.flat} / {row}')};")
+    ctx.statement(f"if ({r} < 0 || {r} >= {rows}) {ctx.bad_index()};")
+    zero = literal(0, table.type.dtype)
+    return f"({r} >= 0 && {r} < {rows} ? {ctx.load(table, f'(int){r} * {row} + {ctx.flat} % {row}')} : {zero})"
+
+
+def _strides(shape: tuple[Dim, ...]) -> list[Dim]:
+    return [product(shape[k + 1:]) for k in range(len(shape))]
+
+
+def _axis_offset(outer: str, c: str, rest: str, inner: str, size: str) -> str:
+    """The offset of element (outer, c, rest) in a tensor whose `axis` has `size` entries."""
+    parts = f"({outer} * {size} + {c})" if outer != "0" else f"({c})"
+    return f"{parts} * {inner} + {rest}" if inner != "1" else parts
+
+
+# ---- pooling: each output element from its window (gradients: each input element from the windows holding it) ----
+# The loops' variables start with `w` (wa, wih, ...): the names the generator reserves for itself.
+
+
+def _pool_geometry(node, image: Value, ctx):
+    """(base offset of the image plane, H, W) for output element i of a [N, C, *, *] result."""
+    h, w = image.type.shape[2], image.type.shape[3]
+    return f"({ctx.coord(0)} * {image.type.shape[1]} + {ctx.coord(1)}) * {h * w}", h, w
+
+
+def _windows_holding(ctx, op, out_h: int, out_w: int) -> list[str]:
+    """Lines opening a loop over the windows (woh, wow) that hold input pixel (ih, iw) at tap (wa, wb)."""
+    (kh, kw), (sh, sw), (top, left, _, _) = op.kernel, op.stride, op.padding
+    ih, iw = ctx.coord(2), ctx.coord(3)
+    return [f"for (int wa = 0; wa < {kh}; ++wa) for (int wb = 0; wb < {kw}; ++wb) {{",
+            f"  const int wph = {ih} + {top} - wa, wpw = {iw} + {left} - wb;",
+            f"  if (wph < 0 || wpw < 0 || wph % {sh} || wpw % {sw}) continue;",
+            f"  const int woh = wph / {sh}, wow = wpw / {sw};",
+            f"  if (woh >= {out_h} || wow >= {out_w}) continue;"]
+
+
+@indexed(ops.MaxPool2d)
+def _max_pool(node, ctx):
+    x = node.inputs[0]
+    (kh, kw), (sh, sw), (top, left, _, _) = node.op.kernel, node.op.stride, node.op.padding
+    base, h, w = _pool_geometry(node, x, ctx)
+    m, t = ctx.fresh("m"), ctype(x)
+    oh, ow = ctx.coord(2), ctx.coord(3)
+    ctx.statement(f"{t} {m} = -INFINITY;")
+    ctx.statement(f"for (int wa = 0; wa < {kh}; ++wa) for (int wb = 0; wb < {kw}; ++wb) {{")
+    ctx.statement(f"  const int wih = {oh} * {sh} - {top} + wa, wiw = {ow} * {sw} - {left} + wb;")
+    ctx.statement(f"  {m} = bmc_maximum({m}, (wih >= 0 && wih < {h} && wiw >= 0 && wiw < {w}) ? "
+                  f"{ctx.load(x, f'{base} + wih * {w} + wiw')} : ({t})(-INFINITY));")
+    ctx.statement("}")
+    return m
+
+
+@indexed(ops.MaxPool2dGrad)
+def _max_pool_grad(node, ctx):
+    """dx at (ih, iw): the sum of g over the windows whose first maximum (row-major) is this pixel."""
+    x, g = node.inputs
+    (kh, kw), (sh, sw), (top, left, _, _) = node.op.kernel, node.op.stride, node.op.padding
+    base, h, w = _pool_geometry(node, x, ctx)
+    out_h, out_w = g.type.shape[2], g.type.shape[3]
+    gbase = f"({ctx.coord(0)} * {g.type.shape[1]} + {ctx.coord(1)}) * {out_h * out_w}"
+    acc, t = ctx.fresh("dx"), ctype(g)
+    inside = f"wyh >= 0 && wyh < {h} && wyw >= 0 && wyw < {w}"
+    pixel = ctx.load(x, f"{base} + wyh * {w} + wyw")
+    ctx.statement(f"{t} {acc} = {literal(0, g.type.dtype)};")
+    for line in _windows_holding(ctx, node.op, out_h, out_w):
+        ctx.statement(line)
+    ctx.statement(f"  {t} wm = -INFINITY;")
+    ctx.statement("  int wfirst = -1;")
+    ctx.statement(f"  for (int wc = 0; wc < {kh}; ++wc) for (int wd = 0; wd < {kw}; ++wd) {{")
+    ctx.statement(f"    const int wyh = woh * {sh} - {top} + wc, wyw = wow * {sw} - {left} + wd;")
+    ctx.statement(f"    wm = bmc_maximum(wm, ({inside}) ? {pixel} : ({t})(-INFINITY));")
+    ctx.statement("  }")
+    ctx.statement(f"  for (int wc = 0; wc < {kh} && wfirst < 0; ++wc)")
+    ctx.statement(f"    for (int wd = 0; wd < {kw} && wfirst < 0; ++wd) {{")
+    ctx.statement(f"    const int wyh = woh * {sh} - {top} + wc, wyw = wow * {sw} - {left} + wd;")
+    ctx.statement(f"    if ({inside} && {pixel} == wm) wfirst = wc * {kw} + wd;")
+    ctx.statement("  }")
+    ctx.statement(f"  if (wfirst == wa * {kw} + wb) {acc} += {ctx.load(g, f'{gbase} + woh * {out_w} + wow')};")
+    ctx.statement("}")
+    return acc
+
+
+def _window_count(oh: str, ow: str, op, h: int, w: int) -> str:
+    """How many real (unpadded) pixels the window at (oh, ow) covers."""
+    (kh, kw), (sh, sw), (top, left, _, _) = op.kernel, op.stride, op.padding
+    rows = f"(bmc_imin({oh} * {sh} - {top} + {kh}, {h}) - bmc_imax({oh} * {sh} - {top}, 0))"
+    cols = f"(bmc_imin({ow} * {sw} - {left} + {kw}, {w}) - bmc_imax({ow} * {sw} - {left}, 0))"
+    return f"({rows} * {cols})"
+
+
+@indexed(ops.AvgPool2d)
+def _avg_pool(node, ctx):
+    x = node.inputs[0]
+    (kh, kw), (sh, sw), (top, left, _, _) = node.op.kernel, node.op.stride, node.op.padding
+    base, h, w = _pool_geometry(node, x, ctx)
+    s, t = ctx.fresh("s"), ctype(x)
+    oh, ow = ctx.coord(2), ctx.coord(3)
+    ctx.statement(f"{t} {s} = {literal(0, x.type.dtype)};")
+    ctx.statement(f"for (int wa = 0; wa < {kh}; ++wa) for (int wb = 0; wb < {kw}; ++wb) {{")
+    ctx.statement(f"  const int wih = {oh} * {sh} - {top} + wa, wiw = {ow} * {sw} - {left} + wb;")
+    load = ctx.load(x, f"{base} + wih * {w} + wiw")
+    ctx.statement(f"  if (wih >= 0 && wih < {h} && wiw >= 0 && wiw < {w}) {s} += {load};")
+    ctx.statement("}")
+    return f"({s} / ({t}){_window_count(oh, ow, node.op, h, w)})"
+
+
+@indexed(ops.AvgPool2dGrad)
+def _avg_pool_grad(node, ctx):
+    (g,) = node.inputs
+    h, w = node.op.input_size
+    out_h, out_w = g.type.shape[2], g.type.shape[3]
+    gbase = f"({ctx.coord(0)} * {g.type.shape[1]} + {ctx.coord(1)}) * {out_h * out_w}"
+    acc, t = ctx.fresh("dx"), ctype(g)
+    ctx.statement(f"{t} {acc} = {literal(0, g.type.dtype)};")
+    for line in _windows_holding(ctx, node.op, out_h, out_w):
+        ctx.statement(line)
+    count = _window_count("woh", "wow", node.op, h, w)
+    ctx.statement(f"  {acc} += {ctx.load(g, f'{gbase} + woh * {out_w} + wow')} / ({t}){count};")
+    ctx.statement("}")
+    return acc
