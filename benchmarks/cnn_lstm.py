@@ -18,66 +18,32 @@ Needs torch (not a bmc dependency): `pip install torch==2.13.0`, and Fashion-MNI
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first: one BLAS thread and this checkout on the path, before NumPy loads
+
+# isort: split
+
+import argparse
+import math
 import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-# One thread everywhere; must happen before NumPy or torch is imported (bmc imports NumPy).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+import numpy as np
+from common import REPO, import_torch, load_average, load_data, tensor
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import bmc
+import bmc.runtime
 
-# Benchmark the checkout this script lives in (not whatever bmc is installed elsewhere).
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-
-import bmc  # noqa: E402
-import bmc.runtime  # noqa: E402
-from bmc.data import find_fashion_mnist, load_dataset  # noqa: E402
-from bmc.diagnostics import DataError  # noqa: E402
-
-TORCH_INSTALL = "pip install torch==2.13.0"
-DATA_INSTALL = "apt-get install dataset-fashion-mnist"
 BATCH = 64
 LR = 1e-3
 EPS = 1e-7  # bmc's Adam epsilon (torch's default is 1e-8)
 HIDDEN = 128
 FLOATS = {"f16": np.float16, "f32": np.float32, "f64": np.float64}
-
-
-def import_torch():
-    try:
-        import torch
-    except ImportError:
-        sys.exit(f"error: this benchmark needs PyTorch, which bmc does not depend on.\n"
-                 f"  install it with: {TORCH_INSTALL}\n"
-                 f"  (that exact version; plain `pip install torch` pulls a multi-GB CUDA build)")
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # raises if already set; only possible before any parallel work
-        torch.set_num_interop_threads(1)
-    return torch
-
-
-def load_data():
-    """Fashion-MNIST as [n, 28, 28] float32 images in [0, 1] and int64 labels (train, then test)."""
-    if find_fashion_mnist() is None:
-        sys.exit(f"error: Fashion-MNIST is not installed; install it with: {DATA_INSTALL}")
-    try:
-        data = load_dataset("fashion_mnist")
-    except DataError as e:
-        sys.exit(f"error: cannot load Fashion-MNIST ({e}); install it with: {DATA_INSTALL}")
-    images = [np.ascontiguousarray(x, dtype=np.float32) for x in (data.x_train, data.x_test)]
-    return images[0], data.y_train.astype(np.int64), images[1], data.y_test.astype(np.int64)
 
 
 def batch_order(seed: int, run: int, n: int) -> np.ndarray:
@@ -155,10 +121,6 @@ class TorchRunner:
         return self.torch.cat(out).numpy()
 
 
-def tensor(torch, a: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
 def torch_cnn(torch, params: dict[str, np.ndarray]):
     """examples/cnn.bm in torch, starting from bmc's weights. bmc's batch-norm momentum 0.9 (weight of the old running
     value) is torch's momentum 0.1 (weight of the new one); both use eps 1e-5 and the unbiased running variance."""
@@ -232,11 +194,6 @@ BENCHES = {
     "lstm": Bench("lstm", "lstm (LSTM 128 over 28 rows of 28, last state, dense 10)",
                   REPO / "examples" / "lstm.bm", torch_lstm, lambda x: x),
 }
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cpus)"
 
 
 def bench(torch, spec: Bench, steps: int, args, data) -> None:

@@ -14,60 +14,32 @@ Needs torch (not a bmc dependency): `pip install torch==2.13.0`, and Fashion-MNI
 
 from __future__ import annotations
 
+import common  # first: one BLAS thread and this checkout on the path, before NumPy loads
+
+# isort: split
+
+import argparse
+import math
 import os
+import platform
+import statistics
+import sys
+import time
 
-# One thread everywhere; must happen before NumPy or torch is imported (bmc imports NumPy).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+import numpy as np
+from common import REPO, import_torch
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import bmc
+import bmc.runtime
 
-# Benchmark the checkout this script lives in (not whatever bmc is installed elsewhere).
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-
-import bmc  # noqa: E402
-import bmc.runtime  # noqa: E402
-from bmc.data import find_fashion_mnist, load_dataset  # noqa: E402
-from bmc.diagnostics import DataError  # noqa: E402
-
-TORCH_INSTALL = "pip install torch==2.13.0"
-DATA_INSTALL = "apt-get install dataset-fashion-mnist"
 MODEL_FILE = REPO / "examples" / "mlp.bm"
 BATCH = 64
 LR = 1e-3
 
 
-def import_torch():
-    try:
-        import torch
-    except ImportError:
-        sys.exit(f"error: this benchmark needs PyTorch, which bmc does not depend on.\n"
-                 f"  install it with: {TORCH_INSTALL}\n"
-                 f"  (that exact version; plain `pip install torch` pulls a multi-GB CUDA build)")
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # raises if already set; only possible before any parallel work
-        torch.set_num_interop_threads(1)
-    return torch
-
-
 def load_data():
-    if find_fashion_mnist() is None:
-        sys.exit(f"error: Fashion-MNIST is not installed; install it with: {DATA_INSTALL}")
-    try:
-        data = load_dataset("fashion_mnist")
-    except DataError as e:
-        sys.exit(f"error: cannot load Fashion-MNIST ({e}); install it with: {DATA_INSTALL}")
-    return (flat(data.x_train), data.y_train.astype(np.int64), flat(data.x_test), data.y_test.astype(np.int64))
+    x_train, y_train, x_test, y_test = common.load_data()
+    return flat(x_train), y_train, flat(x_test), y_test
 
 
 def flat(x: np.ndarray) -> np.ndarray:
