@@ -260,72 +260,21 @@ def _helper_call(helper: str, args: list[str], ctx, **attrs) -> str:
     return f"{ctx.use(helper)}({', '.join([*args, *extra])})"
 
 
-@lower(ops.Conv2d)
-def _conv2d(node, a, ctx):
-    o = node.op
-    return _helper_call("_conv2d", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation)
+# Ops whose NumPy implementation is a kernel of the same name (`_conv2d`, `_max_pool2d_grad`, ...) taking the op's
+# attributes as keyword arguments.
+KERNEL_OPS = (ops.Conv2d, ops.Conv2dGradInput, ops.Conv2dGradWeight, ops.MaxPool2d, ops.MaxPool2dGrad, ops.AvgPool2d,
+              ops.AvgPool2dGrad, ops.ScatterAdd, ops.RandomUniformLike, ops.CausalMask, ops.LayerNorm,
+              ops.BatchNormTrain, ops.BatchNormTrainGrad)
 
 
-@lower(ops.Conv2dGradInput)
-def _conv2d_grad_input(node, a, ctx):
-    o = node.op
-    return _helper_call("_conv2d_grad_input", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation,
-                        input_size=o.input_size)
-
-
-@lower(ops.Conv2dGradWeight)
-def _conv2d_grad_weight(node, a, ctx):
-    o = node.op
-    return _helper_call("_conv2d_grad_weight", a, ctx, stride=o.stride, padding=o.padding, dilation=o.dilation,
-                        kernel=o.kernel)
-
-
-@lower(ops.MaxPool2d, ops.MaxPool2dGrad, ops.AvgPool2d)
-def _pool(node, a, ctx):
-    o = node.op
-    return _helper_call(f"_{o.name}", a, ctx, kernel=o.kernel, stride=o.stride, padding=o.padding)
-
-
-@lower(ops.AvgPool2dGrad)
-def _avg_pool_grad(node, a, ctx):
-    o = node.op
-    return _helper_call("_avg_pool2d_grad", a, ctx, kernel=o.kernel, stride=o.stride, padding=o.padding,
-                        input_size=o.input_size)
+@lower(*KERNEL_OPS)
+def _kernel(node, a, ctx):
+    return _helper_call(f"_{node.op.name}", a, ctx, **node.op.attrs())
 
 
 @lower(ops.Gather)
 def _gather(node, a, ctx):
     return f"{a[0]}[{a[1]}]"
-
-
-@lower(ops.ScatterAdd)
-def _scatter_add(node, a, ctx):
-    return _helper_call("_scatter_add", a, ctx, rows=node.op.rows)
-
-
-@lower(ops.RandomUniformLike)
-def _random(node, a, ctx):
-    return _helper_call("_random_uniform_like", a, ctx, salt=node.op.salt)
-
-
-@lower(ops.CausalMask)
-def _causal(node, a, ctx):
-    return _helper_call("_causal_mask", a, ctx, fill=node.op.fill)
-
-
-@lower(ops.LayerNorm)
-def _layer_norm(node, a, ctx):
-    return _helper_call("_layer_norm", a, ctx, eps=node.op.eps)
-
-
-@lower(ops.BatchNormTrain)
-def _batch_norm_train(node, a, ctx):
-    return _helper_call("_batch_norm_train", a, ctx, eps=node.op.eps)
-
-
-@lower(ops.BatchNormTrainGrad)
-def _batch_norm_train_grad(node, a, ctx):
-    return _helper_call("_batch_norm_train_grad", a, ctx, eps=node.op.eps)
 
 
 @lower(ops.Scan)
