@@ -133,7 +133,7 @@ class Model:
         seed = self.config.seed if seed is None else seed
         g = self.compiled.model.graph
         params = {p.name: init.sample(g.param_info[p].init, p.type.shape, self._float(p.type.dtype),
-                                      init.generator(seed, p.name)) for p in g.params}
+                                      init.generator(seed, p.name), g.param_info[p].fans) for p in g.params}
         state = {}
         if self.compiled.model.loss is not None:
             for v in self.compiled.train_step().inputs_with_role("state"):
@@ -230,6 +230,7 @@ class Model:
         model._require_loss()
         tokens, target = agree.text_inputs(model.compiled.model)
         window = config.sequence or agree.text_window(model.compiled.model, tokens)
+        agree.check_window(model.compiled.model, tokens, window)
         task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
         return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window},
                           backend)
@@ -346,7 +347,7 @@ class Build:
             x = x.reshape((len(x), *want))
         elif x.ndim != len(shape):
             raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
-        x = x.astype(NUMPY_NAMES[dtype], copy=False)
+        x = agree.to_dtype(x, dtype, f"input '{name}'")
         pre = self.manifest.get("preprocess")
         return agree.apply_preprocess(pre, {name: x})[name] if pre else x
 

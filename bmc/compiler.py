@@ -33,23 +33,23 @@ class Compiled:
         return self.model.name
 
     def inference(self, optimized: bool = True) -> Graph:
-        g = inference_graph(self.eval_model)
-        g = optimize(g) if optimized else g
-        return precision.run(g, self.dtype) if self.dtype != "f32" else g
+        return self._finish(inference_graph(self.eval_model), optimized)
 
     def train_step(self, optimized: bool = True) -> Graph:
         if self.model.loss is None:
             raise BmcError(f"model '{self.name}' has no loss to train", self.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
-        g = train_graph(self.model, self.config)
-        g = optimize(g) if optimized else g
-        return precision.run(g, self.dtype) if self.dtype != "f32" else g
+        return self._finish(train_graph(self.model, self.config), optimized)
 
     def evaluation(self, optimized: bool = True) -> Graph:
         """The inference-mode loss and outputs on a labelled batch (validation loss, perplexity)."""
-        g = loss_graph(self.eval_model, keep_outputs=True)
-        g = optimize(g) if optimized else g
-        return precision.run(g, self.dtype) if self.dtype != "f32" else g
+        return self._finish(loss_graph(self.eval_model, keep_outputs=True), optimized)
+
+    def _finish(self, g: Graph, optimized: bool) -> Graph:
+        """Retype to the build's precision first, so that constant folding computes in that precision (an f64 build
+        must not see constants rounded to float32), then optimize."""
+        g = precision.run(g, self.dtype) if self.dtype != "f32" else g
+        return optimize(g) if optimized else g
 
 
 def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:

@@ -51,7 +51,8 @@ ALIASES = {
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(fan_in, fan_out): a dense weight is [in, out]; later conv kernels [out, in, *kernel] use the receptive field."""
+    """(fan_in, fan_out) from a shape alone: a dense weight is [in, out]; conv kernels [out, in, *kernel] use the
+    receptive field. Layers with other layouts give their fans explicitly (ParamInfo.fans)."""
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -66,9 +67,11 @@ def generator(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
-def sample(init: Init, shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+def sample(init: Init, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
+           fan: tuple[int, int] | None = None) -> np.ndarray:
+    """Draw `shape` values; `fan` is (fan_in, fan_out) where the layout is not the one `fans` assumes."""
     a = {**INITIALIZERS.get(init.kind, {}), **init.args}
-    fan_in, fan_out = fans(shape)
+    fan_in, fan_out = fan or fans(shape)
     kind = init.kind
     if kind == "zeros":
         out = np.zeros(shape)

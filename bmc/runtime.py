@@ -45,7 +45,10 @@ def predict_batches(module: ModuleType, params: dict[str, np.ndarray], inputs: d
     n = len(next(iter(inputs.values())))
     chunks: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch):
-        out = module.forward(params, *(inputs[k][start:start + batch] for k in names))
+        try:
+            out = module.forward(params, *(inputs[k][start:start + batch] for k in names))
+        except getattr(module, "InputError", ()) as e:  # the generated module's own check of its inputs
+            raise UsageError(str(e)) from None
         for k, v in out.items():
             chunks.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) if v[0].ndim else np.asarray(v) for k, v in chunks.items()}

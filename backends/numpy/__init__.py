@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bmc.backends.numpy.codegen import ModuleContext, function_source, prepare, render_module
+from bmc.backends.numpy.codegen import INPUT_ERROR, ModuleContext, function_source, prepare, render_module
 
 from bmc.ir.graph import Graph
 from bmc.ir.types import NUMPY_NAMES
@@ -40,7 +40,7 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
              ("batch", train.inputs_with_role("input", "target")), ("", hyper)],
             doc="One training step on a batch: forward, backward, optimizer update.\n\n"
                 "    Updates `params` and `state` in place; returns the loss and the model's outputs.",
-            write_back=write_back, returns=returns, owned=set(train.inputs_with_role("param", "state")),
+            write_back=write_back, returns=returns,
         )
         state = _signature(train.inputs_with_role("state"))
         hyper_sig = _signature(hyper)
@@ -59,7 +59,7 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
         outputs={k: (v.type.dtype, list(v.type.shape)) for k, v in inference.outputs.items()},
         params=_signature(inference.params), state=state, hyper=hyper_sig,
         forward_args=", ".join(v.name for v in inference.inputs_with_role("input")),
-        hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(),
+        hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(), input_error=INPUT_ERROR,
         forward=fwd.rstrip(), train_step=train_src.rstrip(), evaluate=eval_src.rstrip(),
     )
 
@@ -71,7 +71,7 @@ def compile_function(graph: Graph, name: str = "run"):
     module = ModuleContext()
     graph = prepare(graph)
     src = function_source(name, graph, module, [("feeds", graph.inputs)], doc=f"Graph {graph.name}.")
-    text = "import numpy as np\n\n" + module.helper_source() + "\n\n" + src
+    text = "import numpy as np\n\n\n" + INPUT_ERROR + "\n\n" + module.helper_source() + "\n\n" + src
     fn = getattr(load_source(text, f"<bmc {graph.name}>"), name)
     fn.source = text
     return fn

@@ -15,7 +15,7 @@ from importlib import resources
 
 import jinja2
 from bmc.backends.numpy import kernels
-from bmc.backends.numpy.memory import plan
+from bmc.backends.numpy.memory import VIEW_OPS, plan
 from bmc.backends.numpy.rules import RULES, lower_into, supports
 
 from bmc.ir import dims
@@ -27,7 +27,10 @@ from bmc.passes import decompose
 
 # Names the generated module defines itself; values never take them.
 RESERVED = {"np", "params", "state", "batch", "forward", "train_step", "load_params", "MODEL", "INPUTS", "OUTPUTS",
-            "PARAMS", "STATE", "HYPER", "SOURCE", "BMC_VERSION"}
+            "PARAMS", "STATE", "HYPER", "SOURCE", "BMC_VERSION", "InputError"}
+# The exception a generated function raises when its inputs do not fit the model (a sequence longer than a table of
+# positions); bmc turns it into a user error.
+INPUT_ERROR = inspect.getsource(kernels.InputError)
 KERNELS = [k for k in vars(kernels) if k.startswith("_") and not k.startswith("__")]
 WEAK_SCALAR_USERS = (ew.Binary, ew.Compare, ew.Where)  # NumPy keeps the array's dtype for Python scalars here
 
@@ -71,9 +74,9 @@ class ModuleContext:
 class FunctionWriter:
     """Writes one Python function that evaluates a graph, one line per op."""
 
-    def __init__(self, graph: Graph, module: ModuleContext, owned: set[Value] | None = None):
+    def __init__(self, graph: Graph, module: ModuleContext, updates: dict[Value, Value] | None = None):
         self.graph = graph
-        self.buffers = plan(graph, owned or set())
+        self.buffers = plan(graph, updates)
         self.module = module
         self.namer = Namer(python_identifier, reserved=RESERVED | set(graph.symbols()))
         self.namer.name_graph(graph)
@@ -142,6 +145,17 @@ class FunctionWriter:
             return RULES[ew.Const](v.producer, [], self)
         return self.namer.name(v)
 
+    def limit_checks(self) -> list[str]:
+        """`if T > 64: raise InputError(...)` for every bound the graph puts on a symbolic dim it binds."""
+        lines = []
+        bound = {d for v in self.graph.inputs for d in v.type.shape if isinstance(d, str) and "*" not in d}
+        for limit in self.graph.dim_limits():
+            if limit.symbol in bound:
+                head, tail = limit.message_parts()
+                lines += [f"if {limit.symbol} > {limit.limit}:",
+                          f"    raise InputError({head!r} + str({limit.symbol}) + {tail!r})"]
+        return lines
+
     def bind_symbols(self) -> list[str]:
         """`N = image.shape[0]` for every symbolic dim, from the first input that has it."""
         lines, bound = [], set()
@@ -161,16 +175,19 @@ def prepare(graph: Graph) -> Graph:
 def function_source(
     name: str, graph: Graph, module: ModuleContext, groups: list[tuple[str, list[Value]]], doc: str,
     write_back: dict[str, tuple[str, str]] | None = None, returns: list[str] | None = None,
-    owned: set[Value] | None = None, tuple_return: bool = False,
+    tuple_return: bool = False,
 ) -> str:
     """The source of `def name(...)`.
 
     groups: (argument name, input values) — a dict argument unpacked by `.bm` name, or "" for positional arguments.
-    write_back: graph output key -> (dict argument, key) stored back into that dict (parameter and state updates).
+    write_back: graph output key -> (dict argument, key) stored back into that dict (parameter and state updates);
+        the arrays of those inputs are the only ones the function may write into, and each ends holding its new
+        value.
     returns: the graph outputs returned in a dict.
-    owned: inputs whose arrays the function may overwrite once they are dead (the train step's params and state).
     """
-    w = FunctionWriter(graph, module, owned)
+    by_slot = {(group, v.name): v for group, values in groups if group for v in values}
+    updates = {by_slot[slot]: graph.outputs[key] for key, slot in (write_back or {}).items()}
+    w = FunctionWriter(graph, module, updates)
     args, lines = [], []
     for group, values in groups:
         if group:
@@ -178,12 +195,17 @@ def function_source(
             lines += [f"{w.namer.name(v)} = {group}[{v.name!r}]" for v in values]
         else:
             args += [w.namer.name(v) for v in values]
-    body_lines = w.body()
+    body_lines = w.limit_checks() + w.body()
     used = " ".join(body_lines)
     lines += [ln for ln in w.bind_symbols() if re.search(rf"\b{ln.split(' = ')[0]}\b", used)]
     lines += body_lines
+    stored: set[Value] = set()
     for key, (target, target_key) in (write_back or {}).items():
-        lines.append(f"{target}[{target_key!r}] = {w.returned(key)}")
+        v = graph.outputs[key]
+        shared = v in stored or v in graph.roles or (v.producer is not None and isinstance(v.producer.op, VIEW_OPS))
+        stored.add(v)
+        # a stored array never shares memory with another slot or with the caller's data, which later steps update
+        lines.append(f"{target}[{target_key!r}] = {w.returned(key)}" + (".copy()" if shared else ""))
     keys = returns if returns is not None else list(graph.outputs)
     if tuple_return:
         lines.append("return " + ", ".join(w.returned(k) for k in keys))

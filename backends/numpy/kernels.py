@@ -7,6 +7,18 @@ generated module, so that module needs nothing but NumPy.
 import numpy as np
 
 
+class InputError(ValueError):
+    """The inputs of a call do not fit the model: a class index or token id out of range, a sequence longer than
+    the model takes. The message names the value and, where it can, the .bm line."""
+
+
+def _check_ids(ids, count, what):
+    # an id outside [0, count) would read another row (negative ids wrap around in NumPy): refuse it
+    if ids.size and (ids.min() < 0 or ids.max() >= count):
+        bad = ids[(ids < 0) | (ids >= count)].flat[0]
+        raise InputError(f"{what} {bad} is out of range: expected 0 to {count - 1}")
+
+
 def _sigmoid(x):
     # 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2: no overflow for any x, and cheap
     out = np.tanh(x * 0.5)
@@ -45,6 +57,7 @@ def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
     logp = _log_softmax(logits, -1)
     if target.dtype.kind in "iu":
+        _check_ids(target, logits.shape[-1], "class index")
         picked = np.take_along_axis(logp, target[..., None], axis=-1)
         return -picked.sum(dtype=logits.dtype) / target.size
     return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size
@@ -177,6 +190,11 @@ def _avg_pool2d_grad(g, kernel, stride, padding, input_size):
         for j in range(kernel[1]):
             dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += share
     return dx[:, :, top : top + input_size[0], left : left + input_size[1]]
+
+
+def _gather(table, ids):
+    _check_ids(ids, table.shape[0], "id")
+    return table[ids]
 
 
 def _scatter_add(ids, updates, rows):

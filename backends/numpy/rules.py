@@ -274,7 +274,7 @@ def _kernel(node, a, ctx):
 
 @lower(ops.Gather)
 def _gather(node, a, ctx):
-    return f"{a[0]}[{a[1]}]"
+    return f"{ctx.use('_gather')}({a[0]}, {a[1]})"
 
 
 @lower(ops.Scan)

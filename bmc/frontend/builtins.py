@@ -162,16 +162,14 @@ def _log_softmax(lw, call, a):
 
 @builtin("one_hot", "labels", "depth")
 def _one_hot(lw, call, a):
-    return lw.emit(ops.OneHot(lw.integer(a["depth"], "depth"), "f32"), lw.tensor(a["labels"]), span=call.span)
+    return lw.emit(ops.OneHot(lw.size(a["depth"], "one_hot's depth"), "f32"), lw.tensor(a["labels"]), span=call.span)
 
 
 @builtin("dense", "x", "units", ("bias", True), ("init", Init("glorot_uniform")), ("bias_init", Init("zeros")))
 def _dense(lw, call, a):
     """A fully connected layer owning W [in, units] (Glorot-uniform, as Keras) and b [units] (zeros)."""
     x = lw.tensor(a["x"], "dense's input")
-    units = lw.integer(a["units"], "dense's units")
-    if units < 1:
-        raise BmcError(f"dense needs at least one unit, not {units}", a["units"].span)
+    units = lw.size(a["units"], "dense's units")
     if x.type.rank < 1 or not isinstance(x.type.shape[-1], int):
         raise BmcError(f"dense's input must end in a static feature dim, got {x.type}", call.span)
     if not x.type.is_float:

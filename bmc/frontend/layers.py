@@ -23,15 +23,13 @@ PARAM_OWNERS.update({"conv2d", "batch_norm", "layer_norm", "embedding", "rnn", "
 
 def _pair(lw, e, what: str) -> tuple[int, int]:
     if isinstance(e, ast.ListExpr):
-        items = [lw.integer(i, what) for i in e.items]
+        items = [lw.size(i, what) for i in e.items]
         if len(items) != 2:
             raise BmcError(f"{what} takes one number or two ([height, width])", e.span)
         out = (items[0], items[1])
     else:
-        n = lw.integer(e, what)
+        n = lw.size(e, what)
         out = (n, n)
-    if min(out) < 1:
-        raise BmcError(f"{what} must be positive", getattr(e, "span", None))
     return out
 
 
@@ -67,7 +65,7 @@ def _conv2d(lw, call, a):
     """A 2-D convolution over NCHW images owning W [filters, channels, kh, kw] and b [filters]."""
     x = lw.tensor(a["x"], "conv2d's input")
     _image(x, call, "conv2d")
-    filters = lw.integer(a["filters"], "filters")
+    filters = lw.size(a["filters"], "filters")
     kernel = _pair(lw, a["kernel"], "kernel")
     stride = _pair(lw, a["stride"], "stride")
     dilation = _pair(lw, a["dilation"], "dilation")
@@ -182,7 +180,7 @@ def _embedding(lw, call, a):
     ids = lw.tensor(a["ids"], "embedding's ids")
     if ids.type.dtype not in INT_DTYPES:
         raise BmcError(f"embedding looks up integer ids, got {ids.type}", call.span)
-    vocab, dim = lw.integer(a["vocab"], "vocab"), lw.integer(a["dim"], "dim")
+    vocab, dim = lw.size(a["vocab"], "vocab"), lw.size(a["dim"], "dim")
     prefix = lw.owner_prefix("embedding")
     table = lw.add_param(f"{prefix}.table", TensorType("f32", (vocab, dim)), lw.initializer(a["init"]),
                          decay=True, span=call.span)
@@ -195,7 +193,7 @@ def _learned_positions(lw, call, a):
     x = lw.tensor(a["x"], "the input")
     if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
         raise BmcError(f"learned_positions expects [N, T, D] with a static D, got {x.type}", call.span)
-    max_len = lw.integer(a["max_len"], "max_len")
+    max_len = lw.size(a["max_len"], "max_len")
     length = x.type.shape[1]
     if isinstance(length, int) and length > max_len:
         raise BmcError(f"the sequence has {length} positions but max_len is {max_len}", call.span)
@@ -212,7 +210,7 @@ def _sinusoidal_positions(lw, call, a):
     x = lw.tensor(a["x"], "the input")
     if x.type.rank != 3 or not all(isinstance(d, int) for d in x.type.shape[1:]):
         raise BmcError(f"sinusoidal_positions expects [N, T, D] with static T and D, got {x.type}", call.span)
-    name = f"{lw.param_owner}.sinusoid"
+    name = lw.naming.table("sinusoid")
     const = lw.add_param(name, TensorType(x.type.dtype, x.type.shape[1:]), Init("sinusoidal"), decay=False,
                          span=call.span, trainable=False)
     return lw.emit(ops.Add(), x, const, span=call.span)
@@ -226,7 +224,7 @@ def _recurrent(op_type):
         x = lw.tensor(a["x"], f"{call.func}'s input")
         if x.type.rank != 3 or not isinstance(x.type.shape[2], int) or not x.type.is_float:
             raise BmcError(f"{call.func} expects a float sequence [N, T, features], got {x.type}", call.span)
-        hidden = lw.integer(a["hidden"], "hidden")
+        hidden = lw.size(a["hidden"], "hidden")
         sequences = lw.boolean(a["return_sequences"], "return_sequences")
         bidirectional = lw.boolean(a["bidirectional"], "bidirectional")
         prefix = lw.owner_prefix(call.func)
@@ -236,10 +234,11 @@ def _recurrent(op_type):
             gh = op_type.gates * hidden
             dt = x.type.dtype
             p = f"{prefix}{suffix}"
+            # ONNX layouts [gates * hidden, in]: the fans are (in, gates * hidden), as Keras's [in, 4 * units] kernels
             w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), lw.initializer(a["init"]),
-                             decay=True, span=call.span)
+                             decay=True, span=call.span, fans=(x.type.shape[2], gh))
             r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), lw.initializer(a["recurrent_init"]),
-                             decay=True, span=call.span)
+                             decay=True, span=call.span, fans=(hidden, gh))
             bias = lw.add_param(f"{p}.B", TensorType(dt, (2 * gh,)), Init("zeros"), decay=False, span=call.span)
             ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse), x, w, r, bias, span=call.span)
             results.append(ys if sequences else last)
@@ -265,7 +264,7 @@ def _attention(lw, call, a):
     x = lw.tensor(a["x"], "attention's input")
     if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
         raise BmcError(f"attention expects [N, T, D] with a static D, got {x.type}", call.span)
-    heads = lw.integer(a["heads"], "heads")
+    heads = lw.size(a["heads"], "heads")
     n, t, d = x.type.shape
     if heads < 1 or d % heads:
         raise BmcError(f"the width {d} must divide into {heads} heads", a["heads"].span)

@@ -23,6 +23,7 @@ from bmc.syntax import ast
 
 Scalar = int | float | bool
 Result = Value | Scalar | str | list
+MAX_SIZE = 2**31 - 1  # the largest dim or layer size: larger ones overflow int32 indexing (and any memory)
 
 
 def suggest(name: str, candidates: list[str]) -> tuple[str, ...]:
@@ -44,6 +45,31 @@ class Scope:
     in_progress: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Naming:
+    """How the parameter-owning calls of one statement (or one layer's return) name their parameters: after the
+    statement (`h.W`) when it makes one, numbered by function (`h.dense.W`, `h.dense_1.W`) when it makes several.
+    Lowering another statement midway (a name used before its definition) works under a Naming of its own."""
+
+    owner: str  # the statement's full name: "h", or "block1.h" inside a layer called from statement block1
+    total: int = 1  # how many parameter-owning calls the statement makes
+    counts: dict[str, int] = field(default_factory=dict)  # calls named so far, per function
+
+    def prefix(self, func: str) -> str:
+        k = self.counts.get(func, 0)
+        self.counts[func] = k + 1
+        if self.total <= 1:
+            return self.owner
+        return f"{self.owner}.{func}" + (f"_{k}" if k else "")
+
+    def table(self, name: str) -> str:
+        """The name of a fixed table a call adds without owning trainable parameters (`h.sinusoid`), numbered when
+        the statement makes several; it does not change how the owning calls are named."""
+        k = self.counts.get(f"table:{name}", 0)
+        self.counts[f"table:{name}"] = k + 1
+        return f"{self.owner}.{name}" + (f"_{k}" if k else "")
+
+
 class Lowerer:
     def __init__(self, module: ast.Module, graph: Graph, training: bool = True):
         self.module = module
@@ -54,8 +80,7 @@ class Lowerer:
         self.key: Value | None = None
         self.b = Builder(graph)
         self.scope: Scope | None = None
-        self.param_owner = ""  # prefix for implicit parameters of the statement being lowered
-        self.owner_counts: dict[str, int] = {}
+        self.naming = Naming("")  # names the implicit parameters of the statement being lowered
         self.layer_stack: list[str] = []
 
     # ---- emitting -----------------------------------------------------------------------------------------------
@@ -131,21 +156,20 @@ class Lowerer:
             cycle = [*scope.in_progress[scope.in_progress.index(name):], name]
             raise BmcError(f"'{name}' depends on itself: {' -> '.join(cycle)}", stmt.name_span)
         scope.in_progress.append(name)
-        saved_owner, saved_counts = self.param_owner, self.owner_counts
+        saved = self.naming
         try:
             if isinstance(stmt, ast.InputDecl):
                 value = self.declare_input(stmt)
             elif isinstance(stmt, ast.ParamDecl):
                 value = self.declare_param(stmt)
             else:
-                self.param_owner, self.owner_counts = scope.prefix + name, {}
-                self.owner_total = count_owners(stmt.value, self)
+                self.naming = Naming(scope.prefix + name, count_owners(stmt.value, self))
                 value = self.expr(stmt.value)
                 if isinstance(value, Value) and not value.name:
                     value.name = scope.prefix + name
         finally:
             scope.in_progress.pop()
-            self.param_owner, self.owner_counts = saved_owner, saved_counts
+            self.naming = saved
         scope.values[name] = value
         return value
 
@@ -162,11 +186,11 @@ class Lowerer:
         return self.add_param(name, t, init, decay=t.rank >= 2, span=stmt.span)
 
     def add_param(self, name: str, t: TensorType, init: Init, decay: bool, span: Span,
-                  trainable: bool = True) -> Value:
+                  trainable: bool = True, fans: tuple[int, int] | None = None) -> Value:
         if any(v.name == name for v in self.graph.params):
             raise BmcError(f"parameter '{name}' is defined twice", span)
         v = self.graph.add_input(t, name, "param", span)
-        self.graph.param_info[v] = ParamInfo(init, trainable=trainable, decay=decay, span=span)
+        self.graph.param_info[v] = ParamInfo(init, trainable=trainable, decay=decay, span=span, fans=fans)
         return v
 
     def record_update(self, param: Value, value: Value) -> None:
@@ -191,11 +215,7 @@ class Lowerer:
 
     def owner_prefix(self, func: str) -> str:
         """The name prefix for the parameters of one parameter-owning call in the current statement."""
-        k = self.owner_counts.get(func, 0)
-        self.owner_counts[func] = k + 1
-        if getattr(self, "owner_total", 1) <= 1:
-            return self.param_owner
-        return f"{self.param_owner}.{func}" + (f"_{k}" if k else "")
+        return self.naming.prefix(func)
 
     # ---- types and compile-time values -------------------------------------------------------------------------------
 
@@ -213,16 +233,17 @@ class Lowerer:
     def dim(self, e: ast.Expr, allow_symbols: bool) -> Dim:
         scope = self.scope
         if isinstance(e, ast.Num):
-            if not isinstance(e.value, int) or e.value < 1:
-                raise BmcError(f"a dim must be a positive integer, not {e.value}", e.span)
+            if not isinstance(e.value, int) or not 1 <= e.value <= MAX_SIZE:
+                raise BmcError(f"a dim must be a positive integer of at most {MAX_SIZE}, not {e.value}", e.span)
             return e.value
         if isinstance(e, ast.Name):
             if e.id in scope.dim_vars:
                 return scope.dim_vars[e.id]
             if e.id in scope.constants:
                 v = scope.constants[e.id]
-                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                    raise BmcError(f"'{e.id}' = {v} cannot be a dim: dims are positive integers", e.span)
+                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE:
+                    raise BmcError(f"'{e.id}' = {v} cannot be a dim: dims are positive integers of at most "
+                                   f"{MAX_SIZE}", e.span)
                 return v
             if e.id in scope.statements:
                 raise BmcError(f"'{e.id}' is a tensor, not a dim", e.span)
@@ -234,11 +255,14 @@ class Lowerer:
         if isinstance(e, ast.BinOp) and e.op in "+-*":
             a, b = self.dim(e.lhs, allow_symbols), self.dim(e.rhs, allow_symbols)
             if e.op == "*":
-                return dims.product([a, b])
+                r = dims.product([a, b])
+                if isinstance(r, int) and r > MAX_SIZE:
+                    raise BmcError(f"this dim is {r}; dims are at most {MAX_SIZE}", e.span)
+                return r
             if isinstance(a, int) and isinstance(b, int):
                 r = a + b if e.op == "+" else a - b
-                if r < 1:
-                    raise BmcError(f"this dim is {r}; dims are positive integers", e.span)
+                if not 1 <= r <= MAX_SIZE:
+                    raise BmcError(f"this dim is {r}; dims are positive integers of at most {MAX_SIZE}", e.span)
                 return r
             raise BmcError("symbolic dims can only be multiplied", e.span)
         if isinstance(e, ast.BinOp) and e.op == "/":
@@ -258,6 +282,14 @@ class Lowerer:
 
     def integer(self, e: Any, what: str) -> int:
         return self.scalar(e, what, (int,))
+
+    def size(self, e: Any, what: str) -> int:
+        """A positive compile-time size (units, filters, a kernel, a depth), located when it is not one."""
+        n = self.integer(e, what)
+        if not 1 <= n <= MAX_SIZE:
+            raise BmcError(f"{what} must be a positive integer of at most {MAX_SIZE}, not {n}",
+                           getattr(e, "span", None))
+        return n
 
     def boolean(self, e: Any, what: str) -> bool:
         if isinstance(e, bool):
@@ -401,16 +433,16 @@ class Lowerer:
             raise BmcError(f"{call.func}() needs the tensor to thread through the copies as its first argument",
                            call.span)
         x = self.tensor(call.args[0], "the repeated layer's first argument")
-        owner, counts, total = self.param_owner, self.owner_counts, getattr(self, "owner_total", 1)
+        saved = self.naming
         base = self.owner_prefix("repeat")
         try:
             for i in range(count):
-                self.param_owner, self.owner_counts, self.owner_total = f"{base}.{i}", {}, 1
+                self.naming = Naming(f"{base}.{i}")
                 step = ast.Call(call.func, call.func_span, (_Bound(x, call.args[0].span), *call.args[1:]),
                                 call.kwargs, call.span)
                 x = self.call_layer(self.module.layers[call.func], step)
         finally:
-            self.param_owner, self.owner_counts, self.owner_total = owner, counts, total
+            self.naming = saved
         return x
 
     def call_layer(self, layer: ast.LayerDef, e: ast.Call) -> Value:
@@ -439,7 +471,7 @@ class Lowerer:
                 inner.values[arg.name] = value
             else:
                 inner.constants[arg.name] = value
-        saved = (self.scope, self.param_owner, self.owner_counts, getattr(self, "owner_total", 1))
+        saved = (self.scope, self.naming)
         self.layer_stack.append(layer.name)
         self.scope = inner
         try:
@@ -451,11 +483,10 @@ class Lowerer:
                 if name != "return":
                     self.lower_statement(stmt)
             ret = inner.statements["return"]
-            self.param_owner, self.owner_counts = inner.prefix.rstrip("."), {}
-            self.owner_total = count_owners(ret.value, self)
+            self.naming = Naming(inner.prefix.rstrip("."), count_owners(ret.value, self))
             result = self.expr(ret.value)
         finally:
-            self.scope, self.param_owner, self.owner_counts, self.owner_total = saved
+            self.scope, self.naming = saved
             self.layer_stack.pop()
         if not isinstance(result, Value):
             raise BmcError(f"layer '{layer.name}' must return a tensor", ret.span)

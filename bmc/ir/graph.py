@@ -59,6 +59,28 @@ class ParamInfo:
     trainable: bool = True
     decay: bool = True  # eligible for L1/L2 penalties and weight decay (weights, not biases)
     span: Span | None = None
+    # (fan_in, fan_out) for Glorot and He initializers, given by layers whose weight layout is not [in, out]
+    # (a recurrent W is [gates * hidden, features]); None: from the shape (bmc.init.fans)
+    fans: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class DimLimit:
+    """A symbolic dim the graph needs to be at most `limit` (see `Graph.dim_limits`)."""
+
+    symbol: str
+    limit: int
+    span: Span | None
+
+    def message_parts(self) -> tuple[str, str]:
+        """The error for a value v is `head + str(v) + tail` (generated code fills in v at run time)."""
+        where = f"{self.span.location}: {self.span.text()}: " if self.span is not None else ""
+        tail = f", but this model takes at most {self.symbol} = {self.limit}"
+        return f"{where}the inputs have {self.symbol} = ", tail
+
+    def message(self, value: int) -> str:
+        head, tail = self.message_parts()
+        return f"{head}{value}{tail}"
 
 
 @dataclass
@@ -93,6 +115,24 @@ class Graph:
                 if isinstance(d, str) and d not in seen:
                     seen.append(d)
         return seen
+
+    def dim_limits(self) -> list[DimLimit]:
+        """Upper bounds the graph puts on its symbolic dims: a slice from 0 to a symbolic dim (the first T rows of
+        a table of learned positions) needs the dim to be at most the sliced axis's size. Generated code checks them
+        when it binds the dims, so a longer input is a clear error, never an out-of-bounds read or a broadcast
+        error deep inside."""
+        from bmc.ir.types import normalize_axes
+        from bmc.ops.shape import Slice
+
+        limits: dict[str, DimLimit] = {}
+        for node in self.nodes:
+            op = node.op
+            if isinstance(op, Slice) and isinstance(op.stop, str):
+                (axis,) = normalize_axes((op.axis,), node.inputs[0].type.rank)
+                size = node.inputs[0].type.shape[axis]
+                if isinstance(size, int) and (op.stop not in limits or size < limits[op.stop].limit):
+                    limits[op.stop] = DimLimit(op.stop, size, node.span)
+        return list(limits.values())
 
     def users(self) -> dict[Value, list[Node]]:
         out: dict[Value, list[Node]] = {}

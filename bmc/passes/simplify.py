@@ -81,8 +81,14 @@ def neg_mul(b, node, xs):  # -(x * c) -> x * (-c) for a constant c
             return E.mul(b, x, E.like(b, -c, y))
 
 
-def noop_shape(b, node, xs):  # reshape/broadcast_to to its own shape, transpose by identity, cast to own dtype -> x
-    if isinstance(node.op, Reshape | BroadcastTo | Transpose | Cast):
+def noop_shape(b, node, xs):  # reshape/broadcast_to to its own shape, cast to its own dtype -> x
+    # (a transpose whose output type equals its input's, as on [N, 8, 8], still moves data: see identity_transpose)
+    if isinstance(node.op, Reshape | BroadcastTo | Cast):
+        return xs[0]
+
+
+def identity_transpose(b, node, xs):  # transpose(x, [0, 1, ..., n-1]) -> x
+    if isinstance(node.op, Transpose) and node.op.perm == tuple(range(len(node.op.perm))):
         return xs[0]
 
 
@@ -98,7 +104,7 @@ def transpose_chain(b, node, xs):  # transpose(transpose(x, p), q) -> transpose(
 
 
 PATTERNS: list[Pattern] = [add_zero, sub_zero, mul_one, div_one, double_neg, sub_neg, neg_mul, noop_shape,
-                           reshape_chain, transpose_chain]
+                           identity_transpose, reshape_chain, transpose_chain]
 
 
 def run(graph: Graph, patterns: list[Pattern] | None = None) -> Graph:

@@ -58,12 +58,32 @@ def bind_from_data(model: ModelIR, module: ast.Module, data: Dataset, explicit: 
     )
 
 
+def to_dtype(a: np.ndarray, dtype: str, what: str, span=None) -> np.ndarray:
+    """Data in a model input's dtype. Floats given to an integer input (ids, classes) must be whole numbers in range:
+    casting 0.3125 to 0 would be a silent wrong result."""
+    a = np.asarray(a)
+    if dtype in ("i32", "i64", "bool") and a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            sample = a[bad].flat[0]
+            raise BmcError(f"{what} is {dtype} (whole numbers such as ids or classes), but the data holds "
+                           f"fractional values such as {sample:g}", span,
+                           notes=("declare the input f32 if it takes real values, or give it integer data",))
+    if dtype in ("i32", "i64") and a.dtype.kind in "iuf" and a.size:
+        info = np.iinfo(NUMPY_NAMES[dtype])
+        if a.min() < info.min or a.max() > info.max:
+            raise BmcError(f"{what} is {dtype}, but the data holds values out of its range "
+                           f"({a.min():g} .. {a.max():g})", span)
+    return a.astype(NUMPY_NAMES[dtype], copy=False)
+
+
 def shape_batch(model: ModelIR, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Train and test feeds {input/target name: array} in the model's shapes and dtypes."""
     x = model.data_inputs[0]
     feeds = []
     for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
-        feed = {x.name: xs.reshape((len(xs), *x.type.shape[1:])).astype(NUMPY_NAMES[x.type.dtype], copy=False)}
+        feed = {x.name: to_dtype(xs.reshape((len(xs), *x.type.shape[1:])), x.type.dtype,
+                                 f"input '{x.name}'", model.input_spans.get(x.name))}
         for t in model.targets[:1]:
             feed[t.name] = _target(model, t, ys, data)
         feeds.append(feed)
@@ -142,6 +162,18 @@ def text_inputs(model: ModelIR):
                        f"i64[N, T] (the next character at each position); model '{model.name}' does not have them",
                        model.span)
     return inputs[0], targets[0]
+
+
+def check_window(model: ModelIR, tokens, window: int, span=None) -> None:
+    """A text model's training window must fit the bounds the model puts on the sequence length (learned_positions'
+    max_len)."""
+    length = tokens.type.shape[1]
+    for limit in model.graph.dim_limits():
+        if limit.symbol == length and window > limit.limit:
+            raise BmcError(f"the training window is {window} characters, but this model takes sequences of at most "
+                           f"{limit.limit}", limit.span,
+                           notes=(f"set sequence = {limit.limit} (or less) in the train block, or raise the limit "
+                                  "here",))
 
 
 def text_window(model: ModelIR, tokens) -> int:

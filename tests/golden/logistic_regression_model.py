@@ -28,6 +28,11 @@ HYPER = {'lr': ('f32', [])}
 _NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
 
+class InputError(ValueError):
+    """The inputs of a call do not fit the model: a class index or token id out of range, a sequence longer than
+    the model takes. The message names the value and, where it can, the .bm line."""
+
+
 # ---- op implementations used below ---------------------------------------------------------------------------------
 
 def _sigmoid(x):
@@ -36,6 +41,13 @@ def _sigmoid(x):
     out += 1
     out *= 0.5
     return out
+
+
+def _check_ids(ids, count, what):
+    # an id outside [0, count) would read another row (negative ids wrap around in NumPy): refuse it
+    if ids.size and (ids.min() < 0 or ids.max() >= count):
+        bad = ids[(ids < 0) | (ids >= count)].flat[0]
+        raise InputError(f"{what} {bad} is out of range: expected 0 to {count - 1}")
 
 
 def _softmax(x, axis):
@@ -53,6 +65,7 @@ def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
     logp = _log_softmax(logits, -1)
     if target.dtype.kind in "iu":
+        _check_ids(target, logits.shape[-1], "class index")
         picked = np.take_along_axis(logp, target[..., None], axis=-1)
         return -picked.sum(dtype=logits.dtype) / target.size
     return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size

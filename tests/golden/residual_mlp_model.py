@@ -28,12 +28,24 @@ HYPER = {'lr': ('f32', [])}
 _NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
 
+class InputError(ValueError):
+    """The inputs of a call do not fit the model: a class index or token id out of range, a sequence longer than
+    the model takes. The message names the value and, where it can, the .bm line."""
+
+
 # ---- op implementations used below ---------------------------------------------------------------------------------
 
 def _softmax(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e
+
+
+def _check_ids(ids, count, what):
+    # an id outside [0, count) would read another row (negative ids wrap around in NumPy): refuse it
+    if ids.size and (ids.min() < 0 or ids.max() >= count):
+        bad = ids[(ids < 0) | (ids >= count)].flat[0]
+        raise InputError(f"{what} {bad} is out of range: expected 0 to {count - 1}")
 
 
 def _log_softmax(x, axis):
@@ -45,6 +57,7 @@ def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
     logp = _log_softmax(logits, -1)
     if target.dtype.kind in "iu":
+        _check_ids(target, logits.shape[-1], "class index")
         picked = np.take_along_axis(logp, target[..., None], axis=-1)
         return -picked.sum(dtype=logits.dtype) / target.size
     return -(target * logp).sum(dtype=logits.dtype) / target[..., 0].size

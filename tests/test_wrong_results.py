@@ -1,0 +1,340 @@
+"""Regression tests for the silent wrong results outsiders found (issue 8), one test per finding.
+
+Each compares bmc with an independent computation (NumPy written from the definition, or PyTorch in float64 where
+it is installed), never with bmc itself.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from bmc.backends.numpy.memory import PlanError, plan, verify
+
+import bmc
+from bmc.diagnostics import BmcError, UsageError
+from bmc.ir.parse import parse_graph
+from bmc.passes import simplify
+from bmc.runtime import load_source
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is a test-only extra that .ci/run installs
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (torch==2.13.0, CPU) is not installed")
+
+
+def compile_text(text: str, **kw) -> bmc.Model:
+    return bmc.compile_string(textwrap.dedent(text), **kw)
+
+
+def forward(model: bmc.Model, params: dict, *inputs: np.ndarray) -> dict:
+    return load_source(model.generate()).forward(params, *inputs)
+
+
+# ---- 1. simplify deleted transposes whose output type equals their input type ------------------------------------
+
+
+def test_transpose_of_a_square_batch_is_kept():
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 8, 8]
+            output y = transpose(x, [0, 2, 1])
+        }
+    """)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(forward(model, {}, x)["y"], x.transpose(0, 2, 1))
+    assert "transpose" in model.ir()
+
+
+def test_tied_square_weights_are_transposed():
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 4]
+            param W: f32[4, 4] ~ normal(std = 1)
+            output y = (x @ W) @ transpose(W)
+        }
+    """)
+    params, _ = model.init_params(0)
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    expected = (x @ params["W"]) @ params["W"].T
+    np.testing.assert_allclose(forward(model, params, x)["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_simplify_keeps_a_non_identity_transpose_and_drops_the_identity():
+    graph = parse_graph("""
+        graph g(input %x: f32[N, 8, 8]) {
+          %t: f32[N, 8, 8] = transpose(%x, perm=[0, 2, 1])
+          %i: f32[N, 8, 8] = transpose(%t, perm=[0, 1, 2])
+          return y = %i
+        }
+    """)
+    out = simplify.run(graph)
+    assert [n.op.name for n in out.nodes] == ["transpose"]
+    assert out.nodes[0].op.perm == (0, 2, 1)
+
+
+@needs_torch
+def test_attention_with_as_many_heads_as_tokens_matches_pytorch():
+    tokens, width = 4, 8
+    model = compile_text(f"""
+        model m() {{
+            input x: f32[N, {tokens}, {width}]
+            output y = attention(x, {tokens})
+        }}
+    """, dtype="f64")
+    params, _ = model.init_params(0)
+    x = np.random.default_rng(2).normal(size=(2, tokens, width))
+    mha = torch.nn.MultiheadAttention(width, tokens, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        p = {k: torch.from_numpy(v) for k, v in params.items()}
+        mha.in_proj_weight.copy_(torch.cat([p[f"y.{n}.W"].T for n in "qkv"]))
+        mha.in_proj_bias.copy_(torch.cat([p[f"y.{n}.b"] for n in "qkv"]))
+        mha.out_proj.weight.copy_(p["y.out.W"].T)
+        mha.out_proj.bias.copy_(p["y.out.b"])
+        t = torch.from_numpy(x)
+        expected = mha(t, t, t, need_weights=False)[0].numpy()
+    np.testing.assert_allclose(forward(model, params, x)["y"], expected, rtol=1e-10, atol=1e-12)
+
+
+# ---- 2. the NumPy memory planner used a graph input's buffer as scratch -------------------------------------------
+
+SINUSOID = """
+    model tf(tokens = 8, width = 8, classes = 3) {
+        input  rows: f32[N, tokens, width]
+        target label: i64[N]
+        h = sinusoidal_positions(dense(rows, width))
+        logits = dense(mean(h, axis = 1), classes)
+        output probs = softmax(logits)
+        loss = cross_entropy(logits, label)
+    }
+"""
+
+
+def test_train_step_never_writes_into_tables_it_does_not_update():
+    model = compile_text(SINUSOID)
+    module = load_source(model.generate())
+    params, state = model.init_params(0)
+    table = params["h.sinusoid"].copy()
+    rng = np.random.default_rng(0)
+    batch = {"rows": rng.normal(size=(4, 8, 8)).astype(np.float32), "label": np.array([0, 1, 2, 0])}
+    before = {k: v.copy() for k, v in batch.items()}
+    for _ in range(3):
+        module.train_step(params, state, batch, np.float32(0.01))
+    np.testing.assert_array_equal(params["h.sinusoid"], table)
+    for k in batch:
+        np.testing.assert_array_equal(batch[k], before[k])
+
+
+def test_updated_parameters_end_holding_their_new_value_in_place():
+    """The caller's arrays of updated parameters are updated in place, never left holding a temporary."""
+    model = compile_text(SINUSOID)
+    module = load_source(model.generate())
+    params, state = model.init_params(0)
+    arrays = dict(params)
+    batch = {"rows": np.ones((4, 8, 8), np.float32), "label": np.array([0, 1, 2, 0])}
+    module.train_step(params, state, batch, np.float32(0.01))
+    for name, a in arrays.items():
+        assert params[name] is a or not np.shares_memory(params[name], a), name
+        if params[name] is not a:  # a parameter stored as a new array leaves the old one as it was
+            assert name == "h.sinusoid" or not np.array_equal(params[name], a)
+
+
+def test_plan_verifier_rejects_writing_into_a_caller_array():
+    graph = parse_graph("""
+        graph g(param %table: f32[4], input %x: f32[4]) {
+          %a: f32[4] = add(%table, %x)
+          %b: f32[4] = exp(%a)
+          return b = %b
+        }
+    """)
+    table = graph.inputs[0]
+    exp_node = graph.nodes[1]
+    verify(graph, plan(graph), {})  # the planner's own plan is sound
+    with pytest.raises(PlanError, match="caller's array 'table'"):
+        verify(graph, {graph.nodes[0]: table}, {})  # a plan that writes into the table
+    assert exp_node not in plan(graph) or plan(graph)[exp_node] is not table
+
+
+# ---- 3. f64 builds rounded backward-pass constants to float32 -------------------------------------------------------
+
+
+def test_f64_build_keeps_constants_in_f64():
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 3]
+            target y: f32[N, 1]
+            param w: f32[3, 1] = 1
+            loss = mse(x @ w, y) + 0.1 * l2(w)
+        }
+        train m { optimizer = gd(lr = 1) }
+    """, dtype="f64")
+    source = model.generate()
+    assert "0.10000000149011612" not in source
+    module = load_source(source)
+    params, state = model.init_params(0)
+    zeros = {"x": np.zeros((2, 3)), "y": np.zeros((2, 1))}
+    module.train_step(params, state, zeros, np.float64(1.0))
+    # d/dw 0.1 * sum(w^2) at w = 1 is exactly 0.2; the data term is zero
+    np.testing.assert_array_equal(params["w"], np.full((3, 1), 1.0 - 0.2))
+
+
+# ---- 4. fan-based initializers on recurrent layers used 4 x hidden as fan-in ----------------------------------------
+
+
+@pytest.mark.parametrize(("layer", "gates"), [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_he_init_of_a_recurrent_kernel_uses_the_input_features(layer, gates):
+    features, hidden = 4, 64
+    model = compile_text(f"""
+        model m() {{
+            input x: f32[N, 10, {features}]
+            output y = {layer}(x, {hidden}, init = he)
+        }}
+    """)
+    params, _ = model.init_params(0)
+    w = params["y.W"]
+    assert w.shape == (gates * hidden, features)
+    assert w.std() == pytest.approx(np.sqrt(2.0 / features), rel=0.1)
+
+
+def test_he_uniform_init_of_a_recurrent_kernel_uses_the_input_features():
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 10, 16]
+            output y = lstm(x, 32, init = he_uniform)
+        }
+    """)
+    w = model.init_params(0)[0]["y.W"]
+    assert np.abs(w).max() <= np.sqrt(6.0 / 16) and np.abs(w).max() > 0.9 * np.sqrt(6.0 / 16)
+
+
+# ---- 5. parameter names depended on statement order -----------------------------------------------------------------
+
+NAMES_A_FIRST = """
+    model m() {
+        input x: f32[N, 3]
+        a = dense(x, 3) + dense(b, 3) + dense(x, 3)
+        b = relu(x)
+        output a
+    }
+"""
+
+
+def test_parameter_names_do_not_depend_on_statement_order():
+    first = compile_text(NAMES_A_FIRST)
+    swapped = compile_text(NAMES_A_FIRST.replace("        b = relu(x)\n", "").replace(
+        "        a = dense", "        b = relu(x)\n        a = dense"))
+    names = sorted(p.name for p in first.compiled.model.params)
+    assert names == sorted(p.name for p in swapped.compiled.model.params)
+    assert names == ["a.dense.W", "a.dense.b", "a.dense_1.W", "a.dense_1.b", "a.dense_2.W", "a.dense_2.b"]
+
+
+def test_two_sinusoidal_tables_in_one_statement_are_named_apart():
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 4, 6]
+            output y = sinusoidal_positions(x) + sinusoidal_positions(x * 2.0)
+        }
+    """)
+    assert len({p.name for p in model.compiled.model.params}) == 2
+
+
+# ---- 6. out-of-range values: huge depths, fractional ids, sequences longer than the table ---------------------------
+
+
+def test_one_hot_depth_beyond_any_size_is_an_error():
+    with pytest.raises(BmcError, match="one_hot's depth must be a positive integer of at most 2147483647"):
+        compile_text("""
+            model m() {
+                input ids: i64[N]
+                output y = one_hot(ids, 9223372036854775808)
+            }
+        """)
+
+
+@pytest.mark.parametrize(("shape", "call"), [
+    ("[N, 5, 2]", "lstm(x, 0)"),
+    ("[N, 1, 4, 4]", "conv2d(x, 0, 2)"),
+    ("[N, 1, 4, 4]", "conv2d(x, 2, [3, 0])"),
+    ("[N, 10]", "dense(x, -3)"),
+    ("[N, 10]", "embedding(cast(x, i64), 0, 4)"),
+])
+def test_zero_and_negative_sizes_are_errors(shape, call):
+    with pytest.raises(BmcError, match="must be a positive integer"):
+        compile_text(f"""
+            model m() {{
+                input x: f32{shape}
+                output y = {call}
+            }}
+        """)
+
+
+def test_fractional_data_for_an_integer_input_is_an_error():
+    model = compile_text("""
+        model m(vocab = 20) {
+            input ids: i64[N, 64]
+            target y: i64[N]
+            logits = dense(mean(embedding(ids, vocab, 4), axis = 1), 10)
+            output probs = softmax(logits)
+            loss = cross_entropy(logits, y)
+        }
+    """)
+    from bmc.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 17, size=(20, 64)) / 16.0  # pixels scaled to [0, 1]: casting them would give ids 0 and 1
+    data = Dataset("fractions", x, rng.integers(0, 10, 20), x, rng.integers(0, 10, 20), 10, "fractional pixels")
+    with pytest.raises(BmcError, match="fractional values such as"):
+        model.train(data, epochs=1, log=lambda *_: None, progress=False)
+
+
+LEARNED = """
+    model m(vocab = 10, width = 8) {
+        input tokens: i64[N, T]
+        target next: i64[N, T]
+        logits = dense(learned_positions(embedding(tokens, vocab, width), 16), vocab)
+        output probs = softmax(logits)
+        loss = cross_entropy(logits, next)
+    }
+"""
+
+
+def test_sequence_longer_than_learned_positions_is_a_located_error(tmp_path):
+    model = compile_text(LEARNED)
+    module = load_source(model.generate())
+    params, _ = model.init_params(0)
+    assert module.forward(params, np.zeros((2, 16), np.int64))["probs"].shape == (2, 16, 10)
+    with pytest.raises(module.InputError, match=r"<string>:5: .*T = 17, but this model takes at most T = 16"):
+        module.forward(params, np.zeros((2, 17), np.int64))
+    build = bmc.load(model.build(tmp_path / "b"))
+    with pytest.raises(UsageError, match="T = 17"):
+        build.predict(np.zeros((2, 17), np.int64))
+
+
+def test_training_window_longer_than_learned_positions_is_a_located_error(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("abcdefghij" * 200, encoding="utf-8")
+    model = compile_text(LEARNED + "\ntrain m { sequence = 32 }\n")
+    with pytest.raises(BmcError, match="training window is 32 characters, but this model takes sequences of at most "
+                                       "16") as e:
+        model.train(f"text:{text}", epochs=1, log=lambda *_: None, progress=False)
+    assert e.value.span is not None and e.value.span.line == 5
+
+
+@pytest.mark.parametrize(("ids", "what"), [([[0, 10]], "id 10"), ([[-1, 0]], "id -1")])
+def test_ids_out_of_range_are_errors_not_other_rows(ids, what):
+    model = compile_text(LEARNED)
+    module = load_source(model.generate())
+    params, _ = model.init_params(0)
+    with pytest.raises(module.InputError, match=f"{what} is out of range: expected 0 to 9"):
+        module.forward(params, np.asarray(ids, np.int64))
+
+
+def test_class_index_out_of_range_is_an_error():
+    model = compile_text(LEARNED)
+    module = load_source(model.generate())
+    params, state = model.init_params(0)
+    batch = {"tokens": np.zeros((1, 2), np.int64), "next": np.array([[0, -1]])}
+    with pytest.raises(module.InputError, match="class index -1 is out of range"):
+        module.train_step(params, state, batch, np.float32(0.01))
