@@ -172,9 +172,11 @@ class Model:
         onnx_backend = _onnx_backend()
         info = trained.extra_info() if trained is not None else {}
         metadata = {k: info[k] for k in ("vocab", "window") if k in info}
-        proto = onnx_backend.inference_model(self, params, metadata, info.get("preprocess"))
-        onnx_backend.check(proto)
-        files: dict[str, str | bytes] = {"model.onnx": proto.SerializeToString()}
+        files: dict[str, str | bytes] = {}
+        if self.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
+            proto = onnx_backend.inference_model(self, params, metadata, info.get("preprocess"))
+            onnx_backend.check(proto)
+            files["model.onnx"] = proto.SerializeToString()
         if train_step:
             step = onnx_backend.train_step_model(self, metadata)
             onnx_backend.check(step)

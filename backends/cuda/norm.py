@@ -33,7 +33,8 @@ def _elementwise(fn, node, hint: str, size, lines_for) -> None:
 @kernel(ops.BatchNormTrain)
 def batch_norm_train(item, fn) -> None:
     """Per channel: the mean, then the variance of the centered values (two passes, as np.var); then
-    y = x * scale + (beta - mean * scale) with scale = gamma / sqrt(var + eps)."""
+    y = (x - mean) * scale + beta with scale = gamma / sqrt(var + eps) (centered first: no cancellation when the
+    mean is large against the spread)."""
     node = item.node
     (x, gamma, beta), (y, mean, var) = node.inputs, node.outputs
     t = C_TYPES[x.type.dtype]
@@ -60,14 +61,15 @@ def batch_norm_train(item, fn) -> None:
                                   k.output(y))
         return [f"const int chan = i / {plane} % {channels};",
                 f"const {t} scale = {gs}[chan] / bmc_sqrt({vs}[chan] + {eps});",
-                f"{ys}[i] = {xs}[i] * scale + ({bs}[chan] - {ms}[chan] * scale);"]
+                f"{ys}[i] = ({xs}[i] - {ms}[chan]) * scale + {bs}[chan];"]
 
     _elementwise(fn, node, "batch_norm_apply", product(x.type.shape), apply)
 
 
 @kernel(ops.BatchNormTrainGrad)
 def batch_norm_train_grad(item, fn) -> None:
-    """Per channel: dbeta = sum(g), dgamma = inv (sum(g x) - mean dbeta); then dx = a g + b x + c."""
+    """Per channel: dbeta = sum(g), dgamma = inv sum(g (x - mean)); then dx = a g + b (x - mean) + c (on centered
+    values: sum(g x) - mean sum(g) would cancel when the mean is large)."""
     node = item.node
     (x, g, gamma, mean, var), (dx, dgamma, dbeta) = node.inputs, node.outputs
     t = C_TYPES[x.type.dtype]
@@ -80,13 +82,14 @@ def batch_norm_train_grad(item, fn) -> None:
         xs, gs, ms, vs = k.input(x), k.input(g), k.input(mean), k.input(var)
         dgs, dbs = k.output(dgamma), k.output(dbeta)
         return [f"{t} acc = {zero}, agx = {zero};",
-                f"{loop} {{ const int eo = {off()}; acc += {gs}[eo]; agx += {gs}[eo] * {xs}[eo]; }}",
+                f"const {t} mu = {ms}[row];",
+                f"{loop} {{ const int eo = {off()}; acc += {gs}[eo]; agx += {gs}[eo] * ({xs}[eo] - mu); }}",
                 "acc = bmc_group_reduce<TPR>(acc, bmc_sum_op());",
                 "agx = bmc_group_reduce<TPR>(agx, bmc_sum_op());",
                 "if (lane == 0) {",
                 f"  const {t} inv = {one} / bmc_sqrt({vs}[row] + {eps});",
                 f"  {dbs}[row] = acc;",
-                f"  {dgs}[row] = inv * (agx - {ms}[row] * acc);",
+                f"  {dgs}[row] = inv * agx;",
                 "}"]
 
     row_kernel(fn, node, "batch_norm_grad_sums", lay, sums, tpr=256)
@@ -100,8 +103,8 @@ def batch_norm_train_grad(item, fn) -> None:
                 f"const {t} inv = {one} / bmc_sqrt({vs}[chan] + {eps});",
                 f"const {t} ea = {gams}[chan] * inv;",
                 f"const {t} eb = -ea * inv * {dgs}[chan] / {count};",
-                f"const {t} ec = -ea * {dbs}[chan] / {count} - eb * {ms}[chan];",
-                f"{dxs}[i] = {gs}[i] * ea + {xs}[i] * eb + ec;"]
+                f"const {t} ec = -ea * {dbs}[chan] / {count};",
+                f"{dxs}[i] = {gs}[i] * ea + ({xs}[i] - {ms}[chan]) * eb + ec;"]
 
     _elementwise(fn, node, "batch_norm_grad_dx", product(x.type.shape), apply)
 

@@ -232,29 +232,34 @@ def _layer_norm(x, gamma, beta, eps):
 
 
 def _batch_norm_train(x, gamma, beta, eps):
-    # y = x * scale + shift per channel: two passes for the statistics, two for the output
+    # y = (x - mean) * scale + beta per channel; centering first keeps the precision of inputs whose mean is large
+    # against their spread (x * scale - mean * scale would cancel)
     axes = (0, *range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     mean = x.mean(axis=axes)
-    var = x.var(axis=axes)
+    y = x - mean.reshape(shape)
+    var = np.mean(y * y, axis=axes)
     scale = gamma / np.sqrt(var + eps)
-    y = x * scale.reshape(shape)
-    y += (beta - mean * scale).reshape(shape)
+    y *= scale.reshape(shape)
+    y += beta.reshape(shape)
     return y, mean, var
 
 
 def _batch_norm_train_grad(x, g, gamma, mean, var, eps):
-    # dx = a g + b x + c per channel, from sum(g) and sum(g x): a handful of passes instead of a dozen
+    # dx = a g + b (x - mean) + c per channel, from sum(g) and sum(g (x - mean)): a handful of passes instead of a
+    # dozen, on centered values (sum(g x) - mean sum(g) would cancel when the mean is large)
     axes = (0, *range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     count = x.size // x.shape[1]
     inv = 1 / np.sqrt(var + eps)
+    centered = x - mean.reshape(shape)
     dbeta = g.sum(axis=axes)
-    dgamma = inv * ((g * x).sum(axis=axes) - mean * dbeta)
+    dgamma = inv * (g * centered).sum(axis=axes)
     a = gamma * inv
     b = -a * inv * dgamma / count
-    c = -a * dbeta / count - b * mean
+    c = -a * dbeta / count
     dx = g * a.reshape(shape)
-    dx += x * b.reshape(shape)
+    centered *= b.reshape(shape)
+    dx += centered
     dx += c.reshape(shape)
     return dx, dgamma, dbeta

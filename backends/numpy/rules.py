@@ -122,6 +122,8 @@ def _where(node, a, ctx):
 
 @lower(ops.Cast)
 def _cast(node, a, ctx):
+    if node.inputs[0].type.rank == 0:  # a scalar may be a Python number (the learning rate a caller passes)
+        return f"{np_dtype(node.op.dtype)}({a[0]})"
     return f"{a[0]}.astype({np_dtype(node.op.dtype)})"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from bmc.diagnostics import BmcError
+
 from .export import IR_VERSION, OPSET, check, graph_to_model, model_metadata, write_atomic
 from .rules import RULES, supports
 
@@ -26,6 +28,10 @@ def inference_model(model, params: dict[str, np.ndarray] | None = None, metadata
     `metadata` values are stored as JSON (a text model's "vocab" and "window"); `preprocess` (a trained build's
     input standardization, {"input", "mean", "std"}) is applied inside the model, which then takes raw inputs."""
     compiled = model.compiled
+    if not compiled.model.outputs:
+        raise BmcError(f"model '{compiled.name}' has no outputs, so its inference model would compute nothing",
+                       compiled.model.span, notes=("declare a result with 'output name = ...' (the train step "
+                                                   "exports without one: bmc build --target onnx --train)",))
     if params is None and not params_as_inputs:
         params = model.init_params()[0]
     doc = f"Inference of model {compiled.name} from {compiled.model.source.name}, compiled by bmc."

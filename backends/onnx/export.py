@@ -14,6 +14,7 @@ inference graph a trainer evaluates with). The opset and IR version are pinned:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -69,6 +70,7 @@ def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, n
     if preprocess and preprocess["input"] not in {v.name for v in graph.inputs_with_role("input")}:
         raise UsageError(f"cannot standardize '{preprocess['input']}': the model has no such input")
     graph = decompose.run(graph, supports)
+    graph = dataclasses.replace(graph, outputs={output_name(k, graph): v for k, v in graph.outputs.items()})
     names = Names()
     em = Emitter(names)
     for v in graph.inputs:
@@ -100,6 +102,16 @@ def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, n
                               producer_name="bmc", producer_version=__version__, doc_string=doc)
     helper.set_model_props(model, metadata or {})
     return model
+
+
+def output_name(key: str, graph: Graph) -> str:
+    """ONNX names every tensor once, so an output that is itself an input or parameter (`output W`) is named
+    `W.output`."""
+    inputs = {v.name for v in graph.inputs}
+    name = key
+    while name in inputs:
+        name += ".output"
+    return name
 
 
 def standardize(em: Emitter, v, name: str, preprocess: dict, doc: str) -> None:

@@ -337,7 +337,8 @@ def _gather(node, a, ctx):
 def _scatter_add(node, a, ctx):
     out = _out(node)
     zeros = ctx.op("ConstantOfShape", ctx.shape(out.shape), value=_scalar_tensor(0, out.dtype))
-    return ctx.op("ScatterND", zeros, ctx.unsqueeze(a[0], [-1]), a[1], reduction="add")
+    ids = a[0] if _in(node).dtype == "i64" else ctx.op("Cast", a[0], to=ONNX_DTYPES["i64"])  # ScatterND: int64 only
+    return ctx.op("ScatterND", zeros, ctx.unsqueeze(ids, [-1]), a[1], reduction="add")
 
 
 @lower(ops.CausalMask)

@@ -135,7 +135,10 @@ def _batch_norm(lw, call, a):
     y, batch_mean, batch_var = b.emit(ops.BatchNormTrain(eps), x, gamma, beta)
     # running statistics (unbiased variance, as PyTorch); they carry no gradient
     n = E.size_of(b, x, (0, *range(2, x.type.rank)), dt)
-    unbiased = E.mul(b, batch_var, E.div(b, n, E.sub(b, n, E.like(b, 1.0, n))))
+    # n / (n - 1), with one value per channel (a batch of one 1x1 image) taken as 1: its variance is 0 either way,
+    # and 0 * (1 / 0) would make the running variance NaN
+    one = E.like(b, 1.0, n)
+    unbiased = E.mul(b, batch_var, E.div(b, n, b.emit(ops.Maximum(), E.sub(b, n, one), one)))
     keep, take = E.like(b, momentum, x), E.like(b, 1.0 - momentum, x)
     lw.record_update(mean, E.add(b, E.mul(b, keep, mean), E.mul(b, take, batch_mean)))
     lw.record_update(var, E.add(b, E.mul(b, keep, var), E.mul(b, take, unbiased)))

@@ -43,11 +43,16 @@ class CrossEntropy(Op):
     def _count(self, b, logits):
         return E.size_of(b, logits, tuple(range(logits.type.rank - 1)), logits.type.dtype)
 
-    def vjp(self, b, node, grads):  # logits: (softmax(z) - p) g / count; probabilities: -log_softmax(z) g / count
+    def vjp(self, b, node, grads):
+        # logits: (softmax(z) sum(p) - p) g / count, where sum(p) is 1 for class indices (and for targets that are
+        # exact distributions, which float targets rarely are); probabilities: -log_softmax(z) g / count
         (z, t), g = node.inputs, grads[0]
         p = self._probabilities(b, z, t)
         scale = E.div(b, g, self._count(b, z))
-        gz = E.mul(b, E.sub(b, b.emit(Softmax(-1), z), p), scale)
+        softmax = b.emit(Softmax(-1), z)
+        if t.type.dtype not in INT_DTYPES:
+            softmax = E.mul(b, softmax, E.sum_(b, p, (z.type.rank - 1,), keepdims=True))
+        gz = E.mul(b, E.sub(b, softmax, p), scale)
         if t.type.dtype in INT_DTYPES:
             return gz, None
         return gz, E.neg(b, E.mul(b, b.emit(LogSoftmax(-1), z), scale))

@@ -38,11 +38,17 @@ class Optimizer:
         return p
 
 
+def at(b: Builder, v: Value, p: Value) -> Value:
+    """A scalar of the step (the learning rate, a bias correction) at parameter p's precision: a model may mix f32
+    and f64 parameters, and the step's scalars have the loss's dtype."""
+    return E.cast(b, v, p.type.dtype)
+
+
 class GradientDescent(Optimizer):
     """p <- p - lr g (full-batch gradient descent when the batch is the whole set)."""
 
     def update(self, b, params, grads, state, lr):
-        new_params = {p: E.sub(b, p, E.mul(b, lr, grads[p])) for p in params}
+        new_params = {p: E.sub(b, p, E.mul(b, at(b, lr, p), grads[p])) for p in params}
         for p, v in new_params.items():
             v.name = f"{p.name}.new"
         return new_params, {}
@@ -65,7 +71,7 @@ class SGD(Optimizer):
             g = grads[p]
             v = E.add(b, E.mul(b, E.like(b, mu, p), state[f"sgd.velocity/{p.name}"]), g)
             step = E.add(b, g, E.mul(b, E.like(b, mu, p), v)) if self.args["nesterov"] else v
-            new_params[p] = E.sub(b, p, E.mul(b, lr, step))
+            new_params[p] = E.sub(b, p, E.mul(b, at(b, lr, p), step))
             v.name, new_params[p].name = f"{p.name}.velocity", f"{p.name}.new"
             new_state[f"sgd.velocity/{p.name}"] = v
         return new_params, new_state
@@ -75,7 +81,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction, in PyTorch's form: p <- p - lr m^ / (sqrt(v^) + eps)."""
 
     def state(self, params):
-        specs = [StateSpec("adam.t", scalar(params[0].type.dtype if params else "f32"))]
+        specs = [StateSpec("adam.t", scalar("f32"))]  # the step count; retyped with the build's precision
         for p in params:
             specs += [StateSpec(f"adam.m/{p.name}", p.type), StateSpec(f"adam.v/{p.name}", p.type)]
         return specs
@@ -83,11 +89,13 @@ class Adam(Optimizer):
     def update(self, b, params, grads, state, lr):
         b1, b2, eps = float(self.args["beta1"]), float(self.args["beta2"]), float(self.args["eps"])
         t = E.add(b, state["adam.t"], E.like(b, 1.0, state["adam.t"]))
-        one = E.like(b, 1.0, t)
-        # bias corrections, computed once per step for all parameters
-        c1 = E.sub(b, one, b.emit(Pow(), E.like(b, b1, t), t))
-        c2 = E.sub(b, one, b.emit(Pow(), E.like(b, b2, t), t))
-        step = E.div(b, lr, c1)
+        # bias corrections, once per step for all parameters, in f64 as PyTorch computes them (in float32,
+        # 1 - 0.999^t keeps only about four digits)
+        t64 = E.cast(b, t, "f64")
+        one = E.like(b, 1.0, t64)
+        c1 = E.sub(b, one, b.emit(Pow(), E.like(b, b1, t64), t64))
+        c2 = E.sub(b, one, b.emit(Pow(), E.like(b, b2, t64), t64))
+        step = E.div(b, E.cast(b, lr, "f64"), c1)
         new_params, new_state = {}, {"adam.t": t}
         for p in params:
             g = grads[p]
@@ -95,8 +103,8 @@ class Adam(Optimizer):
                       E.mul(b, E.like(b, _complement(b1), p), g))
             v = E.add(b, E.mul(b, E.like(b, b2, p), state[f"adam.v/{p.name}"]),
                       E.mul(b, E.like(b, _complement(b2), p), E.mul(b, g, g)))
-            denom = E.add(b, b.emit(Sqrt(), E.div(b, v, c2)), E.like(b, eps, p))
-            new_params[p] = E.sub(b, self.start(b, p, lr), E.mul(b, step, E.div(b, m, denom)))
+            denom = E.add(b, b.emit(Sqrt(), E.div(b, v, at(b, c2, p))), E.like(b, eps, p))
+            new_params[p] = E.sub(b, self.start(b, p, lr), E.mul(b, at(b, step, p), E.div(b, m, denom)))
             m.name, v.name, new_params[p].name = f"{p.name}.m", f"{p.name}.v", f"{p.name}.new"
             new_state[f"adam.m/{p.name}"], new_state[f"adam.v/{p.name}"] = m, v
         return new_params, new_state
@@ -119,7 +127,7 @@ class AdamW(Adam):
         wd = float(self.args["weight_decay"])
         if not wd or p not in self.decay:
             return p
-        return E.mul(b, p, E.sub(b, E.like(b, 1.0, p), E.mul(b, lr, E.like(b, wd, p))))
+        return E.mul(b, p, E.sub(b, E.like(b, 1.0, p), E.mul(b, at(b, lr, p), E.like(b, wd, p))))
 
 
 OPTIMIZER_CLASSES = {"gd": GradientDescent, "sgd": SGD, "adam": Adam, "adamw": AdamW}

@@ -92,7 +92,7 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
         if strength:
             for w in (p for p in params if g.param_info[p].decay):
                 term = E.mul(b, E.like(b, strength, w), E.sum_(b, penalty(w)))
-                objective = E.add(b, objective, term)
+                objective = E.add(b, objective, E.cast(b, term, objective.type.dtype))
     dtype = loss.type.dtype
     lr = g.add_input(scalar(dtype), "lr", "hyper")
     optimizer = make_optimizer(config.optimizer, {p for p in params if g.param_info[p].decay})
@@ -101,16 +101,20 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
         v = g.add_input(spec.type, spec.name, "state")
         g.param_info[v] = ParamInfo(Init("zeros"), trainable=False, decay=False)
         state[spec.name] = v
+    # the forward values the step returns are outputs before autodiff runs: the gradient of a scan replaces the
+    # forward scan by one that also saves residuals, and redirects the graph's outputs to it
+    g.outputs = {"loss": objective, **{k: src.outputs[k] for k in model.outputs}}
+    g.outputs.update({f"params/{name}": v for name, v in updates.items()})
     grads = gradients(b, objective, params)
     if config.clip:
         b.span = config.spans.get("clip") or loss.span
         grads = clip_by_global_norm(b, grads, config.clip)
     b.span = config.spans.get("optimizer") or loss.span
     new_params, new_state = optimizer.update(b, params, grads, state, lr)
-    g.outputs = {"loss": objective}
-    g.outputs.update({k: src.outputs[k] for k in model.outputs})
+    forward = g.outputs
+    g.outputs = {"loss": forward["loss"], **{k: forward[k] for k in model.outputs}}
     g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
-    g.outputs.update({f"params/{name}": v for name, v in updates.items()})
+    g.outputs.update({f"params/{name}": forward[f"params/{name}"] for name in updates})
     g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
     return g
 
@@ -127,18 +131,22 @@ def gradient_graph(model: ModelIR, wrt: str = "params") -> Graph:
     targets = list(g.params)
     if wrt == "all":
         targets += [v for v in g.inputs_with_role("input", "target") if v.type.is_float]
+    g.outputs = {"loss": loss}  # redirected if autodiff replaces the scan that computes it (see train_graph)
     grads = gradients(b, loss, targets)
-    g.outputs = {"loss": loss, **{f"grad/{v.name}": grads[v] for v in targets}}
+    g.outputs = {"loss": g.outputs["loss"], **{f"grad/{v.name}": grads[v] for v in targets}}
     return g
 
 
 def clip_by_global_norm(b: Builder, grads: dict, limit: float) -> dict:
     """Scale every gradient by min(1, limit / ||all gradients||): the direction is kept, the step bounded."""
+    if not grads:
+        return grads
     total = None
+    widest = "f64" if any(g.type.dtype == "f64" for g in grads.values()) else "f32"
     for g in grads.values():
-        sq = E.sum_(b, E.mul(b, g, g))
+        sq = E.cast(b, E.sum_(b, E.mul(b, g, g)), widest)
         total = sq if total is None else E.add(b, total, sq)
     norm = b.emit(Sqrt(), total)
     scale = b.emit(Minimum(), E.like(b, 1.0, norm), E.div(b, E.like(b, limit, norm), E.add(b, norm,
                                                                                           E.like(b, 1e-6, norm))))
-    return {p: E.mul(b, g, scale) for p, g in grads.items()}
+    return {p: E.mul(b, g, E.cast(b, scale, g.type.dtype)) for p, g in grads.items()}
