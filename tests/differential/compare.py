@@ -1,0 +1,103 @@
+"""Comparing a target with the reference, with tolerances the program itself sets.
+
+The reference is computed twice, in float64 and in float32. Their difference measures how much the program
+amplifies rounding (a division by a small number, a long chain, Adam normalizing a gradient that is zero up to
+rounding). A float32 target may differ from the float64 reference by a small multiple of that, a float64 target by
+that scaled down to float64's precision; neither may differ by more than a fixed ceiling, so a program that
+drowns in rounding cannot hide a wrong result from the float64 targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tests.differential.reference import Result
+
+F64_FLOOR, F64_CEILING = 1e-10, 1e-6
+F32_FLOOR, F32_FACTOR = 3e-5, 30.0
+ILL_CONDITIONED = 0.05  # beyond this float32 rounding error a float32 comparison says nothing
+# Values, parameters and gradients are of order one by construction (unit-normal data, parameters around 0.5): a
+# quantity far smaller (a gradient that is zero in theory) is compared against this scale, not its own noise.
+ABSOLUTE = 1e-3
+
+
+@dataclass
+class Mismatch:
+    target: str
+    what: str
+    error: float
+    tolerance: float
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.what}: relative error {self.error:.3g} > {self.tolerance:.3g} {self.detail}"
+
+
+def relative(got, want, scale: float) -> float:
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return math.inf
+    both_nan = np.isnan(got) & np.isnan(want)
+    diff = np.where(both_nan, 0.0, np.abs(got - want))
+    if np.isnan(diff).any():
+        return math.inf
+    return float(diff.max(initial=0.0)) / scale
+
+
+def _scale(want, floor: float) -> float:
+    want = np.asarray(want, dtype=np.float64)
+    finite = np.abs(want[np.isfinite(want)])
+    return max(float(finite.max(initial=0.0)), floor, 1e-30)
+
+
+def tensors(result: Result, parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if "outputs" in parts:
+        out.update({f"output {k}": v for k, v in result.outputs.items()})
+    if "loss" in parts:
+        out["loss"] = np.asarray(result.loss)
+    if "grads" in parts:
+        out.update({f"grad {k}": v for k, v in result.grads.items()})
+    if "steps" in parts:
+        out["losses of the steps"] = np.asarray(result.losses)
+        out.update({f"after steps {k}": v for k, v in result.params.items()})
+    return out
+
+
+def compare(target: str, got: Result, ref64: Result, ref32: Result, dtype: str,
+            parts: tuple[str, ...]) -> tuple[list[Mismatch], dict[str, float]]:
+    """Mismatches of `got` against the reference, and the largest error per kind of quantity."""
+    want, twin, have = tensors(ref64, parts), tensors(ref32, parts), tensors(got, parts)
+    # a quantity's scale is at least a thousandth of its kind's largest (a gradient that is zero in theory is noise)
+    kinds = {}
+    for name, w in want.items():
+        kind = name.split(" ")[0]
+        kinds[kind] = max(kinds.get(kind, 0.0), _scale(w, 0.0))
+    mismatches, largest = [], {}
+    for name, w in want.items():
+        if name not in have:
+            mismatches.append(Mismatch(target, name, math.inf, 0.0, "(missing)"))
+            continue
+        if np.shape(have[name]) != np.shape(w):
+            mismatches.append(Mismatch(target, name, math.inf, 0.0,
+                                       f"(shape {list(np.shape(have[name]))}, expected {list(np.shape(w))})"))
+            continue
+        if not np.isfinite(np.asarray(w, dtype=np.float64)).all():
+            continue  # the reference overflowed: the program is outside what can be compared
+        scale = _scale(w, max(1e-3 * kinds[name.split(" ")[0]], ABSOLUTE))
+        rounding = relative(twin[name], w, scale)
+        if dtype == "f64":
+            tol = min(max(F64_FLOOR, rounding * 1e-6), F64_CEILING)
+        else:
+            if rounding > ILL_CONDITIONED:
+                continue
+            tol = max(F32_FLOOR, F32_FACTOR * rounding)
+        err = relative(have[name], w, scale)
+        kind = name.split(" ")[0]
+        largest[kind] = max(largest.get(kind, 0.0), err)
+        if not err <= tol:
+            mismatches.append(Mismatch(target, name, err, tol, f"(float32 rounding alone: {rounding:.3g})"))
+    return mismatches, largest

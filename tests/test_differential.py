@@ -1,0 +1,77 @@
+"""bmc against PyTorch on random programs (see tests/differential/__init__.py for the mechanism).
+
+CI runs a fixed seed and budget; `BMC_DIFFERENTIAL=5000` runs that many programs, and
+`BMC_DIFFERENTIAL_REPORT=FILE.json` writes how often each op was drawn and the largest errors seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the differential tests compare with PyTorch (pip install torch==2.13.0)")
+pytest.importorskip("hypothesis", reason="the differential tests draw programs with hypothesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from tests.differential import targets  # noqa: E402
+from tests.differential.compare import compare  # noqa: E402
+from tests.differential.generate import programs  # noqa: E402
+from tests.differential.reference import evaluate  # noqa: E402
+
+EXAMPLES = int(os.environ.get("BMC_DIFFERENTIAL", "200"))
+CUDA_EVERY = int(os.environ.get("BMC_DIFFERENTIAL_CUDA_EVERY", "40"))  # the emulator compiles C++: one in 40
+REPORT = os.environ.get("BMC_DIFFERENTIAL_REPORT")
+
+STATS: dict = {"programs": 0, "drawn": Counter(), "largest": {}, "skipped": Counter()}
+
+
+def _record(target: str, largest: dict[str, float]) -> None:
+    for kind, err in largest.items():
+        key = f"{target} {kind}"
+        STATS["largest"][key] = max(STATS["largest"].get(key, 0.0), err)
+
+
+def check_program(program, cuda: bool = False) -> list:
+    case = targets.compile_case(program)
+    params = {**case.params, **case.tables}
+    ref64 = evaluate(program, params, case.data, case.keys, case.salts, torch.float64)
+    ref32 = evaluate(program, params, case.data, case.keys, case.salts, torch.float32)
+    everything = ("outputs", "loss", "grads", "steps")
+    runs = [("numpy f64", "f64", lambda: targets.numpy_target(case, "f64"), everything),
+            ("numpy f32", "f32", lambda: targets.numpy_target(case, "f32"), everything),
+            ("onnxruntime f32", "f32", lambda: targets.onnx_target(case, "f32", "onnxruntime"), ("outputs", "steps"))]
+    if cuda:
+        runs.append(("cuda emulator f64", "f64", lambda: targets.cuda_target(case, "f64"), everything))
+    mismatches = []
+    for name, dtype, run, parts in runs:
+        try:
+            got = run()
+        except targets.Unsupported as e:
+            STATS["skipped"][f"{name}: {e}"] += 1
+            continue
+        found, largest = compare(name, got, ref64, ref32, dtype, parts)
+        _record(name, largest)
+        mismatches += found
+    STATS["programs"] += 1
+    STATS["drawn"].update(program.kinds())
+    return mismatches, case
+
+
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(programs())
+def test_bmc_agrees_with_pytorch_on_random_programs(program):
+    cuda = CUDA_EVERY > 0 and STATS["programs"] % CUDA_EVERY == CUDA_EVERY - 1
+    mismatches, case = check_program(program, cuda)
+    assert not mismatches, "\n".join(map(str, mismatches)) + "\n\n" + case.text
+
+
+def teardown_module(module):
+    if REPORT:
+        with open(REPORT, "w", encoding="utf-8") as f:
+            json.dump({"programs": STATS["programs"], "drawn": dict(STATS["drawn"].most_common()),
+                       "largest": STATS["largest"], "skipped": dict(STATS["skipped"])}, f, indent=2)
