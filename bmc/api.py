@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,12 @@ from bmc.backends import numpy as numpy_backend
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
 from bmc.data.text import is_text_spec, load_text
-from bmc.diagnostics import BmcError, UsageError
+from bmc.diagnostics import BmcError, BmcWarning, UsageError, check_policy
 from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
 from bmc.train import agree
-from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, usable_metrics
+from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, unfit_metrics, usable_metrics
 from bmc.version import __version__
 
 TARGETS = ("numpy", "onnx", "cuda")
@@ -44,33 +46,57 @@ def _onnx_backend():
     return onnx_backend
 
 
-class Model:
-    """A compiled `.bm` model: inspect it, generate code, build it, train it."""
+def _print_warning(warning: BmcWarning) -> None:
+    print(warning.render(), file=sys.stderr)
 
-    def __init__(self, compiled: Compiled, text: str, filename: str, model: str | None, defines: dict):
+
+class Model:
+    """A compiled `.bm` model: inspect it, generate code, build it, train it.
+
+    `warnings` is the policy for likely mistakes: "default" collects the compiler's in `model.warnings` and reports
+    training's as they occur, "ignore" drops them, "error" raises the first as a `BmcError`."""
+
+    def __init__(self, compiled: Compiled, text: str, filename: str, model: str | None, defines: dict,
+                 warnings: str = "default"):
         self.compiled = compiled
         self._text, self._filename, self._model, self._defines = text, filename, model, defines
+        self._policy = check_policy(warnings)
 
     @classmethod
-    def from_file(cls, path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Model:
-        compiled = compile_file(path, model, defines, dtype)
-        return cls(compiled, compiled.model.source.text, str(path), model, parse_defines(defines))
+    def from_file(cls, path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
+                  warnings: str = "default") -> Model:
+        compiled = compile_file(path, model, defines, dtype, warnings)
+        return cls(compiled, compiled.model.source.text, str(path), model, parse_defines(defines), warnings)
 
     @classmethod
     def from_source(cls, text: str, filename: str = "<string>", model: str | None = None, defines=None,
-                    dtype: str = "f32") -> Model:
-        return cls(compile_source(text, filename, model, defines, dtype), text, filename, model,
-                   parse_defines(defines))
+                    dtype: str = "f32", warnings: str = "default") -> Model:
+        return cls(compile_source(text, filename, model, defines, dtype, warnings), text, filename, model,
+                   parse_defines(defines), warnings)
 
     def with_defines(self, extra: dict[str, int | float], dtype: str | None = None) -> Model:
         defines = {**self._defines, **extra}
-        model = Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype)
+        model = Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype,
+                                  self._policy)
         return model.with_config(self.config)
 
     def with_config(self, config) -> Model:
         """The same model trained with another configuration (command-line overrides of the train block)."""
         return Model(dataclasses.replace(self.compiled, config=config), self._text, self._filename, self._model,
-                     self._defines)
+                     self._defines, self._policy)
+
+    @property
+    def warnings(self) -> tuple[BmcWarning, ...]:
+        """What the compiler found suspicious (a loss given probabilities, an accidental outer product)."""
+        return self.compiled.warnings
+
+    def _warn(self, warning: BmcWarning | None, report: Callable[[BmcWarning], None]) -> None:
+        """Report a warning found while training, under the model's policy."""
+        if warning is None or self._policy == "ignore":
+            return
+        if self._policy == "error":
+            raise warning.as_error()
+        report(warning)
 
     @property
     def name(self) -> str:
@@ -190,10 +216,12 @@ class Model:
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
-              steps: int | None = None, backend: str = "numpy", log=print, progress: bool = True) -> Build:
+              steps: int | None = None, backend: str = "numpy", log=print, progress: bool = True,
+              warn: Callable[[BmcWarning], None] = _print_warning) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
-        step, on the CUDA provider where there is a GPU)."""
+        step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data)
+        go to `warn`, by default printed on stderr."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
@@ -201,7 +229,7 @@ class Model:
         self = self.with_config(config)  # the train step is built from the overridden configuration
         spec = data if isinstance(data, Dataset) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
-            return self._train_text(spec, config, log, progress, backend)
+            return self._train_text(spec, config, log, progress, backend, warn)
         dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         model = self.with_defines(binding.defines) if binding.defines else self
@@ -218,12 +246,20 @@ class Model:
             train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed)
             label = "valid"
         outputs = model.compiled.model.outputs
+        if outputs:
+            self._warn(unfit_metrics(config, dataset.name, dataset.num_classes), warn)
+        else:
+            self._warn(BmcWarning(f"model '{self.name}' has no output, so training reports no metrics",
+                                  self.compiled.module.models[self.name].name_span,
+                                  ("mark what it predicts with 'output' ('output pred = ...', or 'output pred' "
+                                   "for an existing name)",)), warn)
         task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
                          usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
         return model._fit(config, task, dataset.description, log, progress, {"preprocess": preprocess}, backend)
 
-    def _train_text(self, spec: str, config, log, progress, backend: str) -> Build:
+    def _train_text(self, spec: str, config, log, progress, backend: str, warn) -> Build:
         text = load_text(spec, config.validation or 0.1)
+        self._warn(unfit_metrics(config, spec, text=True), warn)
         defines = {}
         if "vocab" in self.compiled.model.constants and "vocab" not in self._defines:
             defines["vocab"] = len(text.vocab)
@@ -421,10 +457,13 @@ def load(build_dir: str | Path) -> Build:
     return Build(None, module, source, params, state, manifest=manifest)
 
 
-def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Model:
-    return Model.from_file(path, model, defines, dtype)
+def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
+            warnings: str = "default") -> Model:
+    """Compile a `.bm` file. Likely mistakes are in `model.warnings`; `warnings="error"` raises the first instead,
+    `warnings="ignore"` drops them."""
+    return Model.from_file(path, model, defines, dtype, warnings)
 
 
 def compile_string(text: str, model: str | None = None, defines=None, dtype: str = "f32",
-                   filename: str = "<string>") -> Model:
-    return Model.from_source(text, filename, model, defines, dtype)
+                   filename: str = "<string>", warnings: str = "default") -> Model:
+    return Model.from_source(text, filename, model, defines, dtype, warnings)

@@ -1,7 +1,8 @@
 """The `bmc` command line: check, ir, build, train, eval.
 
 User errors print `file:line:col: error: ...` with the source line and a caret, and exit with status 1; bugs in
-bmc print a short report asking for an issue, never a bare traceback.
+bmc print a short report asking for an issue, never a bare traceback. Warnings print the same way on stderr and do not
+change the exit status, unless `-W error` makes them errors.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model parameter, e.g. -D hidden=256")
         sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+        sp.add_argument("-W", dest="warnings", default="default", choices=["default", "error", "ignore"],
+                        help="warnings: report them (default), make them errors (-W error) or drop them")
 
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)
@@ -98,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         scores = build.evaluate(args.data)
         print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return 0
-    model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"))
+    model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"), args.warnings)
+    for warning in model.warnings:
+        print(warning.render(), file=sys.stderr)
     if args.command == "check":
         print(model.summary())
     elif args.command == "ir":
@@ -117,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out = trained.save(args.out)
             print(f"wrote the trained build to {out}")
+        else:
+            print("note: the trained build was not saved; pass -o DIR to write it", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmc.diagnostics import BmcError, UsageError
+from bmc.diagnostics import BmcError, BmcWarning, UsageError, apply_policy
+from bmc.frontend.lint import lint
 from bmc.frontend.lower import lower_model
 from bmc.frontend.model_ir import ModelIR
 from bmc.ir.graph import Graph
@@ -27,6 +28,7 @@ class Compiled:
     config: TrainConfig
     source_hash: str
     dtype: str = "f32"
+    warnings: tuple[BmcWarning, ...] = ()  # likely mistakes found while compiling (bmc/frontend/lint.py)
 
     @property
     def name(self) -> str:
@@ -74,7 +76,9 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:
 
 
 def compile_source(text: str, filename: str = "<string>", model: str | None = None,
-                   defines: dict[str, int | float] | list[str] | None = None, dtype: str = "f32") -> Compiled:
+                   defines: dict[str, int | float] | list[str] | None = None, dtype: str = "f32",
+                   warnings: str = "default") -> Compiled:
+    """Compile one model. `warnings` is "default" (collect them), "ignore" or "error" (raise the first)."""
     if dtype not in ("f32", "f64"):
         raise UsageError(f"dtype must be f32 or f64, not {dtype}")
     module = parse(text, filename)
@@ -83,10 +87,11 @@ def compile_source(text: str, filename: str = "<string>", model: str | None = No
     eval_ir = lower_model(module, ir.name, defines, training=False)
     config = parse_train_block(module.trainings.get(ir.name))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Compiled(ir, eval_ir, module, config, digest, dtype)
+    return Compiled(ir, eval_ir, module, config, digest, dtype, apply_policy(lint(module, ir, eval_ir), warnings))
 
 
-def compile_file(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32") -> Compiled:
+def compile_file(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
+                 warnings: str = "default") -> Compiled:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,4 +99,4 @@ def compile_file(path: str | Path, model: str | None = None, defines=None, dtype
         raise UsageError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}") from None
-    return compile_source(text, str(path), model, defines, dtype)
+    return compile_source(text, str(path), model, defines, dtype, warnings)

@@ -6,6 +6,9 @@ Every error a user can act on is a `BmcError`. Errors that point into a `.bm` fi
         h = relu(dense(image, hiden))
                               ^^^^^
 
+A `BmcWarning` is a likely mistake that still compiles (a loss given probabilities, an accidental outer product);
+it renders the same way with `warning:`, and the `error` policy (`-W error`) raises it as a `BmcError` instead.
+
 Internal errors (bugs in bmc) are not `BmcError`s; the CLI reports them separately and asks for a bug report.
 """
 
@@ -69,14 +72,34 @@ class BmcError(Exception):
         self.notes = tuple(notes)
 
     def render(self) -> str:
-        if self.span is None:
-            head = f"error: {self.message}"
-        else:
-            head = f"{self.span}: error: {self.message}\n{self.span.pinpoint()}"
-        return "\n".join([head, *(f"note: {n}" for n in self.notes)])
+        return render("error", self.message, self.span, self.notes)
 
     def __str__(self) -> str:
         return self.render()
+
+
+def render(severity: str, message: str, span: Span | None, notes: tuple[str, ...]) -> str:
+    """`file:line:col: severity: message`, the source line with a caret, then one `note:` line per note."""
+    head = f"{severity}: {message}" if span is None else f"{span}: {severity}: {message}\n{span.pinpoint()}"
+    return "\n".join([head, *(f"note: {n}" for n in notes)])
+
+
+WARNING_POLICIES = ("default", "error", "ignore")  # report warnings, raise the first as an error, or drop them
+
+
+@dataclass(frozen=True)
+class BmcWarning:
+    """A likely mistake in a model that still compiles: located and rendered like an error, with a fix hint."""
+
+    message: str
+    span: Span | None = None
+    notes: tuple[str, ...] = ()
+
+    def render(self) -> str:
+        return render("warning", self.message, self.span, self.notes)
+
+    def as_error(self) -> BmcError:
+        return BmcError(self.message, self.span, notes=(*self.notes, "this warning is an error under -W error"))
 
 
 class DataError(BmcError):
@@ -85,3 +108,16 @@ class DataError(BmcError):
 
 class UsageError(BmcError):
     """A bad command-line value or API argument."""
+
+
+def check_policy(policy: str) -> str:
+    if policy not in WARNING_POLICIES:
+        raise UsageError(f"warnings must be one of {', '.join(WARNING_POLICIES)}, not '{policy}'")
+    return policy
+
+
+def apply_policy(warnings: list[BmcWarning], policy: str) -> tuple[BmcWarning, ...]:
+    """The warnings to report under a policy: all of them, none, or (`error`) the first raised as a `BmcError`."""
+    if check_policy(policy) == "error" and warnings:
+        raise warnings[0].as_error()
+    return () if policy == "ignore" else tuple(warnings)

@@ -669,8 +669,14 @@ def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, 
 
 
 def _check_unique_items(module: ast.Module) -> None:
+    """No item is defined twice, and every train block trains a model of the file (else it would be ignored)."""
     seen: dict[tuple[str, str], Span] = {}
     for item in module.items:
+        if isinstance(item, ast.TrainDef) and item.model not in module.models:
+            what = "a layer, not a model" if item.model in module.layers else "not a model of this file"
+            raise BmcError(f"train block for '{item.model}', which is {what}", item.model_span,
+                           notes=(*suggest(item.model, list(module.models)),
+                                  f"models in this file: {', '.join(module.models)}"))
         kind = "train" if isinstance(item, ast.TrainDef) else "definition"
         name = item.model if isinstance(item, ast.TrainDef) else item.name
         span = item.model_span if isinstance(item, ast.TrainDef) else item.name_span

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from bmc.diagnostics import BmcError
+from bmc.diagnostics import BmcError, BmcWarning
 from bmc.runtime import predict_batches
 from bmc.train import metrics as M
 from bmc.train.augment import Augment
@@ -77,6 +77,29 @@ def usable_metrics(names: tuple[str, ...], num_classes: int | None) -> tuple[str
     valid = M.CLASSIFICATION_METRICS if num_classes is not None else M.REGRESSION_METRICS
     chosen = tuple(n for n in names if n in valid)
     return chosen or (("accuracy",) if num_classes is not None else ("mse",))
+
+
+def unfit_metrics(config: TrainConfig, data: str, num_classes: int | None = None, text: bool = False
+                  ) -> BmcWarning | None:
+    """The train block's metrics that do not fit the data set `data`, which training drops or replaces
+    (`usable_metrics`; text is scored by loss and perplexity): a warning at the `metrics` setting saying so."""
+    if "metrics" not in config.spans:  # the default metrics are chosen to fit
+        return None
+    if text:
+        kind, valid, used = f"a text model ({data})", ("perplexity",), ("loss", "perplexity")
+    else:
+        classes = num_classes is not None
+        kind = f"classification ({data}: {num_classes} classes)" if classes else f"regression ({data})"
+        valid = M.CLASSIFICATION_METRICS if classes else M.REGRESSION_METRICS
+        used = usable_metrics(config.metrics, num_classes)
+    unfit = [n for n in config.metrics if n not in valid]
+    if not unfit:
+        return None
+    several = len(unfit) > 1
+    outcome = "dropped" if set(used) & set(config.metrics) else f"training reports {', '.join(used)} instead"
+    return BmcWarning(f"metric{'s' * several} {', '.join(unfit)} {'do' if several else 'does'} not fit {kind}: "
+                      f"{outcome}", config.spans["metrics"],
+                      (f"metrics for {kind.split(' (')[0]}: {', '.join(valid)}",))
 
 
 def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: Feed, output: str | None,
