@@ -50,7 +50,7 @@ def load_data():
         data = load_dataset("fashion_mnist")
     except DataError as e:
         sys.exit(f"error: cannot load Fashion-MNIST ({e}); install it with: {DATA_INSTALL}")
-    images = [np.ascontiguousarray(x, dtype=np.float32) for x in (data.x_train, data.x_test)]
+    images = [np.multiply(x, np.float32(data.scale), dtype=np.float32) for x in (data.x_train, data.x_test)]
     return images[0], data.y_train.astype(np.int64), images[1], data.y_test.astype(np.int64)
 
 

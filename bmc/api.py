@@ -27,6 +27,7 @@ from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
 from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, BmcWarning, UsageError, check_policy
+from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
@@ -70,14 +71,32 @@ class Model:
 
     @classmethod
     def from_source(cls, text: str, filename: str = "<string>", model: str | None = None, defines=None,
-                    dtype: str = "f32", warnings: str = "default") -> Model:
-        return cls(compile_source(text, filename, model, defines, dtype, warnings), text, filename, model,
-                   parse_defines(defines), warnings)
+                    dtype: str = "f32", warnings: str = "default", preprocess: Preprocess | None = None) -> Model:
+        return cls(compile_source(text, filename, model, defines, dtype, warnings, preprocess), text, filename,
+                   model, parse_defines(defines), warnings)
 
     def with_defines(self, extra: dict[str, int | float], dtype: str | None = None) -> Model:
-        defines = {**self._defines, **extra}
-        model = Model.from_source(self._text, self._filename, self._model, defines, dtype or self.compiled.dtype,
-                                  self._policy)
+        return self._recompiled({**self._defines, **extra}, dtype or self.compiled.dtype, self.preprocess)
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> Model:
+        """The same model taking raw input: `preprocess` (the contract a build trained on a data set records) is
+        compiled into it as a prologue after the input, so every artifact built from it applies it."""
+        if preprocess == self.preprocess:
+            return self
+        return self._recompiled(self._defines, self.compiled.dtype, preprocess)
+
+    def matching(self, trained: Build) -> Model:
+        """This model compiled as `trained` was: with the constants it was trained with (those not given here with
+        -D) and with its preprocessing contract, so trained parameters fit it and it takes the same raw input."""
+        manifest = trained.manifest
+        extra = {k: v for k, v in manifest.get("constants", {}).items() if k not in self._defines}
+        pre = Preprocess.from_json(manifest.get("preprocess"))
+        if all(self.compiled.model.constants.get(k) == v for k, v in extra.items()) and pre == self.preprocess:
+            return self
+        return self._recompiled({**self._defines, **extra}, self.compiled.dtype, pre)
+
+    def _recompiled(self, defines: dict, dtype: str, preprocess: Preprocess | None) -> Model:
+        model = Model.from_source(self._text, self._filename, self._model, defines, dtype, self._policy, preprocess)
         return model.with_config(self.config)
 
     def with_config(self, config) -> Model:
@@ -106,6 +125,11 @@ class Model:
     def config(self):
         return self.compiled.config
 
+    @property
+    def preprocess(self) -> Preprocess | None:
+        """What the model computes from its raw input first (None: it takes its input as it is)."""
+        return self.compiled.preprocess
+
     # ---- inspection ------------------------------------------------------------------------------------------
 
     def summary(self) -> str:
@@ -117,6 +141,9 @@ class Model:
             role = m.graph.roles[v]
             if role in ("input", "target"):
                 lines.append(f"  {role:<7} {v.name}: {v.type}")
+            pre = self.preprocess
+            if pre is not None and role == "input" and v.name == pre.input:
+                lines.append(f"          raw {pre.raw}; the model computes {v.name} = {pre.formula()}")
         total = 0
         lines.append("  parameters:")
         width = max([20, *(len(p.name) for p in m.params)])
@@ -150,7 +177,7 @@ class Model:
         c = self.compiled
         return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
                                       c.train_step() if train else None, c.dtype,
-                                      c.evaluation() if train else None)
+                                      c.evaluation() if train else None, c.preprocess)
 
     # ---- parameters ----------------------------------------------------------------------------------------------
 
@@ -177,8 +204,10 @@ class Model:
               train_step: bool = False) -> Path:
         """Write a build directory: the NumPy module, or (target "onnx") model.onnx and, with `train_step`, the
         train step as train_step.onnx with the initial params.npz and state.npz. `trained` supplies trained
-        parameters (and their preprocessing and vocabulary) instead of freshly initialized ones."""
+        parameters (and their constants, preprocessing contract and vocabulary) instead of freshly initialized
+        ones."""
         if trained is not None:
+            self = self.matching(trained)
             params, state = trained.params, trained.state
         if params is None:
             params, state = self.init_params(seed)
@@ -200,7 +229,7 @@ class Model:
         metadata = {k: info[k] for k in ("vocab", "window") if k in info}
         files: dict[str, str | bytes] = {}
         if self.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
-            proto = onnx_backend.inference_model(self, params, metadata, info.get("preprocess"))
+            proto = onnx_backend.inference_model(self, params, metadata)
             onnx_backend.check(proto)
             files["model.onnx"] = proto.SerializeToString()
         if train_step:
@@ -232,15 +261,13 @@ class Model:
             return self._train_text(spec, config, log, progress, backend, warn)
         dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
-        model = self.with_defines(binding.defines) if binding.defines else self
+        preprocess = agree.preprocessing(config, self.compiled.model, dataset)
+        model = self._recompiled({**self._defines, **binding.defines}, self.compiled.dtype, preprocess)
         for note in binding.notes:
             log(f"note: {note}")
         agree.check_classes(model.compiled.model, dataset)
         model._require_loss()
-        train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)
-        preprocess = agree.normalization(config, train_feed)
-        for feed in (train_feed, test_feed):
-            agree.apply_preprocess(preprocess, feed)
+        train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)  # raw: the model preprocesses
         label = "test"
         if config.validation:
             train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed)
@@ -255,7 +282,7 @@ class Model:
                                    "for an existing name)",)), warn)
         task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
                          usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
-        return model._fit(config, task, dataset.description, log, progress, {"preprocess": preprocess}, backend)
+        return model._fit(config, task, dataset.description, log, progress, {}, backend)
 
     def _train_text(self, spec: str, config, log, progress, backend: str, warn) -> Build:
         text = load_text(spec, config.validation or 0.1)
@@ -317,12 +344,12 @@ class Build:
         self.data = data
         self.config = config
         self._manifest = manifest
-        self.extra = extra or {}  # preprocessing, vocabulary: what predicting on new data needs
+        self.extra = extra or {}  # a text model's vocabulary and window: what generating text needs
 
     def extra_info(self) -> dict:
-        """What predicting on new data needs beyond the parameters: preprocessing, a text model's vocabulary."""
+        """What predicting on new data needs beyond the parameters and the model: a text model's vocabulary."""
         if self._manifest is not None:
-            return {k: self._manifest[k] for k in ("preprocess", "vocab", "window") if k in self._manifest}
+            return {k: self._manifest[k] for k in ("vocab", "window") if k in self._manifest}
         return dict(self.extra)
 
     @property
@@ -348,6 +375,7 @@ class Build:
                                 "init": str(g.param_info[p].init)} for p in g.params},
             "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
             "metrics": list(m.config.metrics),
+            **({"preprocess": m.preprocess.as_json()} if m.preprocess else {}),
             **self.extra,
         }
         if self.history is not None:
@@ -366,6 +394,8 @@ class Build:
         return artifacts.write_build(out_dir, files)
 
     def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
+        """The outputs for raw inputs: samples as the training data set stores them (the manifest's
+        `preprocess.raw`, e.g. uint8 pixels 0..255), which the model itself scales and standardizes."""
         names = list(self.module.INPUTS)
         feeds = dict(zip(names, inputs, strict=False)) | named
         missing = [n for n in names if n not in feeds]
@@ -375,7 +405,7 @@ class Build:
         return predict_batches(self.module, self.params, shaped, batch)
 
     def _prepare(self, name: str, x) -> np.ndarray:
-        """An input in the build's shape and dtype, preprocessed as in training."""
+        """An input in the build's shape and dtype (its values untouched: the model preprocesses them)."""
         dtype, shape = self.module.INPUTS[name]
         x = np.asarray(x)
         want = shape[1:]
@@ -385,9 +415,7 @@ class Build:
             x = x.reshape((len(x), *want))
         elif x.ndim != len(shape):
             raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
-        x = agree.to_dtype(x, dtype, f"input '{name}'")
-        pre = self.manifest.get("preprocess")
-        return agree.apply_preprocess(pre, {name: x})[name] if pre else x
+        return agree.to_dtype(x, dtype, f"input '{name}'")
 
     def generate(self, prompt: str, length: int = 200, temperature: float = 0.8, seed: int = 0) -> str:
         """Continue `prompt` character by character with a trained language model (a build trained on text)."""
@@ -414,6 +442,9 @@ class Build:
         return prompt + "".join(out)
 
     def evaluate(self, data: str | Dataset) -> dict[str, float]:
+        """Metrics on a data set's test split, fed its raw samples. A data set whose raw samples have another scale
+        than the build's training data (a build trained on [0, 1] floats, evaluated on uint8 IDX images) is
+        converted to the build's raw units first: x * (the data set's scale / the build's scale)."""
         dataset = data if isinstance(data, Dataset) else load_dataset(data)
         manifest = self.manifest
         (name, spec), = manifest["inputs"].items()
@@ -421,7 +452,9 @@ class Build:
         if math.prod(dataset.sample_shape) != math.prod(shape):
             raise UsageError(f"{dataset.name} samples have shape {list(dataset.sample_shape)} but this build's input "
                              f"'{name}' is {spec['dtype']}{spec['shape']}")
-        x = self._prepare(name, dataset.x_test)
+        scale = manifest["preprocess"]["scale"] if "preprocess" in manifest else 1.0
+        x = dataset.x_test if dataset.scale == scale else dataset.x_test * np.float64(dataset.scale / scale)
+        x = self._prepare(name, x)
         outputs = list(manifest["outputs"])
         names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
         feed = {name: x, "__target__": dataset.y_test}
@@ -437,6 +470,7 @@ def load(build_dir: str | Path) -> Build:
     """Load a build directory written by `bmc build` or `bmc train -o`."""
     build_dir = Path(build_dir)
     manifest = artifacts.read_manifest(build_dir)
+    Preprocess.from_json(manifest.get("preprocess"), str(build_dir))  # a build of an older contract is refused
     if manifest.get("target") == "cuda":
         from bmc.backends.cuda import build as cuda_build
 

@@ -109,10 +109,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":
-        trained = load(args.params) if args.params else None
-        if trained is not None:
-            model = model.with_defines({k: v for k, v in trained.manifest.get("constants", {}).items()
-                                        if k not in model._defines})
+        trained = load(args.params) if args.params else None  # its constants and preprocessing: Model.matching
         out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train)
         print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":

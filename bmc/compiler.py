@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmc.diagnostics import BmcError, BmcWarning, UsageError, apply_policy
+from bmc.frontend import preprocess as prologue
 from bmc.frontend.lint import lint
 from bmc.frontend.lower import lower_model
 from bmc.frontend.model_ir import ModelIR
+from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
 from bmc.passes import precision
 from bmc.passes.pipeline import optimize
@@ -29,6 +31,7 @@ class Compiled:
     source_hash: str
     dtype: str = "f32"
     warnings: tuple[BmcWarning, ...] = ()  # likely mistakes found while compiling (bmc/frontend/lint.py)
+    preprocess: Preprocess | None = None  # the data contract both lowered models begin with (None: inputs as is)
 
     @property
     def name(self) -> str:
@@ -77,17 +80,19 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:
 
 def compile_source(text: str, filename: str = "<string>", model: str | None = None,
                    defines: dict[str, int | float] | list[str] | None = None, dtype: str = "f32",
-                   warnings: str = "default") -> Compiled:
-    """Compile one model. `warnings` is "default" (collect them), "ignore" or "error" (raise the first)."""
+                   warnings: str = "default", preprocess: Preprocess | None = None) -> Compiled:
+    """Compile one model. `warnings` is "default" (collect them), "ignore" or "error" (raise the first);
+    `preprocess` (known once the data is, like defines) makes it take raw input."""
     if dtype not in ("f32", "f64"):
         raise UsageError(f"dtype must be f32 or f64, not {dtype}")
     module = parse(text, filename)
     defines = parse_defines(defines)
-    ir = lower_model(module, model, defines, training=True)
-    eval_ir = lower_model(module, ir.name, defines, training=False)
+    ir = prologue.apply(lower_model(module, model, defines, training=True), preprocess)
+    eval_ir = prologue.apply(lower_model(module, ir.name, defines, training=False), preprocess)
     config = parse_train_block(module.trainings.get(ir.name))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Compiled(ir, eval_ir, module, config, digest, dtype, apply_policy(lint(module, ir, eval_ir), warnings))
+    return Compiled(ir, eval_ir, module, config, digest, dtype, apply_policy(lint(module, ir, eval_ir), warnings),
+                    preprocess)
 
 
 def compile_file(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",

@@ -50,10 +50,10 @@ def test_idx_directory_round_trip(tmp_path: Path, gz: bool, dotted: bool) -> Non
     ds = load_dataset(str(tmp_path / "set"))
     assert isinstance(ds, Dataset)
     assert ds.x_train.shape == (12, 4, 3) and ds.x_test.shape == (5, 4, 3)
-    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
-    np.testing.assert_array_equal(ds.x_train, arrays["train-images-idx3-ubyte"].astype(np.float32) / 255.0)
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64  # raw pixels, as the files store them
+    np.testing.assert_array_equal(ds.x_train, arrays["train-images-idx3-ubyte"])
     np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
-    assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
+    assert ds.scale == 1 / 255 and ds.raw_format == "uint8 pixels 0..255"  # what a build records and applies
     assert ds.num_classes == 10
     assert ds.sample_shape == (4, 3)
     assert "12 train / 5 test, 4x3" in ds.description
@@ -263,7 +263,7 @@ def test_digits() -> None:
     ds = load_dataset("digits")
     assert ds.x_train.shape[1:] == (64,) and len(ds.x_train) + len(ds.x_test) == 1797
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
-    assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0 and ds.x_train.max() == 1.0
+    assert ds.x_train.min() == 0.0 and ds.x_train.max() == 16.0 and ds.scale == 1 / 16  # raw pixels 0..16
     assert ds.num_classes == 10
     # 80/20 overall and per class (stratified).
     assert abs(len(ds.x_test) / 1797 - 0.2) < 0.01
@@ -322,7 +322,7 @@ def test_fashion_mnist() -> None:
     assert ds.name == "fashion_mnist"
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert ds.y_train.shape == (60000,) and ds.y_test.shape == (10000,)
-    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64 and ds.scale == 1 / 255
     assert ds.num_classes == 10
     np.testing.assert_array_equal(np.bincount(ds.y_test), [1000] * 10)
     assert ds.description.startswith("Fashion-MNIST (IDX, ")

@@ -43,7 +43,9 @@ def check_program(program, cuda: bool = False) -> list:
     everything = ("outputs", "loss", "grads", "steps")
     runs = [("numpy f64", "f64", lambda: targets.numpy_target(case, "f64"), everything),
             ("numpy f32", "f32", lambda: targets.numpy_target(case, "f32"), everything),
-            ("onnxruntime f32", "f32", lambda: targets.onnx_target(case, "f32", "onnxruntime"), ("outputs", "steps"))]
+            ("onnxruntime f32", "f32", lambda: targets.onnx_target(case, "f32", "onnxruntime"), ("outputs", "steps")),
+            ("onnxruntime f64", "f64", lambda: targets.onnx_target(case, "f64", "onnxruntime"), ("outputs", "steps")),
+            ("onnx reference f64", "f64", lambda: targets.onnx_target(case, "f64", "reference"), ("outputs", "steps"))]
     if cuda:
         runs.append(("cuda emulator f64", "f64", lambda: targets.cuda_target(case, "f64"), everything))
     mismatches = []

@@ -9,7 +9,9 @@ import pytest
 
 import bmc
 import bmc.runtime
+from bmc.data import load_dataset
 from bmc.diagnostics import BmcError
+from bmc.frontend.preprocess import Preprocess
 from bmc.train.augment import Augment, shift_images
 from bmc.train.schedules import Schedule
 
@@ -137,18 +139,33 @@ def test_augmentation_is_seeded_and_shifts_with_zero_fill():
     np.testing.assert_array_equal(a, b)
 
 
-def test_normalization_is_saved_and_applied_to_new_data(tmp_path):
+def test_normalization_is_saved_and_computed_by_the_model(tmp_path):
+    """The data set's scale and the training set's statistics are the build's contract; the model computes it from
+    raw input, so its own forward and predict() agree, before and after saving."""
     text = """model m(features = 64) { input x: f32[N, features] target t: i64[N]
       logits = dense(x, 10) output probs = softmax(logits) loss = cross_entropy(logits, t) }
       train m { data = digits epochs = 1 normalize = true validation = 0.2 }"""
     trained = bmc.compile_string(text).train(log=lambda s: None, progress=False)
     pre = trained.manifest["preprocess"]
-    assert pre["input"] == "x" and 0 < pre["mean"] < 1 and pre["std"] > 0
+    digits = load_dataset("digits")
+    raw = digits.x_train.astype(np.float64)
+    assert pre["input"] == "x" and pre["scale"] == 1 / 16 and pre["raw"].startswith("pixels 0..16")
+    assert pre["mean"] == pytest.approx(raw.mean() / 16) and pre["std"] == pytest.approx(raw.std() / 16)
     assert trained.history.final.test_label == "valid"
     trained.save(tmp_path / "b")
     again = bmc.load(tmp_path / "b")
-    x = np.random.default_rng(0).random((3, 64), dtype=np.float32)
+    x = np.random.default_rng(0).integers(0, 17, (3, 64)).astype(np.float32)  # raw pixels
     np.testing.assert_allclose(again.predict(x)["probs"], trained.predict(x)["probs"], rtol=1e-6)
+    np.testing.assert_allclose(again.module.forward(again.params, x)["probs"], again.predict(x)["probs"], rtol=1e-6)
+
+
+def test_given_normalization_is_in_the_scaled_units():
+    text = """model m { input x: f32[N, 64] target t: i64[N]
+      logits = dense(x, 10) loss = cross_entropy(logits, t) }
+      train m { data = digits epochs = 1 normalize = 0.25, 0.5 }"""
+    trained = bmc.compile_string(text).train(log=lambda s: None, progress=False)
+    assert trained.model.preprocess == Preprocess("x", 1 / 16, 0.25, 0.5, load_dataset("digits").raw_format)
+    assert trained.manifest["preprocess"]["computes"] == "x = (x * 0.0625 - 0.25) / 0.5"
 
 
 def test_text_training_and_generation(tmp_path):

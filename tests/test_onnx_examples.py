@@ -37,17 +37,19 @@ def run_script(script: str, *args: str) -> str:
 def test_run_onnx_classifies_test_images(tmp_path):
     model = bmc.compile(EXAMPLES / "mlp.bm", defines={"features": 64, "hidden": 32})
     trained = model.train("digits", epochs=15, log=lambda s: None, progress=False)
-    preprocess = trained.manifest.get("preprocess")  # the example standardizes its inputs: so does the model
-    path = onnx_backend.export_inference(model, trained.params, tmp_path / "model.onnx", preprocess=preprocess)
+    # the example scales and standardizes its inputs: so does the exported model, which takes raw pixels
+    path = onnx_backend.export_inference(model.matching(trained), trained.params, tmp_path / "model.onnx")
     from bmc.data import load_dataset
 
     digits = load_dataset("digits")
-    images = (digits.x_test.reshape(-1, 8, 8) * 255).round().astype(np.uint8)  # as an image file would hold them
+    images = digits.x_test.reshape(-1, 8, 8).astype(np.uint8)  # raw pixels 0..16, as an image file would hold them
     np.savez(tmp_path / "test.npz", x_test=images, y_test=digits.y_test)
     out = run_script("run_onnx.py", str(path), str(tmp_path / "test.npz"))
-    accuracy = float(out.split("accuracy")[1])
+    accuracy = float(out.split("accuracy")[1].split()[0])
     assert f"{len(images)} test images in batches of 1000, input 'image' [{len(images)}, 64]" in out and accuracy > 0.9
+    assert accuracy == round(trained.evaluate("digits")["accuracy"], 4)  # the script prints 4 decimals
     assert out.startswith("image 0: class ")  # batch 1
+    assert "the model takes raw samples (pixels 0..16" in out and "computes image = (image * 0.0625 - " in out
 
 
 def test_generate_onnx_reads_the_vocabulary_from_the_metadata(tmp_path):
@@ -95,7 +97,7 @@ def test_trained_build_with_standardized_inputs_exports_to_raw_inputs(tmp_path):
     out = model.build(tmp_path / "onnx", target="onnx", trained=trained)
     proto = onnx.load(out / "model.onnx")
     assert [n.op_type for n in proto.graph.node] == ["Gemm", "Relu", "Gemm", "Softmax"]
-    x = np.random.default_rng(0).random((7, 64), dtype=np.float32)
+    x = np.random.default_rng(0).integers(0, 17, (7, 64)).astype(np.float32)  # raw pixels
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"image": x})[0], trained.predict(x)["probs"], rtol=1e-4,
                                atol=1e-6)

@@ -167,16 +167,47 @@ def test_provider_choice_is_silent(capfd):
     assert capfd.readouterr() == ("", "")
 
 
-def test_input_standardization_is_part_of_the_model():
+def test_the_preprocessing_prologue_folds_into_the_first_layer():
+    """A model compiled with a preprocessing contract takes raw input; with constant parameters its prologue
+    (x * scale - mean) / std folds into the first Gemm, and the model computes what the prologue would."""
     from bmc.backends.numpy import compile_function
 
-    model = bmc.compile("examples/mlp.bm", defines={"features": 64})
+    from bmc.frontend.preprocess import Preprocess
+
+    plain = bmc.compile("examples/mlp.bm", defines={"features": 64})
+    pre = Preprocess("image", 1 / 16, 0.3, 0.4, "pixels 0..16")
+    model = plain.with_preprocess(pre)
     params, _ = model.init_params(0)
-    pre = {"input": "image", "mean": 0.3, "std": 0.4}
-    proto = onnx_backend.inference_model(model, params, preprocess=pre)
+    proto = onnx_backend.inference_model(model, params)
     assert [n.op_type for n in proto.graph.node] == ["Gemm", "Relu", "Gemm", "Softmax"]  # folded into the Gemm
-    assert json.loads({p.key: p.value for p in proto.metadata_props}["preprocess"]) == pre
-    x = np.random.default_rng(0).random((5, 64), dtype=np.float32)
-    want = compile_function(model.compiled.inference())({"image": (x - np.float32(0.3)) / np.float32(0.4), **params})
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["preprocess"]) == pre.as_json()
+    assert "raw samples (pixels 0..16)" in proto.graph.input[0].doc_string
+    unfolded = onnx_backend.inference_model(model, params_as_inputs=True)  # a trainer's: parameters are inputs
+    assert [n.op_type for n in unfolded.graph.node][:3] == ["Mul", "Sub", "Div"]
+    x = np.random.default_rng(0).integers(0, 17, (5, 64)).astype(np.float32)  # raw pixels
+    scaled = (x * np.float32(1 / 16) - np.float32(0.3)) / np.float32(0.4)
+    want = compile_function(plain.compiled.inference())({"image": scaled, **params})
     got = onnx_backend.Predictor(proto, ["CPUExecutionProvider"])(image=x)
     np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-7)
+    got = onnx_backend.Predictor(unfolded, ["CPUExecutionProvider"])(image=x, **params)
+    np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(("mean", "folded"), [(0.0, True), (0.3, False)])
+def test_a_padded_convolution_takes_a_folded_scale_but_not_a_shift(mean, folded):
+    """Padding adds zeros to the preprocessed input, not to the raw one: a shift cannot fold into a padded Conv."""
+    from bmc.frontend.preprocess import Preprocess
+
+    text = """model m { input x: f32[N, 1, 6, 6]
+      output y = conv2d(x, 2, 3, padding = 1) }"""
+    plain = bmc.compile_string(text)
+    model = plain.with_preprocess(Preprocess("x", 1 / 255, mean, 0.5 if mean else 1.0))
+    params, _ = model.init_params(0)
+    proto = onnx_backend.inference_model(model, params)
+    ops = [n.op_type for n in proto.graph.node]
+    assert (ops == ["Conv"]) == folded, ops
+    x = np.random.default_rng(1).integers(0, 256, (2, 1, 6, 6)).astype(np.float32)
+    scaled = (x * np.float32(1 / 255) - np.float32(mean)) / np.float32(0.5 if mean else 1.0)
+    want = onnx_backend.Predictor(onnx_backend.inference_model(plain, params), ["CPUExecutionProvider"])(x=scaled)
+    got = onnx_backend.Predictor(proto, ["CPUExecutionProvider"])(x=x)
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)

@@ -56,6 +56,7 @@ def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) ->
                    for p in g.params},
         "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
         "metrics": list(c.config.metrics),
+        **({"preprocess": c.preprocess.as_json()} if c.preprocess else {}),
         "cuda": {**prog.manifest, "library": LIBRARY if compiled else None, "arch": f"sm_{arch}",
                  "nvcc_flags": nvcc.flags(arch), "ptxas": compiled.kernels if compiled else {}},
     }

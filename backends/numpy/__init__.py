@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bmc.backends.numpy.codegen import INPUT_ERROR, ModuleContext, function_source, prepare, render_module
 
+from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
 from bmc.ir.types import NUMPY_NAMES
 from bmc.version import __version__
@@ -14,9 +15,10 @@ def _signature(values) -> dict:
 
 
 def generate(name: str, source: str, source_hash: str, inference: Graph, train: Graph | None,
-             dtype: str = "f32", evaluation: Graph | None = None) -> str:
+             dtype: str = "f32", evaluation: Graph | None = None, preprocess: Preprocess | None = None) -> str:
     """The source of the generated module for a model's inference graph and (optionally) its train step and its
-    inference-mode loss on a labelled batch."""
+    inference-mode loss on a labelled batch. `preprocess` (the build's contract, which the graphs already compute)
+    is stated in the module's docstring and kept as PREPROCESS, as the manifest records it."""
     module = ModuleContext()
     inference = prepare(inference)
     fwd = function_source(
@@ -61,6 +63,8 @@ def generate(name: str, source: str, source_hash: str, inference: Graph, train: 
         forward_args=", ".join(v.name for v in inference.inputs_with_role("input")),
         hyper_args=hyper_args, has_train=train is not None, helpers=module.helper_source(), input_error=INPUT_ERROR,
         forward=fwd.rstrip(), train_step=train_src.rstrip(), evaluate=eval_src.rstrip(),
+        preprocess=preprocess.as_json() if preprocess else None,
+        preprocess_formula=preprocess.as_json()["computes"] if preprocess else "",
     )
 
 

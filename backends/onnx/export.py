@@ -25,6 +25,7 @@ import onnx
 from onnx import helper
 
 from bmc.diagnostics import BmcError, UsageError
+from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
 from bmc.ops.scan import Scan
 from bmc.passes import decompose
@@ -48,9 +49,12 @@ def check_lowerable(graph: Graph) -> None:
                            "export this model", node.span)
 
 
-def _input_doc(graph: Graph, v) -> str:
+def _input_doc(graph: Graph, v, preprocess: Preprocess | None) -> str:
     where = f", declared at {v.span}" if v.span is not None else ""
-    return f"{graph.roles[v]} {v.name}: {v.type}{where}"
+    raw = ""
+    if preprocess is not None and v.name == preprocess.input:
+        raw = f"; raw samples ({preprocess.raw}): the model computes {v.name} = {preprocess.formula()}"
+    return f"{graph.roles[v]} {v.name}: {v.type}{where}{raw}"
 
 
 def _output_doc(graph: Graph, key: str) -> str:
@@ -61,14 +65,12 @@ def _output_doc(graph: Graph, key: str) -> str:
 
 def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, np.ndarray] | None = None,
                    metadata: dict[str, str] | None = None, doc: str = "", fold: bool = True,
-                   preprocess: dict | None = None) -> onnx.ModelProto:
+                   preprocess: Preprocess | None = None) -> onnx.ModelProto:
     """The ONNX model of an IR graph. With `params`, parameters are initializers holding those values (and constant
-    subexpressions of them are folded: batch norm into the convolution before it); else they are graph inputs.
-    `preprocess` ({"input", "mean", "std"}, as a trained build's manifest has it) standardizes that input inside
-    the model, so it takes raw data."""
+    subexpressions of them are folded: batch norm into the convolution before it, the input's preprocessing
+    prologue into the first layer); else they are graph inputs. `preprocess`, the contract the graph's prologue
+    computes, documents its input as raw."""
     check_lowerable(graph)
-    if preprocess and preprocess["input"] not in {v.name for v in graph.inputs_with_role("input")}:
-        raise UsageError(f"cannot standardize '{preprocess['input']}': the model has no such input")
     graph = decompose.run(graph, supports)
     graph = dataclasses.replace(graph, outputs={output_name(k, graph): v for k, v in graph.outputs.items()})
     names = Names()
@@ -78,10 +80,8 @@ def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, n
             if v.name not in params:
                 raise UsageError(f"no value for parameter '{v.name}'")
             em.param(v, params[v.name])
-        elif preprocess and v.name == preprocess["input"]:
-            standardize(em, v, names.reserve(v.name), preprocess, _input_doc(graph, v))
         else:
-            em.add_input(v, names.reserve(v.name), _input_doc(graph, v))
+            em.add_input(v, names.reserve(v.name), _input_doc(graph, v, preprocess))
     for key in graph.outputs:
         if key not in names.used:
             names.reserve(key)
@@ -95,7 +95,7 @@ def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, n
     fuse.simplify(em, protected)
     if params is not None and fold:
         fuse.fold_batch_norm(em, protected)
-        fuse.fold_standardize(em, protected)
+        fuse.fold_input_affine(em, protected)
     fuse.drop_unused_constants(em)
     proto = em.graph(name or graph.name, outputs, doc)
     model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
@@ -114,21 +114,14 @@ def output_name(key: str, graph: Graph) -> str:
     return name
 
 
-def standardize(em: Emitter, v, name: str, preprocess: dict, doc: str) -> None:
-    """The input `name`, raw, then (x - mean) / std: the value the graph reads as v."""
-    mean, std = preprocess["mean"], preprocess["std"]
-    em.add_input(v, name, f"{doc}; raw, standardized inside the model as (x - {mean!r}) / {std!r}")
-    em.span = v.span
-    centered = em.op("Sub", name, em.const(mean, v.type.dtype, hint="mean"))
-    em.values[v] = em.op("Div", centered, em.const(std, v.type.dtype, hint="std"), hint=f"{name}.standardized")
-
-
 def model_metadata(compiled, extra: dict | None = None) -> dict[str, str]:
-    """bmc's version, the model, its source file and hash; its constants and `extra` values (a vocabulary, a
-    window) as JSON."""
+    """bmc's version, the model, its source file and hash; its constants, its preprocessing contract (what raw input
+    it takes) and `extra` values (a vocabulary, a window) as JSON."""
     m = compiled.model
     meta = {"bmc_version": __version__, "model": m.name, "source": m.source.name,
             "source_sha256": compiled.source_hash, "constants": json.dumps(m.constants)}
+    if compiled.preprocess is not None:
+        meta["preprocess"] = json.dumps(compiled.preprocess.as_json())
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     return meta
 

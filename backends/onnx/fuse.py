@@ -8,8 +8,8 @@ torch.onnx.export's):
 * with constant parameters (the inference export): a BatchNormalization after a Conv whose output nothing else
   reads is folded into the Conv's weights and bias; constants nothing reads are dropped, and a constant derived
   from a parameter (an LSTM weight with ONNX's direction axis, a folded Conv weight) takes the parameter's name
-  when the original is gone, with a doc string saying how it was derived; an input standardization
-  (x - mean) / std before a Gemm or an unpadded Conv is folded into its weights and bias.
+  when the original is gone, with a doc string saying how it was derived; an input's preprocessing prologue
+  ((x * scale - mean) / std) before a Gemm or a Conv is folded into its weights and bias.
 """
 
 from __future__ import annotations
@@ -178,38 +178,88 @@ def drop_unused_constants(em: Emitter) -> None:
         em.constants[name] = em.constants.pop(new)
 
 
-def fold_standardize(em: Emitter, protected: set[str]) -> None:
-    """(x - mean) / std feeding one Gemm, or one unpadded Conv, folds into its weights and bias:
-    ((x - m) / s) W + b = x (W / s) + (b - (m / s) sum(W)). The model still takes raw inputs, with no extra node."""
-    producers = {o: n for n in em.nodes for o in n.output}
+_AFFINE = ("Mul", "Div", "Add", "Sub")
+
+
+def fold_input_affine(em: Emitter, protected: set[str]) -> None:
+    """A chain of Mul, Div, Add and Sub by scalar constants on a graph input (a preprocessing prologue: the model
+    computes (x * scale - mean) / std from its raw input) is x * a + b; where it feeds one Gemm or one Conv, perhaps
+    through a Flatten or Reshape, it folds into that layer's weights and bias:
+    (a x + b) W + c = x (a W) + (c + b sum(W)). A padded Conv takes a pure scale only (b = 0), since its padding
+    adds zeros to a x + b, not to x. The model still takes raw inputs, with no extra node."""
     readers = _readers(em.nodes)
-    for div in [n for n in em.nodes if n.op_type == "Div"]:
-        sub = producers.get(div.input[0])
-        if sub is None or sub.op_type != "Sub" or readers[sub.output[0]] != 1 or readers[div.output[0]] != 1:
+    for graph_input in em.inputs:
+        chain, a, b, value = [], 1.0, 0.0, graph_input.name
+        node = next((n for n in em.nodes if n.op_type in _AFFINE and value in n.input), None)  # others may read x
+        while node is not None and node.op_type in _AFFINE and (step := _affine_step(em, node, value)) is not None:
+            a, b = a * step[0], b * step[0] + step[1]
+            chain.append(node)
+            value = node.output[0]
+            node = _sole_reader(em, value, readers, protected)
+        reshapes = []
+        while node is not None and node.op_type in ("Flatten", "Reshape") and node.input[0] == value:
+            reshapes.append(node)
+            value = node.output[0]
+            node = _sole_reader(em, value, readers, protected)
+        user = node
+        if not chain or user is None or user.input[0] != value or (folded := _fold_affine(em, user, a, b)) is None:
             continue
-        mean, std = em.constant_value(sub.input[1]), em.constant_value(div.input[1])
-        user = next((n for n in em.nodes if div.output[0] in n.input), None)
-        if mean is None or std is None or mean.size != 1 or std.size != 1 or user is None or div.output[0] in protected:
-            continue
-        if user.input[0] != div.output[0] or len(user.input) < 3:
-            continue
-        w, b = em.constant_value(user.input[1]), em.constant_value(user.input[2])
-        if w is None or b is None:
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in user.attribute}
-        m, s = float(mean.reshape(())), float(std.reshape(()))
-        if user.op_type == "Gemm" and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 \
-                and not attrs.get("transA", 0):
-            column_sums = w.astype(np.float64).sum(axis=1 if attrs.get("transB", 0) else 0)
-        elif user.op_type == "Conv" and not any(attrs.get("pads", [])) and attrs.get("auto_pad", b"NOTSET") in (
-                b"NOTSET", "NOTSET", b"VALID", "VALID"):
-            column_sums = w.astype(np.float64).sum(axis=(1, 2, 3))
-        else:
-            continue
-        how = f"with the input standardization (x - {m!r}) / {s!r} folded in"
-        new_w = (w.astype(np.float64) / s).astype(w.dtype)
-        new_b = (b.astype(np.float64) - m / s * column_sums).astype(b.dtype)
-        user.input[:] = [sub.input[0], em.derived_const(new_w, user.input[1], how),
-                         em.derived_const(new_b, user.input[2], how), *user.input[3:]]
-        em.nodes.remove(sub)
-        em.nodes.remove(div)
+        how = f"with the input's preprocessing x * {a!r} + {b!r} folded in"
+        new_w, new_b = folded
+        inputs = [user.input[0], em.derived_const(new_w, user.input[1], how)]
+        if new_b is not None:
+            inputs.append(em.derived_const(new_b, user.input[2], how))
+        user.input[:] = inputs + list(user.input[len(inputs):])
+        (reshapes[0] if reshapes else user).input[0] = graph_input.name
+        for node in chain:
+            em.nodes.remove(node)
+
+
+def _sole_reader(em: Emitter, name: str, readers: dict[str, int], protected: set[str]) -> NodeProto | None:
+    if readers.get(name) != 1 or name in protected:
+        return None
+    return next(n for n in em.nodes if name in n.input)
+
+
+def _affine_step(em: Emitter, node: NodeProto, x: str) -> tuple[float, float] | None:
+    """(p, q) with node(x) = p x + q, for a Mul, Div, Add or Sub of x and a scalar constant."""
+    if len(node.input) != 2 or list(node.input).count(x) != 1:
+        return None
+    first = node.input[0] == x
+    c = em.constant_value(node.input[1] if first else node.input[0])
+    if c is None or c.size != 1 or c.dtype.kind != "f":
+        return None
+    c = float(c.reshape(()))
+    if node.op_type == "Mul":
+        return c, 0.0
+    if node.op_type == "Add":
+        return 1.0, c
+    if node.op_type == "Sub":
+        return (1.0, -c) if first else (-1.0, c)
+    return (1.0 / c, 0.0) if first and c != 0 else None  # Div: x / c (c / x is not affine)
+
+
+def _fold_affine(em: Emitter, user: NodeProto, a: float, b: float) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The weight and bias of a Gemm or Conv reading a x + b instead of x (bias None: unchanged); None when it
+    cannot take them (non-constant weights, a shift but no bias to absorb it, a shift into padding)."""
+    w = em.constant_value(user.input[1]) if len(user.input) > 1 else None
+    bias = em.constant_value(user.input[2]) if len(user.input) > 2 and user.input[2] else None
+    if w is None or (b != 0 and bias is None):
+        return None
+    attrs = {attr.name: helper.get_attribute_value(attr) for attr in user.attribute}
+    if user.op_type == "Gemm" and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 \
+            and not attrs.get("transA", 0):
+        axis: int | tuple[int, ...] = 1 if attrs.get("transB", 0) else 0
+    elif user.op_type == "Conv" and (b == 0 or _unpadded(attrs)):
+        axis = (1, 2, 3)
+    else:
+        return None
+    new_w = (w.astype(np.float64) * a).astype(w.dtype)
+    if b == 0:
+        return new_w, None
+    return new_w, (bias.astype(np.float64) + b * w.astype(np.float64).sum(axis=axis)).astype(bias.dtype)
+
+
+def _unpadded(conv_attrs: dict) -> bool:
+    return not any(conv_attrs.get("pads", [])) and conv_attrs.get("auto_pad", b"NOTSET") in (
+        b"NOTSET", "NOTSET", b"VALID", "VALID")

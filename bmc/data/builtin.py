@@ -41,9 +41,10 @@ def _sklearn_datasets() -> ModuleType:
 
 
 def load_digits() -> Dataset:
-    """sklearn's 8x8 handwritten digits (1797 samples), pixels 0..16 scaled to [0, 1], shape [n, 64]."""
+    """sklearn's 8x8 handwritten digits (1797 samples), shape [n, 64]: pixels 0..16 as sklearn stores them, with
+    scale 1/16."""
     bunch = _sklearn_datasets().load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
+    x = bunch.data.astype(np.float32)
     y = bunch.target.astype(np.int64)
     train, test = stratified_split(y)
     return Dataset(
@@ -53,8 +54,10 @@ def load_digits() -> Dataset:
         x[test],
         y[test],
         10,
-        f"digits (scikit-learn, 8x8 as 64 features in [0, 1]): {len(train)} train / {len(test)} test, "
+        f"digits (scikit-learn, 8x8 as 64 pixels 0..16): {len(train)} train / {len(test)} test, "
         f"10 classes, stratified {_SPLIT}",
+        1 / 16,
+        "pixels 0..16 (as sklearn.datasets.load_digits() gives them)",
     )
 
 
@@ -73,6 +76,7 @@ def load_breast_cancer() -> Dataset:
         2,
         f"breast_cancer (scikit-learn): {len(train)} train / {len(test)} test, 30 features standardized with "
         f"train mean/std, 2 classes, stratified {_SPLIT}",
+        raw_format="30 features, each standardized by the loader with the train split's mean and std",
     )
 
 
@@ -96,6 +100,7 @@ def load_diabetes() -> Dataset:
         None,
         f"diabetes (scikit-learn, regression): {len(train)} train / {len(test)} test, 10 features standardized; "
         f"target standardized as (y - {float(y_mean):.2f}) / {float(y_std):.2f} with train mean/std, {_SPLIT}",
+        raw_format="10 features, each standardized by the loader with the train split's mean and std",
     )
 
 

@@ -11,11 +11,15 @@ from bmc.diagnostics import DataError
 
 @dataclass
 class Dataset:
-    """A train/test split ready for training: no further preprocessing is needed.
+    """A train/test split: samples as the data set stores them, and how to read them.
 
-    `x_*` are float32 with shape [n, ...sample shape] (e.g. [n, 28, 28] for IDX images, [n, 64] for digits).
-    `y_*` are int64 class indices for classification (`num_classes` set) or float32 targets for regression
-    (`num_classes` None). `description` is one line for logs and `bmc` output, naming the source.
+    `x_*` are the raw samples with shape [n, ...sample shape] (e.g. uint8 [n, 28, 28] for IDX images, float32
+    [n, 64] for digits): what a user of a trained build has at hand and feeds it. `scale` is the factor that brings
+    them to the units the model is trained in (1/255 for uint8 pixels, 1/16 for digits, 1 for a user's own numbers);
+    `raw_format` says in words what a raw sample is. Training records both in the build's preprocessing contract
+    (`bmc.frontend.preprocess`), and every artifact applies the scale itself, so nothing outside the model ever
+    rescales the data. `y_*` are int64 class indices for classification (`num_classes` set) or float32 targets for
+    regression (`num_classes` None). `description` is one line for logs and `bmc` output, naming the source.
     """
 
     name: str
@@ -25,6 +29,8 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int | None
     description: str
+    scale: float = 1.0
+    raw_format: str = "numbers, as given"
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -109,7 +109,8 @@ _IDX_HINTS = (
 
 
 def load_idx_dir(directory: str | Path, name: str | None = None, label: str | None = None) -> Dataset:
-    """Load a directory of MNIST-layout IDX files: images to float32 in [0, 1] with shape [n, rows, cols].
+    """Load a directory of MNIST-layout IDX files: images as stored, shape [n, rows, cols] (uint8 pixels 0..255,
+    with scale 1/255, for MNIST and Fashion-MNIST).
 
     `name` is the Dataset's name (default: the directory's name); `label` starts its description.
     """
@@ -121,13 +122,24 @@ def load_idx_dir(directory: str | Path, name: str | None = None, label: str | No
         raise DataError(
             f"{directory}: train images are {_hw(x_train)} but test images are {_hw(x_test)}; they must match"
         )
+    if x_train.dtype != x_test.dtype:
+        raise DataError(f"{directory}: train images are {x_train.dtype} but test images are {x_test.dtype}")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     name = name or directory.name
+    scale, raw = pixel_scale(x_train.dtype)
     description = (
-        f"{label or name} (IDX, {directory}): {len(x_train)} train / {len(x_test)} test, {_hw(x_train)}, "
+        f"{label or name} (IDX, {directory}): {len(x_train)} train / {len(x_test)} test, {_hw(x_train)} {raw}, "
         f"{num_classes} classes"
     )
-    return Dataset(name, x_train, y_train, x_test, y_test, num_classes, description)
+    return Dataset(name, x_train, y_train, x_test, y_test, num_classes, description, scale, raw)
+
+
+def pixel_scale(dtype: np.dtype) -> tuple[float, str]:
+    """The scale of IDX images and their raw format: uint8 pixels (the norm) are read as 0..255 / 255; other
+    pixel types are taken as they are."""
+    if dtype == np.uint8:
+        return 1 / 255, "uint8 pixels 0..255"
+    return 1.0, f"{dtype.name} values"
 
 
 def _hw(x: np.ndarray) -> str:
@@ -146,7 +158,4 @@ def _images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.ndarray
         raise DataError(
             f"{labels_path} has {len(y)} labels but {images_path.name} has {len(images)} images; they must match"
         )
-    # uint8 pixels (the norm) are scaled to [0, 1]; other pixel types are taken as they are.
-    if images.dtype == np.uint8:
-        return np.divide(images, np.float32(255.0), dtype=np.float32), y  # one pass, no float64 temporary
-    return images.astype(np.float32), y
+    return images, y

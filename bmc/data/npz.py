@@ -52,7 +52,8 @@ def load_npz(path: str | Path) -> Dataset:
     shape = "x".join(str(d) for d in x_train.shape[1:])
     task = f"{num_classes} classes" if num_classes is not None else "regression"
     description = f"{path.stem} (npz, {path}): {len(x_train)} train / {len(x_test)} test, {shape}, {task}"
-    return Dataset(path.stem, x_train, y_train, x_test, y_test, num_classes, description)
+    return Dataset(path.stem, x_train, y_train, x_test, y_test, num_classes, description,
+                   raw_format=f"the x arrays of {path.name}, as float32")
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

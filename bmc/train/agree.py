@@ -15,6 +15,7 @@ import numpy as np
 from bmc.data import Dataset
 from bmc.diagnostics import BmcError
 from bmc.frontend.model_ir import ModelIR
+from bmc.frontend.preprocess import Preprocess
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.syntax import ast
 
@@ -78,7 +79,8 @@ def to_dtype(a: np.ndarray, dtype: str, what: str, span=None) -> np.ndarray:
 
 
 def shape_batch(model: ModelIR, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Train and test feeds {input/target name: array} in the model's shapes and dtypes."""
+    """Train and test feeds {input/target name: array} in the model's shapes and dtypes; the inputs are raw samples
+    (the model's prologue scales and standardizes them: see `preprocessing`)."""
     x = model.data_inputs[0]
     feeds = []
     for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
@@ -116,28 +118,21 @@ def check_classes(model: ModelIR, data: Dataset) -> None:
 # ---- preprocessing ----------------------------------------------------------------------------------------------
 
 
-def normalization(config, train: dict[str, np.ndarray]) -> dict | None:
-    """The input standardization the train block asks for: the training set's mean and std, or given ones."""
-    if not config.normalize:
-        return None
-    name = next(iter(train))
+def preprocessing(config, model: ModelIR, data: Dataset) -> Preprocess:
+    """The build's preprocessing contract: its input takes the data set's raw samples, scaled by the data set's
+    `scale`, then standardized when the train block says `normalize` (with the training set's mean and std of the
+    scaled values, or the given ones)."""
+    x = model.data_inputs[0]
+    mean, std = 0.0, 1.0
     if isinstance(config.normalize, tuple):
         mean, std = config.normalize
-    else:
-        x = train[name]
-        mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
-    if std <= 0:
+    elif config.normalize:
+        raw = data.x_train  # the raw values' statistics (in float64), scaled: no scaled copy of the data is made
+        mean = float(raw.mean(dtype=np.float64)) * data.scale
+        std = float(raw.std(dtype=np.float64)) * data.scale
+    if config.normalize and std <= 0:
         raise BmcError("cannot normalize: the inputs' standard deviation is 0", config.spans.get("normalize"))
-    return {"input": name, "mean": mean, "std": std}
-
-
-def apply_preprocess(pre: dict | None, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Standardize the input in place of the feed (the saved build applies the same to new data)."""
-    if pre and pre["input"] in feed:
-        x = feed[pre["input"]]
-        feed[pre["input"]] = ((x - np.asarray(pre["mean"], x.dtype)) / np.asarray(pre["std"], x.dtype)).astype(
-            x.dtype, copy=False)
-    return feed
+    return Preprocess(x.name, data.scale, mean, std, data.raw_format)
 
 
 def hold_out(train: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:

@@ -1,4 +1,5 @@
-"""On-the-fly preprocessing of image batches: normalization and seeded augmentation (random shifts, flips)."""
+"""Seeded augmentation of image batches (random shifts, flips), on raw samples: a shift fills with raw zeros, black
+pixels, which the model's prologue then scales and standardizes like any other pixel."""
 
 from __future__ import annotations
 
@@ -37,12 +38,3 @@ def shift_images(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # [n, c, 2s+1, 2s+1, h, w]
     shifted = windows[np.arange(n), :, s - offsets[:, 0], s - offsets[:, 1]]  # [n, c, h, w]
     return shifted.reshape(x.shape)
-
-
-@dataclass(frozen=True)
-class Normalize:
-    mean: float
-    std: float
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x - np.float32(self.mean)) / np.float32(self.std)

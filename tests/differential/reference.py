@@ -18,8 +18,8 @@ class Result:
     outputs: dict[str, np.ndarray]  # inference mode, initial parameters
     loss: float  # training mode, initial parameters, the first key
     grads: dict[str, np.ndarray]  # d loss / d trainable parameter
-    losses: list[float]  # the objective (loss + train-block penalties) of each optimizer step
-    params: dict[str, np.ndarray]  # after STEPS steps (running statistics included)
+    losses: list[float] | None  # the objective (loss + train-block penalties) of each optimizer step
+    params: dict[str, np.ndarray] | None  # after STEPS steps (running statistics included); None: not run
 
 
 def _tensor(a: np.ndarray, declared: str, dtype: torch.dtype) -> torch.Tensor:

@@ -175,6 +175,8 @@ def _onnx_target(case: Case, dtype: str, runner: str) -> Result:
     if inference is not None:
         run_inference = _runner(inference, runner)
         outputs = run_inference({v.name: data[v.name] for v in program.inputs})
+    if runner == "reference" and _reversed_scan(step.graph):
+        return Result(outputs, math.nan, {}, None, None)  # its Scan runs forwards only: no train steps there
     run_step = _runner(step, runner)
     model = case.models[dtype]
     p = _as(dtype, case.params, case.tables)
@@ -192,6 +194,16 @@ def _onnx_target(case: Case, dtype: str, runner: str) -> Result:
             elif group == "state":
                 state[name] = value
     return Result(outputs, math.nan, {}, losses, p)
+
+
+def _reversed_scan(graph) -> bool:
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "scan_input_directions" and any(attr.ints):
+                return True
+            if attr.type == attr.GRAPH and _reversed_scan(attr.g):
+                return True
+    return False
 
 
 def _runner(proto, runner: str):
