@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bmc.diagnostics import BmcError, BmcWarning, UsageError, apply_policy
@@ -32,29 +32,37 @@ class Compiled:
     dtype: str = "f32"
     warnings: tuple[BmcWarning, ...] = ()  # likely mistakes found while compiling (bmc/frontend/lint.py)
     preprocess: Preprocess | None = None  # the data contract both lowered models begin with (None: inputs as is)
+    # the graphs below, built once each (a build, its manifest and its ONNX export all ask for the train step);
+    # a new configuration is a new Compiled (dataclasses.replace), so the cache never outlives what it was built from
+    _graphs: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.model.name
 
     def inference(self, optimized: bool = True) -> Graph:
-        return self._finish(inference_graph(self.eval_model), optimized)
+        return self._cached("inference", optimized, lambda: inference_graph(self.eval_model))
 
     def train_step(self, optimized: bool = True) -> Graph:
         if self.model.loss is None:
             raise BmcError(f"model '{self.name}' has no loss to train", self.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
-        return self._finish(train_graph(self.model, self.config), optimized)
+        return self._cached("train_step", optimized, lambda: train_graph(self.model, self.config))
 
     def evaluation(self, optimized: bool = True) -> Graph:
         """The inference-mode loss and outputs on a labelled batch (validation loss, perplexity)."""
-        return self._finish(loss_graph(self.eval_model, keep_outputs=True), optimized)
+        return self._cached("evaluation", optimized, lambda: loss_graph(self.eval_model, keep_outputs=True))
 
-    def _finish(self, g: Graph, optimized: bool) -> Graph:
+    def _cached(self, kind: str, optimized: bool, build) -> Graph:
         """Retype to the build's precision first, so that constant folding computes in that precision (an f64 build
-        must not see constants rounded to float32), then optimize."""
-        g = precision.run(g, self.dtype) if self.dtype != "f32" else g
-        return optimize(g) if optimized else g
+        must not see constants rounded to float32), then optimize. Graphs are not changed once built: passes and
+        backends make new ones."""
+        key = (kind, optimized)
+        if key not in self._graphs:
+            g = build()
+            g = precision.run(g, self.dtype) if self.dtype != "f32" else g
+            self._graphs[key] = optimize(g) if optimized else g
+        return self._graphs[key]
 
 
 def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:

@@ -15,10 +15,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="the differential tests compare with PyTorch (pip install torch==2.13.0)")
 pytest.importorskip("hypothesis", reason="the differential tests draw programs with hypothesis")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
 from tests.differential import targets  # noqa: E402
-from tests.differential.compare import compare  # noqa: E402
+from tests.differential import reference  # noqa: E402
+from tests.differential.compare import compare, noise_driven  # noqa: E402
 from tests.differential.generate import programs  # noqa: E402
 from tests.differential.reference import evaluate  # noqa: E402
 
@@ -48,6 +49,8 @@ def check_program(program, cuda: bool = False) -> list:
             ("onnx reference f64", "f64", lambda: targets.onnx_target(case, "f64", "reference"), ("outputs", "steps"))]
     if cuda:
         runs.append(("cuda emulator f64", "f64", lambda: targets.cuda_target(case, "f64"), everything))
+    noisy = noise_driven(ref64, program.optimizer)
+    noise = 1.5 * reference.STEPS * case.lr
     mismatches = []
     for name, dtype, run, parts in runs:
         try:
@@ -55,7 +58,7 @@ def check_program(program, cuda: bool = False) -> list:
         except targets.Unsupported as e:
             STATS["skipped"][f"{name}: {e}"] += 1
             continue
-        found, largest = compare(name, got, ref64, ref32, dtype, parts)
+        found, largest = compare(name, got, ref64, ref32, dtype, parts, noisy, noise)
         _record(name, largest)
         mismatches += found
     STATS["programs"] += 1
@@ -63,7 +66,13 @@ def check_program(program, cuda: bool = False) -> list:
     return mismatches, case
 
 
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True,
+# Shrinking re-runs the whole comparison for every candidate (about a second each): on by request only, since the
+# failing program is printed whole anyway.
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if os.environ.get("BMC_DIFFERENTIAL_SHRINK")
+                                                          else [])
+
+
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True, phases=PHASES, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(programs())
 def test_bmc_agrees_with_pytorch_on_random_programs(program):

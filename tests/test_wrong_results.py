@@ -338,3 +338,15 @@ def test_class_index_out_of_range_is_an_error():
     batch = {"tokens": np.zeros((1, 2), np.int64), "next": np.array([[0, -1]])}
     with pytest.raises(module.InputError, match="class index -1 is out of range"):
         module.train_step(params, state, batch, np.float32(0.01))
+
+
+@pytest.mark.parametrize("call", ["avg_pool(x, size = 1, padding = 1)", "max_pool(x, size = [1, 3], padding = 1)"])
+def test_pooling_padding_as_large_as_the_window_is_an_error(call):
+    """A window lying entirely in the padding has no maximum and a mean of 0 / 0 (and onnxruntime refuses it)."""
+    with pytest.raises(BmcError, match="padding 1 must be smaller than its window"):
+        compile_text(f"""
+            model m() {{
+                input x: f32[N, 1, 4, 4]
+                output y = {call}
+            }}
+        """)

@@ -16,6 +16,7 @@ from bmc.ir import dims
 from bmc.ir.graph import Node
 from bmc.ir.types import NUMPY_NAMES, normalize_axes
 from bmc.ops.base import Op
+from bmc.ops.elementwise import GELU_C, GELU_K
 
 from .emitter import ONNX_DTYPES, Emitter
 
@@ -66,7 +67,16 @@ def _elementwise(node, a, ctx):
 
 @lower(ops.Gelu)
 def _gelu(node, a, ctx):
-    return ctx.op("Gelu", a[0], approximate="tanh")
+    dtype = _in(node).dtype
+    if dtype != "f64":
+        return ctx.op("Gelu", a[0], approximate="tanh")
+    # ONNX defines Gelu by a function whose constants are float32 (sqrt(2 / pi) rounded): an f64 model writes the
+    # formula out, 0.5 x (1 + tanh(k (x + c x^3))), with f64 constants
+    x = a[0]
+    cube = ctx.op("Mul", x, ctx.op("Mul", x, x))
+    inner = ctx.op("Mul", ctx.const(GELU_K, dtype), ctx.op("Add", x, ctx.op("Mul", ctx.const(GELU_C, dtype), cube)))
+    half_x = ctx.op("Mul", ctx.const(0.5, dtype), x)
+    return ctx.op("Mul", half_x, ctx.op("Add", ctx.const(1.0, dtype), ctx.op("Tanh", inner)))
 
 
 @lower(ops.Compare)
@@ -356,14 +366,36 @@ def _later_than(ctx, t) -> str:
     return ctx.op("Less", ctx.unsqueeze(positions, [1]), positions, hint="later")
 
 
+def _exact_epsilon(node: Node) -> bool:
+    """ONNX's epsilon attributes are float32: exact for float32 models, not for an f64 model's 1e-5."""
+    return _in(node).dtype != "f64" or float(np.float32(node.op.eps)) == node.op.eps
+
+
+def _normalized(ctx, centered: str, var: str, eps: float, dtype: str) -> str:
+    """centered / sqrt(var + eps), with eps a tensor of the model's precision."""
+    return ctx.op("Div", centered, ctx.op("Sqrt", ctx.op("Add", var, ctx.const(eps, dtype))))
+
+
 @lower(ops.LayerNorm)
 def _layer_norm(node, a, ctx):
-    return ctx.op("LayerNormalization", *a, axis=-1, epsilon=node.op.eps)
+    if _exact_epsilon(node):
+        return ctx.op("LayerNormalization", *a, axis=-1, epsilon=node.op.eps)
+    x, gamma, beta = a
+    dtype = _in(node).dtype
+    centered = ctx.op("Sub", x, ctx.op("ReduceMean", x, ctx.ints([-1]), keepdims=1))
+    var = ctx.op("ReduceMean", ctx.op("Mul", centered, centered), ctx.ints([-1]), keepdims=1)
+    return ctx.op("Add", ctx.op("Mul", _normalized(ctx, centered, var, node.op.eps, dtype), gamma), beta)
 
 
 @lower(ops.BatchNormInference)
 def _batch_norm(node, a, ctx):
-    return ctx.op("BatchNormalization", *a, epsilon=node.op.eps)
+    if _exact_epsilon(node):
+        return ctx.op("BatchNormalization", *a, epsilon=node.op.eps)
+    x, scale, bias, mean, var = a
+    shape = [_in(node).shape[1], *([1] * (_in(node).rank - 2))]
+    scale, bias, mean, var = (ctx.op("Reshape", t, ctx.ints(shape)) for t in (scale, bias, mean, var))
+    y = _normalized(ctx, ctx.op("Sub", x, mean), var, node.op.eps, _in(node).dtype)
+    return ctx.op("Add", ctx.op("Mul", y, scale), bias)
 
 
 # BatchNormTrain is decomposed (ReduceMean and elementwise ops): BatchNormalization's training mode is not

@@ -89,6 +89,11 @@ def _pool(op_type):
         size = _pair(lw, a["size"], "size")
         stride = size if a["stride"] is None else _pair(lw, a["stride"], "stride")
         padding = _padding(lw, a["padding"], x, size, stride, (1, 1), call)
+        if any(p >= k for p, k in zip(padding, size + size, strict=True)):
+            # a window could lie entirely in the padding: its maximum is -inf and its mean 0 / 0
+            raise BmcError(f"{call.func}'s padding {max(padding)} must be smaller than its window {list(size)}",
+                           getattr(a["padding"], "span", call.span),
+                           notes=("use a larger size or less padding",))
         return lw.emit(op_type(size, stride, padding), x, span=call.span)
 
     return handler

@@ -53,7 +53,7 @@ class Gen:
         return self.draw(st.sampled_from(list(options)))
 
     def flag(self, p: float = 0.5) -> bool:
-        return self.draw(st.floats(0, 1)) < p
+        return self.draw(st.integers(0, 99)) < round(100 * p)  # (hypothesis's floats favour 0 and the bounds)
 
     def size(self) -> int:
         return self.choice(SIZES)
@@ -483,11 +483,19 @@ def _pair(p: tuple[int, int]) -> str:
     return str(p[0]) if p[0] == p[1] else f"[{p[0]}, {p[1]}]"
 
 
+def _fitting_window(g: Gen, x: Val, dilated: bool) -> tuple | None:
+    for _ in range(4):  # small images: draw again when a window does not fit
+        window = _window(g, x, dilated)
+        if window is not None:
+            return window
+    return None
+
+
 def conv2d(g: Gen) -> Val | None:
     x = g.pick(image)
     if x is None:
         return None
-    window = _window(g, x, dilated=True)
+    window = _fitting_window(g, x, dilated=True)
     if window is None:
         return None
     kernel, stride, dilation, pads, ptext, (oh, ow) = window
@@ -516,12 +524,12 @@ def pool(g: Gen) -> Val | None:
     if kind == "global_avg_pool":
         return stmt(g, "q", f"global_avg_pool({x.name})", Val("", x.dtype, x.shape[:2], x.scale),
                     lambda c: c.v(x.name).mean(dim=(2, 3)), [kind])
-    window = _window(g, x, dilated=False)
+    window = _fitting_window(g, x, dilated=False)
     if window is None:
         return None
     size, stride, _, pads, ptext, (oh, ow) = window
-    if kind == "max_pool" and any(p >= k for p, k in zip(pads, size + size, strict=True)):
-        return None  # a window entirely in the padding has no maximum
+    if any(p >= k for p, k in zip(pads, size + size, strict=True)):
+        return None  # a window could lie entirely in the padding (an error, tested in test_wrong_results)
     args = [x.name]
     if size != (2, 2) or g.flag(0.5):
         args.append(f"size = {_pair(size)}")
@@ -737,11 +745,44 @@ def repeat(g: Gen) -> Val | None:
     return user_layer(g, repeated=True)
 
 
-ENTRIES: dict[str, Callable[[Gen], Val | None]] = {
-    "unary": unary, "binary": binary, "select": select, "cast": cast, "mask": mask, "reduce": reduce,
-    "reshape": reshape, "transpose": transpose, "concat": concat, "matmul": matmul, "one_hot": one_hot,
-    "dense": dense, "two_dense": two_dense, "softmax": softmax, "conv2d": conv2d, "pool": pool,
-    "batch_norm": batch_norm, "layer_norm": layer_norm, "dropout": dropout, "embedding": embedding,
-    "positions": positions, "recurrent": recurrent, "attention": attention, "user_layer": user_layer,
-    "repeat": repeat,
+def _any(pred: Callable[[Val], bool]) -> Callable[[Gen], bool]:
+    return lambda g: any(pred(v) for v in g.env)
+
+
+def _ids(v: Val) -> bool:
+    return v.ids is not None
+
+
+def _last_static(v: Val) -> bool:
+    return v.is_float and v.rank >= 1 and isinstance(v.shape[-1], int)
+
+
+# name -> (entry, weight, whether the values so far can feed it); the weights even out how often each op is drawn
+ENTRIES: dict[str, tuple[Callable[[Gen], Val | None], float, Callable[[Gen], bool]]] = {
+    "unary": (unary, 5, _any(floats)), "binary": (binary, 5, _any(floats)), "select": (select, 1.5, _any(floats)),
+    "cast": (cast, 1, _any(lambda v: v.dtype != "bool")), "mask": (mask, 1.5, _any(lambda v: v.dtype == "bool")),
+    "reduce": (reduce, 2, _any(floats)), "reshape": (reshape, 1.5, _any(lambda v: v.rank >= 1)),
+    "transpose": (transpose, 2, _any(lambda v: v.rank >= 2)), "concat": (concat, 1, _any(floats)),
+    "matmul": (matmul, 1.5, _any(_last_static)), "one_hot": (one_hot, 1, _any(_ids)),
+    "dense": (dense, 1.5, _any(_last_static)), "two_dense": (two_dense, 0.5, _any(_last_static)),
+    "softmax": (softmax, 1.5, _any(floats)), "conv2d": (conv2d, 5, _any(image)), "pool": (pool, 5, _any(image)),
+    "batch_norm": (batch_norm, 1, _any(floats)), "layer_norm": (layer_norm, 1, _any(_last_static)),
+    "dropout": (dropout, 1, _any(floats)), "embedding": (embedding, 1.5, _any(_ids)),
+    "positions": (positions, 1.5, _any(sequence)), "recurrent": (recurrent, 5, _any(sequence)),
+    "attention": (attention, 2, _any(sequence)), "user_layer": (user_layer, 1, _any(_last_static)),
+    "repeat": (repeat, 1, _any(_last_static)),
 }
+
+
+def draw_entry(g: Gen) -> Val | None:
+    """One statement from an entry the values so far can feed, by weight; None if the draws did not fit."""
+    names = [n for n, (_, _, fits) in sorted(ENTRIES.items()) if fits(g)]
+    if not names:
+        return None
+    weights = [round(2 * ENTRIES[n][1]) for n in names]
+    u = g.draw(st.integers(0, sum(weights) - 1))
+    for name, w in zip(names, weights, strict=True):
+        if u < w:
+            return ENTRIES[name][0](g)
+        u -= w
+    return ENTRIES[names[-1]][0](g)
