@@ -62,7 +62,7 @@ def _plain(g: Gen) -> Stmt:
 
 def _logits(g: Gen, z: Val, classes: int) -> Val:
     """dense(z, classes) on the last axis, after flattening an image or a grid to [N, features]."""
-    if z.rank > 2 and not (z.rank == 3 and z.shape[1] in ("T",) or g.flag(0.3)):
+    if z.rank > 2 and not ((z.rank == 3 and z.shape[1] in ("T",)) or g.flag(0.3)):
         z = catalog.stmt(g, "f", f"flatten({z.name})", Val("", z.dtype, ("N", math.prod(z.shape[1:])), z.scale),
                          lambda c, n=z.name: c.v(n).flatten(1), ["flatten"])
     return catalog.stmt(g, "logits", f"dense({z.name}, {classes})", Val("", z.dtype, (*z.shape[:-1], classes), 2),
