@@ -17,10 +17,7 @@ pytest.importorskip("hypothesis", reason="the differential tests draw programs w
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from tests.differential import (
-    reference,
-    targets,
-)
+from tests.differential import reference, targets  # noqa: E402
 from tests.differential.compare import compare, noise_driven  # noqa: E402
 from tests.differential.generate import programs  # noqa: E402
 from tests.differential.reference import evaluate  # noqa: E402
