@@ -185,7 +185,7 @@ def fold_standardize(em: Emitter, protected: set[str]) -> None:
     readers = _readers(em.nodes)
     for div in [n for n in em.nodes if n.op_type == "Div"]:
         sub = producers.get(div.input[0])
-        if sub is None or sub.op_type != "Sub" or readers[sub.output[0]] != 1 or readers[div.output[0]] != 1:
+        if sub is None or sub.op_type != "Sub" or readers[sub.output[0]] != 1 or readers.get(div.output[0]) != 1:
             continue
         mean, std = em.constant_value(sub.input[1]), em.constant_value(div.input[1])
         user = next((n for n in em.nodes if div.output[0] in n.input), None)

@@ -106,6 +106,8 @@ def _reshape(node, a, ctx):
 
 @lower(ops.Transpose)
 def _transpose(node, a, ctx):
+    if not node.op.perm:  # a scalar is its own transpose (and onnx.helper cannot type an empty perm)
+        return a[0]
     return ctx.op("Transpose", a[0], perm=list(node.op.perm))
 
 
@@ -171,6 +173,8 @@ REDUCE = {ops.Sum: "ReduceSum", ops.Mean: "ReduceMean", ops.Max: "ReduceMax"}
 
 @lower(*REDUCE)
 def _reduce(node, a, ctx):
+    if node.op.axes == ():  # a reduction over no axis is x itself (ONNX reads empty axes as "every axis")
+        return a[0]
     axes = None if node.op.axes is None else ctx.ints(node.op.axes)
     return ctx.op(REDUCE[type(node.op)], a[0], axes, keepdims=int(node.op.keepdims))
 
@@ -377,6 +381,8 @@ def _batch_norm(node, a, ctx):
 def _recurrent(node, a, ctx):
     # ONNX's layout: time-major X [T, N, F], a direction axis on the weights and results
     op, (seq, last) = node.op, node.outputs
+    if seq not in ctx.used and last not in ctx.used:  # a layer nothing reads: no node (ONNX needs an output)
+        return [None, None]
     x = ctx.op("Transpose", a[0], perm=[1, 0, 2])
     w, r, b = (ctx.unsqueeze(name, [0]) for name in a[1:])
     extra = {"linear_before_reset": int(op.linear_before_reset)} if isinstance(op, ops.GRU) else {}
