@@ -142,3 +142,17 @@ def test_onnx_transpose_of_a_scalar():
     """)
     out = onnx_run(g, x=np.array(3.0, np.float32))
     assert out["t"].shape == () and out["t"] == 3.0 and out["y"] == 9.0
+
+
+def test_onnx_gemm_fusion_skips_an_add_of_a_split_whose_first_piece_is_unread():
+    # fuse_gemm looked up the readers of the Add operand's producer's first output (KeyError for a Split's)
+    g = ir("""
+        graph g(input %x: f32[4, 3]) {
+          %a: f32[1, 3], %b: f32[3, 3] = split(%x, axis=0, sizes=[1, 3])
+          %one: f32[] = const(1.0)
+          %y: f32[3, 3] = add(%b, %one)
+          return y = %y
+        }
+    """)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(onnx_run(g, x=x)["y"], x[1:] + 1)
