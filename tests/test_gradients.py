@@ -283,7 +283,7 @@ def build(c: Case, decompose_forward: bool = False) -> tuple[Graph, dict[str, np
     return g, feeds, [x.name for x in wrt]
 
 
-def check_vjp(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], wrt: list[str], seed: int) -> None:
+def check_vjp(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], wrt: list[str], seed: int) -> float:
     rng = np.random.default_rng(seed)
     out = run(feeds)
     v = {n: rng.standard_normal(np.shape(feeds[n])) for n in wrt}
@@ -296,6 +296,7 @@ def check_vjp(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], wrt: li
     numeric = (loss_at(EPS) - loss_at(-EPS)) / (2 * EPS)
     error = abs(analytic - numeric) / max(abs(analytic), abs(numeric), magnitude, 1e-12)
     assert error < RTOL, f"<grad, v> = {analytic!r}, finite differences give {numeric!r} (relative error {error:.2e})"
+    return error
 
 
 def interpreted(graph: Graph) -> Callable[[dict], dict]:

@@ -43,6 +43,23 @@ ANY = Spec()
 CONTINUOUS = Spec(continuous=True)
 
 
+LARGEST_ERRORS: dict[str, float] = {}  # property -> the largest error seen (relative to the outputs' scale)
+
+
+def record(name: str, error: float) -> None:
+    LARGEST_ERRORS[name] = max(LARGEST_ERRORS.get(name, 0.0), error)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_errors():
+    """In the long mode, the largest errors each property saw (shown with `pytest -s`)."""
+    yield
+    if FUZZ_EXAMPLES:
+        print("\nlargest errors, relative to each output's scale:")
+        for name, error in sorted(LARGEST_ERRORS.items()):
+            print(f"  {name}: {error:.3g}")
+
+
 def budget(examples: int):
     """`examples` per property in CI; BMC_FUZZ_EXAMPLES in the long mode."""
     return settings(max_examples=FUZZ_EXAMPLES or examples)
@@ -55,7 +72,7 @@ def check_transform(case: GraphCase, name: str, transform, tol: float | None = N
     result = transform(case.graph)
     note(f"after {name}:\n{print_graph(result, locations=False)}")
     verify(result, name)
-    assert_close(reference(result, case.copy_feeds()), want, scales, tol)
+    record(name, assert_close(reference(result, case.copy_feeds()), want, scales, tol))
     return result
 
 
@@ -105,7 +122,7 @@ def test_precision_f32_to_f64_agrees_to_f32_tolerance(case):
     assert not [v for v in result.inputs if v.type.dtype == "f32"]
     assert not [o for n in result.nodes for o in n.outputs if o.type.dtype == "f32"]
     feeds = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in case.copy_feeds().items()}
-    assert_close(reference(result, feeds), want, scales, tol=1e-4, same_dtype=False)
+    record("precision", assert_close(reference(result, feeds), want, scales, tol=1e-4, same_dtype=False))
 
 
 @KNOWN_SIMPLIFY_BUG
@@ -146,7 +163,7 @@ def test_autodiff_gradient_matches_finite_differences(case, seed):
     graph, feeds, wrt = with_gradients(case, seed)
     note(f"with gradients:\n{print_graph(graph, locations=False)}")
     verify(graph, "autodiff")
-    check_vjp(lambda f: reference(graph, f), feeds, wrt, seed)
+    record("autodiff (vs finite differences)", check_vjp(lambda f: reference(graph, f), feeds, wrt, seed))
 
 
 # ---- the NumPy backend: generated code and its memory planner ----------------------------------------------------
@@ -170,7 +187,7 @@ def test_generated_numpy_code_matches_the_interpreter(case):
     arrays = dict(feeds)
     got = fn(feeds)
     unchanged(arrays, case.feeds, arrays)
-    assert_close(got, want, scales)
+    record("numpy codegen", assert_close(got, want, scales))
 
 
 @KNOWN_PLANNER_BUG
@@ -211,7 +228,7 @@ def test_train_step_writes_only_into_what_it_updates(case, data):
     got = module.train_step(groups["params"], groups["state"], groups["batch"], *hyper)
     unchanged(given_arrays, case.feeds, [v.name for v in g.inputs if v not in updated])
     got.update({k: groups[k.split("/")[0]][k.split("/", 1)[1]] for k in updates})
-    assert_close(got, want, scales)
+    record("numpy train step", assert_close(got, want, scales))
 
 
 # ---- the ONNX backend's clean-ups ------------------------------------------------------------------------------------
@@ -244,7 +261,7 @@ def test_onnx_clean_ups_preserve_semantics(case, data):
     onnx_backend.check(cleaned)
     want = run_onnx(plain, case.copy_feeds())
     got = run_onnx(cleaned, case.copy_feeds())
-    assert_close(got, want, scales)
+    record("onnx clean-ups", assert_close(got, want, scales))
 
 
 # ---- the generator itself ------------------------------------------------------------------------------------------
