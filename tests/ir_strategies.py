@@ -16,7 +16,8 @@ floats to integers), for passes and backends that change the arithmetic; `smooth
 max, ...) and conditions computed from parameters, for gradient checks against finite differences.
 
 The module also holds what the properties share: the reference evaluation (`reference`), the scale of each output
-(`output_scales`, the largest magnitude of the values it is computed from) and `assert_close`.
+(`output_scales`: the largest magnitude and the least precise dtype of the values it is computed from) and
+`assert_close`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Spec:
     max_steps: int = 10  # op makers run per graph
     recurrent: bool = True  # rnn/lstm/gru (slower: a scan per layer)
     backward: bool = True  # now and then the gradients of a loss on the outputs become outputs too (training graphs)
+    makers: tuple[str, ...] | None = None  # the names of the op makers to draw from (None: all that fit the rest)
 
     def __post_init__(self) -> None:
         if self.smooth:  # gradient checks differentiate the graph themselves (and not every backward op again)
@@ -93,36 +95,48 @@ def reference(graph: Graph, feeds: dict) -> dict[str, np.ndarray]:
         return run_graph(decompose.run(graph, supports), feeds)
 
 
-def output_scales(graph: Graph, feeds: dict) -> dict[str, float]:
-    """For each output, the largest finite magnitude among the values it is computed from (rounding errors scale
-    with it, not with the output itself: a difference of large values can be small)."""
+@dataclass(frozen=True)
+class Scale:
+    """What an output's rounding errors scale with: the largest finite magnitude among the values it is computed
+    from (a difference of large values can be small), and the least precise float dtype among them (an f32 value
+    cast to f64 keeps its f32 error)."""
+
+    magnitude: float
+    dtype: str  # "float32" or "float64"
+
+
+def output_scales(graph: Graph, feeds: dict) -> dict[str, Scale]:
     graph = decompose.run(graph, supports)
     values = [*graph.inputs, *(o for n in graph.nodes for o in n.outputs)]
     everything = Graph(graph.name, list(graph.inputs), dict(graph.roles), list(graph.nodes),
                        {str(i): v for i, v in enumerate(values)})
     with np.errstate(all="ignore"):
         env = dict(zip(values, run_graph(everything, feeds).values(), strict=True))
-    own: dict[Value, float] = {}
-    for v, a in env.items():
-        a = np.asarray(a)
+
+    def own(v: Value) -> Scale:
+        a = np.asarray(env[v])
         finite = np.abs(a[np.isfinite(a)]) if a.dtype.kind == "f" else np.abs(a.astype(np.float64))
-        own[v] = float(finite.max(initial=0.0))
-    scale = {v: own[v] for v in graph.inputs}
+        return Scale(float(finite.max(initial=0.0)), "float32" if v.type.dtype == "f32" else "float64")
+
+    def widest(scales: list[Scale]) -> Scale:
+        return Scale(max(s.magnitude for s in scales),
+                     "float32" if any(s.dtype == "float32" for s in scales) else "float64")
+
+    scale = {v: own(v) for v in graph.inputs}
     for n in graph.nodes:
-        s = max([scale[v] for v in n.inputs], default=0.0)
         for o in n.outputs:
-            scale[o] = max(s, own[o])
+            scale[o] = widest([own(o), *(scale[v] for v in n.inputs)])
     return {k: scale[v] for k, v in graph.outputs.items()}
 
 
 TOLERANCE = {"float32": 3e-5, "float64": 1e-11}
 
 
-def assert_close(got: dict, want: dict, scales: dict[str, float], tol: float | None = None,
+def assert_close(got: dict, want: dict, scales: dict[str, Scale], tol: float | None = None,
                  same_dtype: bool = True) -> float:
     """Every output of `want` in `got`, of the same shape (and dtype), equal where integer or bool, close where
-    float (rtol tol, atol tol * scale) with NaN and infinities in the same places. Returns the largest error seen,
-    relative to max(1, scale)."""
+    float (rtol tol, atol tol * magnitude; tol by default the tolerance of the scale's dtype) with NaN and
+    infinities in the same places. Returns the largest error seen, relative to max(1, magnitude)."""
     worst = 0.0
     for key, w in want.items():
         w, g = np.asarray(w), np.asarray(got[key])
@@ -132,8 +146,8 @@ def assert_close(got: dict, want: dict, scales: dict[str, float], tol: float | N
         if w.dtype.kind != "f":
             np.testing.assert_array_equal(g, w, err_msg=key)
             continue
-        t = TOLERANCE[w.dtype.name] if tol is None else tol
-        scale = max(1.0, scales[key])
+        t = TOLERANCE[scales[key].dtype] if tol is None else tol
+        scale = max(1.0, scales[key].magnitude)
         np.testing.assert_allclose(g, w, rtol=t, atol=t * scale, equal_nan=True, err_msg=key)
         finite = np.isfinite(w) & np.isfinite(g)
         if finite.any():
@@ -184,7 +198,8 @@ class Generator:
         self.fdtype = self.spec.floats[0]
         self.makers = [m for m, continuous, smooth in MAKERS
                        if (continuous or not self.spec.continuous) and (smooth or not self.spec.smooth)
-                       and (self.spec.recurrent or m is not recurrent)]
+                       and (self.spec.recurrent or m is not recurrent)
+                       and (self.spec.makers is None or m.__name__ in self.spec.makers)]
 
     # -- choices --
     def choice(self, seq, label: str = ""):
@@ -331,7 +346,7 @@ class Generator:
         self.graph.outputs = {f"out{i}": v for i, v in enumerate(outs)}
 
     def append_gradients(self) -> None:
-        """Outputs `grad/<input>` of loss = sum(out * w) over the float outputs (w new inputs), w.r.t. every float
+        """Outputs `grad_<input>` of loss = sum(out * w) over the float outputs (w new inputs), w.r.t. every float
         input: the backward ops (conv2d_grad_input, max_pool2d_grad, batch_norm_train_grad, scatter_add, ...) in
         graphs as a train step has them. Nothing is added where autodiff declines (an op without a gradient)."""
         outs = [v for v in dict.fromkeys(self.graph.outputs.values()) if v.type.is_float]
@@ -349,7 +364,7 @@ class Generator:
             grads = autodiff.gradients(self.b, loss, wrt)
         except (ops.NotDifferentiable, TypeError_):
             return
-        self.graph.outputs.update({f"grad/{x.name}": g for x, g in grads.items()})
+        self.graph.outputs.update({f"grad_{x.name}": g for x, g in grads.items()})  # ("/" means an update)
 
     def finish(self) -> GraphCase:
         seed = self.draw(st.integers(0, 2**32 - 1), label="seed")
@@ -693,7 +708,7 @@ def matmul(g: Generator) -> None:
     b = g.pick(fits) if g.flag() else None
     if b is None:
         n = g.choice([1, 2, 3, 4, k])
-        batch = a.type.shape[:-2] if g.flag() else ()
+        batch = g.variant(a.type.shape[:-2]) if g.flag() else ()  # batch dims broadcast
         b = g.fresh(a.type.with_shape((*batch, n, k) if tb else (*batch, k, n)), role="param")
     limit = math.sqrt(LIMIT / g.dim_max(k))
     a, b = g.bounded(a, limit), g.bounded(b, limit)
