@@ -284,10 +284,11 @@ def build(c: Case, decompose_forward: bool = False) -> tuple[Graph, dict[str, np
 
 
 def check_vjp(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], wrt: list[str], seed: int,
-              loss_floor: float = 0.0) -> float:
-    """The relative error of <grad, v> against finite differences (asserted below RTOL). `loss_floor` * |loss|
-    bounds the denominator from below: finite differences cannot resolve a directional derivative much smaller
-    than the loss's rounding error / EPS (random graphs whose tanh saturates have such)."""
+              loss_ulps: float = 0.0) -> float:
+    """The relative error of <grad, v> against finite differences (asserted below RTOL). With `loss_ulps`, the
+    finite difference may be off by that many units in the last place of the loss (divided by 2 EPS) on top: it
+    cannot resolve a directional derivative below the loss's rounding error / EPS (random graphs whose tanh
+    saturates have such)."""
     rng = np.random.default_rng(seed)
     out = run(feeds)
     v = {n: rng.standard_normal(np.shape(feeds[n])) for n in wrt}
@@ -297,9 +298,10 @@ def check_vjp(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], wrt: li
     def loss_at(step: float) -> float:
         return float(run({**feeds, **{n: feeds[n] + step * v[n] for n in wrt}})["loss"])
 
-    numeric = (loss_at(EPS) - loss_at(-EPS)) / (2 * EPS)
-    floor = max(1e-12, loss_floor * abs(float(out["loss"])))
-    error = abs(analytic - numeric) / max(abs(analytic), abs(numeric), magnitude, floor)
+    above, below = loss_at(EPS), loss_at(-EPS)
+    numeric = (above - below) / (2 * EPS)
+    rounding = loss_ulps * np.finfo(np.float64).eps * max(abs(above), abs(below)) / (2 * EPS)
+    error = max(abs(analytic - numeric) - rounding, 0.0) / max(abs(analytic), abs(numeric), magnitude, 1e-12)
     assert error < RTOL, f"<grad, v> = {analytic!r}, finite differences give {numeric!r} (relative error {error:.2e})"
     return error
 

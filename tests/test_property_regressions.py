@@ -39,6 +39,39 @@ def test_split_into_one_piece_is_rejected_by_the_shape_rule():
         """)
 
 
+@pytest.mark.parametrize("expr", ["neg(%b)", "abs(%b)", "sign(%b)", "add(%b, %b)", "sub(%b, %b)", "mul(%b, %b)",
+                                  "maximum(%b, %b)", "minimum(%b, %b)", "compare(%b, %b, op=<)"])
+def test_arithmetic_on_truth_values_is_refused_by_the_shape_rule(expr):
+    # the rules took bools for numbers: NumPy then raised on -b and b - b, and ONNX has no bool kernel for any of these
+    with pytest.raises(TypeError_, match="expects numbers"):
+        ir(f"""
+            graph g(input %b: bool[3]) {{
+              %y: bool[3] = {expr}
+              return y = %y
+            }}
+        """)
+
+
+def test_a_sum_of_truth_values_is_refused_and_equality_and_max_are_kept():
+    # sum(b) was typed bool[] while NumPy computes an int64 count (`bmc check` now says to cast first)
+    with pytest.raises(TypeError_, match="sum expects numbers"):
+        ir("""
+            graph g(input %b: bool[3]) {
+              %n: bool[] = sum(%b, axes=none, keepdims=false)
+              return n = %n
+            }
+        """)
+    g = ir("""
+        graph g(input %b: bool[3], input %c: bool[3]) {
+          %same: bool[3] = compare(%b, %c, op===)
+          %any: bool[] = max(%b, axes=none, keepdims=false)
+          return same = %same, any = %any
+        }
+    """)
+    out = run_graph(g, {"b": np.array([True, False, False]), "c": np.array([True, True, False])})
+    assert out["same"].tolist() == [True, False, True] and out["any"] == np.True_
+
+
 # ---- autodiff ------------------------------------------------------------------------------------------------------
 
 
@@ -156,3 +189,47 @@ def test_onnx_gemm_fusion_skips_an_add_of_a_split_whose_first_piece_is_unread():
     """)
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(onnx_run(g, x=x)["y"], x[1:] + 1)
+
+
+def test_onnx_scatter_add_of_i32_ids():
+    # ScatterND takes int64 indices only: i32 ids gave a model onnxruntime refused to load
+    g = ir("""
+        graph g(input %ids: i32[3], input %u: f32[3, 2]) {
+          %s: f32[2, 2] = scatter_add(%ids, %u, rows=2)
+          return s = %s
+        }
+    """)
+    feeds = {"ids": np.array([1, 0, 1], np.int32), "u": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    np.testing.assert_array_equal(onnx_run(g, **feeds)["s"], run_graph(g, feeds)["s"])
+
+
+def test_onnx_pad_end_after_a_transpose_runs_in_onnxruntime():
+    # Pad's `axes` input, sharing the constant [0] with the Slice: onnxruntime's transpose optimizer then ran an
+    # out-of-range Gather ("idx=3 must be within the inclusive range [-2,1]")
+    g = ir("""
+        graph g(input %x: f32[2, 2], input %w: f32[2, 2]) {
+          %t: f32[2, 2] = transpose(%x, perm=[1, 0])
+          %p: f32[3, 2] = pad_end(%t, axis=0, size=3)
+          %e: f32[3, 2] = exp(%p)
+          %s: f32[2, 2] = slice(%e, axis=0, start=0, stop=2)
+          %m: f32[2, 2] = mul(%s, %w)
+          %back: f32[2, 2] = transpose(%m, perm=[1, 0])
+          return e = %e, back = %back
+        }
+    """)
+    feeds = {"x": np.arange(4, dtype=np.float32).reshape(2, 2) / 4, "w": np.full((2, 2), 2, np.float32)}
+    got, want = onnx_run(g, **feeds), run_graph(g, feeds)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+
+
+def test_onnx_avg_pool_gradient_with_a_symbolic_channel_count():
+    # the transposed convolution was grouped per channel, which needs their count: np.ones(('T', 1, 1, 1)) failed
+    g = ir("""
+    graph g(input %g: f32[2, T, 2, 2]) {
+      %dx: f32[2, T, 3, 3] = avg_pool2d_grad(%g, kernel=[2, 2], stride=[1, 1], padding=[0, 0, 0, 0], input_size=[3, 3])
+      return dx = %dx
+    }
+    """)
+    feeds = {"g": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)}
+    np.testing.assert_allclose(onnx_run(g, **feeds)["dx"], run_graph(g, feeds)["dx"], rtol=1e-6)
