@@ -121,13 +121,15 @@ def remove(path: Path, missing_ok: bool = False) -> None:
 
 # ---- renames -------------------------------------------------------------------------------------------------------
 
-def _renameat2() -> Callable[[bytes, bytes, int], int] | None:
+def _renameat2(use_libc: bool = True) -> Callable[[bytes, bytes, int], int] | None:
+    """renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags): libc's wrapper, or the raw system call where libc has none."""
     if sys.platform != "linux":
         return None
     libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
+    fn = getattr(libc, "renameat2", None) if use_libc else None
     if fn is not None:
         fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
         return lambda a, b, flags: fn(AT_FDCWD, a, AT_FDCWD, b, flags)
     number = SYSCALL_RENAMEAT2.get(platform.machine())
     if number is None:
@@ -174,11 +176,15 @@ def rename_noreplace(src: Path, dst: Path) -> bool:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
+    """Make a directory's entries (a rename, a new file) durable; a file system that cannot fsync a directory
+    (some network and FUSE ones) gives what durability it has."""
     step(f"fsync {path.name or path}/")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
     finally:
         os.close(fd)
 

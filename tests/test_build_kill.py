@@ -118,12 +118,22 @@ def test_without_an_atomic_swap_the_next_run_restores_the_old_build(tmp_path):
 
 
 @pytest.mark.skipif(fs_atomic.RENAMEAT2 is None, reason="renameat2 is Linux-only")
-def test_renameat2_swaps_two_directories(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x").write_text("a")
-    (tmp_path / "b").mkdir()
-    assert fs_atomic.exchange(tmp_path / "a", tmp_path / "b")
-    assert (tmp_path / "b" / "x").read_text() == "a" and not any((tmp_path / "a").iterdir())
+@pytest.mark.parametrize("use_libc", [True, False], ids=["libc", "syscall"])
+def test_renameat2_swaps_two_directories_and_never_replaces_without_asking(tmp_path, monkeypatch, use_libc):
+    rename2 = fs_atomic._renameat2(use_libc)
+    if rename2 is None:
+        pytest.skip("no renameat2 system call number known for this machine")
+    monkeypatch.setattr(fs_atomic, "RENAMEAT2", rename2)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.mkdir()
+    (a / "x").write_text("a")
+    b.mkdir()
+    assert fs_atomic.exchange(a, b)
+    assert (b / "x").read_text() == "a" and not any(a.iterdir())
+    assert not fs_atomic.rename_noreplace(a, b) and (b / "x").exists()  # b exists: left alone
+    assert fs_atomic.rename_noreplace(a, c) and c.is_dir() and not a.exists()
+    with pytest.raises(FileNotFoundError):
+        fs_atomic.exchange(a, b)
 
 
 def test_a_single_file_export_is_old_or_new_at_every_kill_point(tmp_path):
