@@ -248,6 +248,8 @@ def _unchanged(path: Path, listed: dict | None) -> bool:
 
 def _complete(build: Path) -> bool:
     """Whether an old build moved aside is whole (every listed file there at its size), so worth restoring."""
+    if not build.is_dir() or build.is_symlink():
+        return False
     if not any(build.iterdir()):
         return True
     files = _listed_files(build)

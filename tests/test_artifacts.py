@@ -227,3 +227,9 @@ def test_a_single_file_write_keeps_a_symbolic_link(tmp_path):
     artifacts.write_file(tmp_path / "model.onnx", b"new")
     assert (tmp_path / "model.onnx").is_symlink() and (tmp_path / "real.onnx").read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "real.onnx"]
+
+
+def test_a_stale_old_temporary_that_is_not_a_directory_is_removed_not_restored(tmp_path):
+    (tmp_path / f".b.bmc-old-{dead_pid()}-0123abcd").write_text("not a build")
+    assert artifacts.check_target(tmp_path / "b") == (tmp_path / "b").resolve()
+    assert list(tmp_path.iterdir()) == []
