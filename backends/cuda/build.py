@@ -12,7 +12,6 @@ loss (and the model's outputs, for the metrics), and `download(params, state)` c
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -65,22 +64,19 @@ def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) ->
 def build(model, out_dir: str | Path, params=None, state=None, seed: int | None = None, arch: str = nvcc.ARCH,
           require_library: bool = True) -> Path:
     """Write a CUDA build. Without nvcc: an error, or (require_library=False) model.cu and the manifest only."""
+    artifacts.check_target(out_dir)  # before nvcc runs
     prog = program(model)
     compiled = None
     if require_library or nvcc.find_nvcc():
         compiled = nvcc.compile_library(prog.source, arch)
     if params is None:
         params, state = model.init_params(seed)
-    files: dict[str, str | bytes] = {
-        SOURCE: prog.source,
-        artifacts.MANIFEST: json.dumps(manifest(model, prog, compiled, arch), indent=2) + "\n",
-        "params.npz": artifacts.npz_bytes(params),
-    }
+    files: dict[str, artifacts.Content] = {SOURCE: prog.source, "params.npz": params}
     if state:
-        files["state.npz"] = artifacts.npz_bytes(state)
+        files["state.npz"] = state
     if compiled is not None:
-        files[LIBRARY] = compiled.path.read_bytes()
-    return artifacts.write_build(out_dir, files)
+        files[LIBRARY] = compiled.path
+    return artifacts.write_build(out_dir, files, manifest(model, prog, compiled, arch))
 
 
 class CudaModule:

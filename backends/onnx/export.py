@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from bmc import artifacts
 from bmc.diagnostics import BmcError, UsageError
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
@@ -135,20 +134,5 @@ def check(model: onnx.ModelProto) -> None:
 
 
 def write_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Write beside the destination, then rename: a failed write never leaves a partial model."""
-    path = Path(path)
-    data = model.SerializeToString()
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    """Write beside the destination, then rename: a failed or killed write never leaves a partial model."""
+    return artifacts.write_file(path, model.SerializeToString())
