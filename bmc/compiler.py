@@ -86,6 +86,12 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:
     return out
 
 
+def source_name(filename: str) -> str:
+    """The file name as text: a path's undecodable bytes (lone surrogates, from os.fsdecode) as `\\udcXX`, so the
+    name can be printed, written as UTF-8 (manifests, ONNX strings, generated code) and still tells the bytes."""
+    return filename.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def compile_source(text: str, filename: str = "<string>", model: str | None = None,
                    defines: dict[str, int | float] | list[str] | None = None, dtype: str = "f32",
                    warnings: str = "default", preprocess: Preprocess | None = None) -> Compiled:
@@ -93,7 +99,7 @@ def compile_source(text: str, filename: str = "<string>", model: str | None = No
     `preprocess` (known once the data is, like defines) makes it take raw input."""
     if dtype not in ("f32", "f64"):
         raise UsageError(f"dtype must be f32 or f64, not {dtype}")
-    module = parse(text, filename)
+    module = parse(text, source_name(filename))
     defines = parse_defines(defines)
     ir = prologue.apply(lower_model(module, model, defines, training=True), preprocess)
     eval_ir = prologue.apply(lower_model(module, ir.name, defines, training=False), preprocess)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from bmc.backends.cuda import Program, generate, nvcc
-from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session
+from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session, require_device
 
 from bmc import artifacts
 from bmc.diagnostics import UsageError
@@ -133,6 +133,7 @@ class CudaModule:
 
 def module(model, outputs: bool = True) -> CudaModule:
     """Generate, compile (cached) and load a model for training on the GPU."""
+    require_device()
     prog = program(model)
     compiled = nvcc.compile_library(prog.source)
     return CudaModule(Library(compiled.path, prog.manifest), outputs)
@@ -147,6 +148,7 @@ def load(build_dir: str | Path) -> tuple[CudaModule, dict, dict, dict]:
     cuda = info["cuda"]
     if not cuda.get("library") or not (build_dir / cuda["library"]).exists():
         raise UsageError(f"{build_dir} has model.cu but no compiled library; rebuild it where nvcc is installed")
+    require_device()
     mod = CudaModule(Library(build_dir / cuda["library"], cuda))
     params = artifacts.read_npz(build_dir / "params.npz")
     state = artifacts.read_npz(build_dir / "state.npz")

@@ -14,6 +14,9 @@ from lark import Token, Transformer, v_args
 from bmc.diagnostics import BmcError, Source, Span
 from bmc.syntax import ast
 
+# One escape in a string literal, as Python reads it: \\n, \\", \\\\, \\x41, \\u00e9, \\N{...}, ...
+ESCAPE = re.compile(r"\\(N\{[^}]*\}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
+
 # Readable names for Lark's terminal names in "expected ..." messages. String terminals not listed here (the
 # keywords, '**') are shown as their text.
 TOKEN_NAMES = {
@@ -194,7 +197,12 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         span = Span(source, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
         expected = _describe_expected(parser, set(e.expected))
         raise BmcError(f"unexpected end of file, expected {expected}", span) from None
-    return _ToAst(source).transform(tree)
+    try:
+        return _ToAst(source).transform(tree)
+    except lark.exceptions.VisitError as e:  # Lark wraps what a callback raises (a bad escape in a string)
+        if isinstance(e.orig_exc, BmcError):
+            raise e.orig_exc from None
+        raise
 
 
 def _unexpected_character(source: Source, parser: lark.Lark, e: lark.UnexpectedCharacters) -> BmcError:
@@ -406,9 +414,17 @@ class _ToAst(Transformer):
 
     def string(self, children):
         (tok,) = children
-        raw = str(tok)[1:-1]
-        value = raw.encode("utf-8").decode("unicode_escape") if "\\" in raw else raw
-        return ast.Str(value, self._tok(tok))
+        span = self._tok(tok)
+
+        def unescape(m: re.Match) -> str:  # one escape at a time, so the text around it stays as written
+            if not m.group().isascii():
+                return m.group()  # an unknown escape stays as written, as in Python
+            try:
+                return m.group().encode("ascii").decode("unicode_escape")
+            except UnicodeDecodeError:
+                raise BmcError(f"bad escape '{m.group()}' in a string", span) from None
+
+        return ast.Str(ESCAPE.sub(unescape, str(tok)[1:-1]), span)
 
     @v_args(meta=True)
     def list(self, meta, children):
