@@ -7,9 +7,9 @@ included), inside a string literal or docstring, or as a one-line comment, so a 
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -201,8 +201,8 @@ def function_source(
         else:
             args += [w.namer.name(v) for v in values]
     body_lines = w.limit_checks() + w.body()
-    used = " ".join(body_lines)
-    lines += [ln for ln in w.bind_symbols() if re.search(rf"\b{ln.split(' = ')[0]}\b", used)]
+    used = {n.id for n in ast.walk(ast.parse("\n".join(body_lines))) if isinstance(n, ast.Name)}  # not comments
+    lines += [ln for ln in w.bind_symbols() if ln.split(" = ")[0] in used]
     lines += body_lines
     stored: set[Value] = set()
     for key, (target, target_key) in (write_back or {}).items():
