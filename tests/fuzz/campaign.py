@@ -1,0 +1,112 @@
+"""A fuzzing campaign: the inputs (mutants and generated programs), the stages each goes through, the pool that
+runs them, and the tally.
+
+Every input is checked; one that passes goes on to the NumPy build and the generated module's forward and train
+step. Samples go further: every `onnx_every`-th input is also exported to ONNX (inference and train step),
+every `cuda_source_every`-th has its CUDA source generated, and every `cuda_every`-th (0: none) is compiled by nvcc
+and loaded, since nvcc takes many seconds per model.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.fuzz.outcomes import REJECTED_VALID, USER_ERROR, Tally
+from tests.fuzz.pool import Pool
+
+
+@dataclass
+class Plan:
+    mutations: int = 200
+    programs: int = 20  # half well-formed, half with one out-of-domain argument
+    seed: int = 0
+    workers: int = 2
+    onnx_every: int = 4
+    cuda_source_every: int = 10
+    cuda_every: int = 0
+    limit: float = 20.0  # seconds per stage (nvcc: cuda_limit)
+    cuda_limit: float = 900.0
+    memory: int = 4 << 30  # the workers' address-space limit
+    failures: Path | None = None  # where failing inputs are written for triage
+    progress: bool = False
+
+
+def _stages(plan: Plan, index: int) -> list[str]:
+    stages = ["check", "numpy", "run"]
+    if plan.onnx_every and index % plan.onnx_every == 0:
+        stages.append("onnx")
+    if plan.cuda_source_every and index % plan.cuda_source_every == 0:
+        stages.append("cuda_source")
+    if plan.cuda_every and index % plan.cuda_every == plan.cuda_every - 1:
+        stages.append("cuda")
+    return stages
+
+
+def _job(job_id: str, kind: str, data: bytes, filename: str, stages: list[str], **extra) -> dict:
+    return {"id": job_id, "kind": kind, "source": base64.b64encode(data).decode(), "filename": filename,
+            "stages": stages, **extra}
+
+
+def mutation_jobs(plan: Plan, markers: Path) -> Iterator[dict]:
+    from tests.fuzz.mutate import mutants
+
+    for m in mutants(plan.seed, plan.mutations, markers):
+        yield _job(f"m{m.index}", "mutation", m.data, m.filename, _stages(plan, m.index), origin=m.origin,
+                   mutations=m.mutations)
+
+
+def program_texts(count: int, seed: int) -> list[tuple[str, str, str]]:
+    """(kind, text, what was changed) for `count` generated programs: half well-formed, half out of domain."""
+    from tests.fuzz.grammar import out_of_domain, well_formed
+
+    drawn: list[tuple[str, str, str]] = []
+    for kind, strategy, n in (("program", well_formed(), (count + 1) // 2), ("domain", out_of_domain(), count // 2)):
+        if n:
+            _draw(strategy, n, seed, lambda case, kind=kind: drawn.append((kind, *case)))
+    return drawn
+
+
+def _draw(strategy, n: int, seed: int, keep) -> None:
+    """Run hypothesis for `n` examples of `strategy` from `seed`, handing each to `keep` (no shrinking: the
+    inputs are run afterwards, in the pool)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=n, database=None, deadline=None, suppress_health_check=list(HealthCheck),
+              phases=(Phase.generate,))
+    @given(strategy)
+    def draw(case):
+        keep(case)
+
+    draw()
+
+
+def program_jobs(plan: Plan) -> Iterator[dict]:
+    for i, (kind, text, change) in enumerate(program_texts(plan.programs, plan.seed)):
+        yield _job(f"g{i}", kind, text.encode("utf-8"), "program.bm", _stages(plan, i), mutations=[change])
+
+
+def run(plan: Plan, scratch: Path | None = None) -> Tally:
+    tally = Tally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bmc-fuzz-") as tmp:
+        scratch = scratch or Path(tmp)
+        with Pool(scratch, plan.workers, plan.memory, plan.limit, plan.cuda_limit) as pool:
+            jobs = itertools.chain(mutation_jobs(plan, pool.markers), program_jobs(plan))
+            for n, (job, result) in enumerate(pool.run(jobs), 1):
+                if job["kind"] == "program" and result.outcome == USER_ERROR:
+                    result.outcome = REJECTED_VALID  # a well-formed program must compile and run
+                tally.add(job["kind"], job, result, plan.failures)
+                if plan.progress and n % 250 == 0:
+                    print(f"[{time.monotonic() - start:.0f} s] {n} inputs\n{tally.summary()}", file=sys.stderr)
+    tally.seconds = time.monotonic() - start
+    return tally
+
