@@ -56,7 +56,7 @@ def _axes(axes: tuple[int, ...] | None) -> str:
 @lower(ops.Const)
 def _const(node, a, ctx):
     op = node.op
-    return f"{np_dtype(op.dtype)}({op.value!r})"
+    return f"{np_dtype(op.dtype)}({_py(op.value)})"  # inf and nan too (a `.bm` literal of 1e999, a folded overflow)
 
 
 UNARY = {ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
