@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--onnx-every", type=int, default=4, help="export every Nth input to ONNX too (0: never)")
     p.add_argument("--cuda-source-every", type=int, default=10, help="generate CUDA for every Nth input (0: never)")
-    p.add_argument("--cuda-every", type=int, default=250, help="compile every Nth input with nvcc (0: never)")
+    p.add_argument("--cuda-every", type=int, default=100,
+                   help="build the first and every Nth input that passed for the CUDA target with nvcc (0: never)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds a stage may take before it is a hang")
     p.add_argument("--memory-gb", type=float, default=4.0, help="each worker's address-space limit")
     p.add_argument("--report", type=Path, help="write the counts and every failure here (JSON)")

@@ -3,8 +3,9 @@ runs them, and the tally.
 
 Every input is checked; one that passes goes on to the NumPy build and the generated module's forward and train
 step. Samples go further: every `onnx_every`-th input is also exported to ONNX (inference and train step),
-every `cuda_source_every`-th has its CUDA source generated, and every `cuda_every`-th (0: none) is compiled by nvcc
-and loaded, since nvcc takes many seconds per model.
+every `cuda_source_every`-th has its CUDA source generated, and of the inputs that pass every stage, the first and
+then every `cuda_every`-th (0: none) is built again for the CUDA target by nvcc and loaded (kind `cuda`), since nvcc
+takes many seconds per model.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import itertools
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fuzz.outcomes import REJECTED_VALID, USER_ERROR, Tally
+from tests.fuzz.outcomes import OK, REJECTED_VALID, USER_ERROR, Tally
 from tests.fuzz.pool import Pool
 
 
@@ -30,7 +32,7 @@ class Plan:
     workers: int = 2
     onnx_every: int = 4
     cuda_source_every: int = 10
-    cuda_every: int = 0
+    cuda_every: int = 0  # 1: every input that passed; a large number: only the first (where nvcc is installed)
     limit: float = 20.0  # seconds per stage (nvcc: cuda_limit)
     cuda_limit: float = 900.0
     memory: int = 4 << 30  # the workers' address-space limit
@@ -44,9 +46,17 @@ def _stages(plan: Plan, index: int) -> list[str]:
         stages.append("onnx")
     if plan.cuda_source_every and index % plan.cuda_source_every == 0:
         stages.append("cuda_source")
-    if plan.cuda_every and index % plan.cuda_every == plan.cuda_every - 1:
-        stages.append("cuda")
     return stages
+
+
+def with_cuda(plan: Plan, jobs: Iterator[dict], queue: deque) -> Iterator[dict]:
+    """The planned jobs, with the follow-ups the campaign queues (an nvcc build of an input that passed) first."""
+    for job in jobs:
+        while queue:
+            yield queue.popleft()
+        yield job
+    while queue:
+        yield queue.popleft()
 
 
 def _job(job_id: str, kind: str, data: bytes, filename: str, stages: list[str], **extra) -> dict:
@@ -100,11 +110,18 @@ def run(plan: Plan, scratch: Path | None = None) -> Tally:
     with tempfile.TemporaryDirectory(prefix="bmc-fuzz-") as tmp:
         scratch = scratch or Path(tmp)
         with Pool(scratch, plan.workers, plan.memory, plan.limit, plan.cuda_limit) as pool:
-            jobs = itertools.chain(mutation_jobs(plan, pool.markers), program_jobs(plan))
+            follow_ups: deque = deque()
+            jobs = with_cuda(plan, itertools.chain(mutation_jobs(plan, pool.markers), program_jobs(plan)),
+                             follow_ups)
+            passed = 0
             for n, (job, result) in enumerate(pool.run(jobs), 1):
                 if job["kind"] == "program" and result.outcome == USER_ERROR:
                     result.outcome = REJECTED_VALID  # a well-formed program must compile and run
                 tally.add(job["kind"], job, result, plan.failures)
+                if result.outcome == OK and job["kind"] != "cuda":
+                    passed += 1
+                    if plan.cuda_every and passed % plan.cuda_every == 1 % plan.cuda_every:
+                        follow_ups.append({**job, "id": f"{job['id']}-cuda", "kind": "cuda", "stages": ["cuda"]})
                 if plan.progress and n % 250 == 0:
                     print(f"[{time.monotonic() - start:.0f} s] {n} inputs\n{tally.summary()}", file=sys.stderr)
     tally.seconds = time.monotonic() - start

@@ -91,35 +91,43 @@ def cuda_source(path: Path, work: Path) -> Result | None:
     return None
 
 
-def _array(dtype: str, shape: list, rng: np.random.Generator) -> np.ndarray:
+def _array(dtype: str, shape: list, rng: np.random.Generator, ids: int) -> np.ndarray:
     dims = tuple(d if isinstance(d, int) else DIMS.get(d, 3) for d in shape)
     if dtype in ("i32", "i64"):
-        return rng.integers(0, 2, dims).astype(NUMPY[dtype])  # ids and class indices below any count >= 2
+        return rng.integers(0, ids, dims).astype(NUMPY[dtype])  # token ids and class indices
     if dtype == "bool":
         return rng.random(dims) < 0.5
     return rng.standard_normal(dims).astype(NUMPY[dtype])
 
 
 def run_module(path: Path, work: Path) -> Result | None:
-    """forward and train_step of the NumPy build on random data; the module's InputError is a user error."""
+    """forward and train_step of the NumPy build on random data; the module's InputError is a user error. Integer
+    inputs are drawn from [0, 2), and if the module refuses them (a vocabulary or a class count of 1), all 0."""
     import bmc
     from bmc.diagnostics import BmcError
 
     build = bmc.load(work / "numpy")
-    module, manifest = build.module, build.manifest
-    rng = np.random.default_rng(0)
-    inputs = {k: _array(dtype, shape, rng) for k, (dtype, shape) in module.INPUTS.items()}
-    try:
-        with np.errstate(all="ignore"):
-            module.forward(build.params, *inputs.values())
-            if hasattr(module, "train_step"):
-                batch = {**inputs, **{k: _array(v["dtype"], v["shape"], rng) for k, v in manifest["targets"].items()}}
-                hyper = [NUMPY[dtype](1e-3) if k == "lr" else NUMPY[dtype](7) for k, (dtype, _) in
-                         module.HYPER.items()]
-                module.train_step(build.params, build.state, batch, *hyper)
-    except (module.InputError, BmcError) as e:
-        return Result(USER_ERROR, "run", str(e)[-4000:], located=bool(re.search(r":\d+", str(e))))
-    return None
+    module = build.module
+    for ids in (2, 1):
+        try:
+            with np.errstate(all="ignore"):
+                _step(build, np.random.default_rng(0), ids)
+            return None
+        except (module.InputError, BmcError) as e:
+            error = e
+    return Result(USER_ERROR, "run", str(error)[-4000:], located=bool(re.search(r":\d+", str(error))))
+
+
+def _step(build, rng: np.random.Generator, ids: int) -> None:
+    module = build.module
+    inputs = {k: _array(dtype, shape, rng, ids) for k, (dtype, shape) in module.INPUTS.items()}
+    module.forward(build.params, *inputs.values())
+    if hasattr(module, "train_step"):
+        targets = {k: _array(v["dtype"], v["shape"], rng, ids) for k, v in build.manifest["targets"].items()}
+        hyper = [NUMPY[dtype](1e-3) if k == "lr" else NUMPY[dtype](7) for k, (dtype, _) in module.HYPER.items()]
+        params = {k: np.array(v) for k, v in build.params.items()}
+        state = {k: np.array(v) for k, v in build.state.items()}
+        module.train_step(params, state, {**inputs, **targets}, *hyper)
 
 
 # ---- the harness's own checks: stages that misbehave on purpose, so tests/test_fuzz.py can see each outcome caught

@@ -43,7 +43,9 @@ def _write_input(work: Path, job: dict) -> Path:
 
 
 def markers(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.rglob(f"{PREFIX}*") if p.name.startswith(PREFIX))
+    """Marker files under `root` (os.walk skips folders that vanish meanwhile: a worker cleaning its job)."""
+    return sorted(os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names
+                  if name.startswith(PREFIX))
 
 
 def _warm_up() -> None:
