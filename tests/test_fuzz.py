@@ -21,6 +21,7 @@ from tests.fuzz import payloads
 from tests.fuzz.campaign import Plan, run
 from tests.fuzz.mutate import mutants
 from tests.fuzz.pool import Pool
+from tests.fuzz.stages import c_payload_lines
 
 MUTATIONS = int(os.environ.get("BMC_FUZZ_MUTATIONS", "300"))
 PROGRAMS = int(os.environ.get("BMC_FUZZ_PROGRAMS", "40"))
@@ -35,6 +36,8 @@ KNOWN = {
     "name mangling": r'File "<bmc generated>"|cannot assign to|invalid syntax',
     "resource limits": r"MemoryError|Unable to allocate",
     "argument domains": r"OverflowError|ZeroDivisionError|math domain error|cannot convert float (NaN|infinity)",
+    "escaping (backends/cuda: the file name in model.cu's first comment)":
+        r"for CUDA \(\w+\), from [^\n]*\n__attribute__|model\.cu:[23]:\d+: error",
 }
 
 
@@ -57,6 +60,13 @@ def test_the_harness_catches_hangs_crashes_memory_blow_ups_and_code_execution(tm
         "h": "hang", "c": "crash", "m": "memory", "x": "code_execution", "ok": "user_error"}  # an empty file
     assert "SIGSEGV" in outcomes["c"].detail
     assert not marker.exists()
+
+
+def test_a_c_payload_is_told_from_comments_and_strings():
+    code = f"__attribute__((constructor)) static void {payloads.C_FUNCTION}(void) {{}}"
+    source = "\n".join([f"// {code}", f"/* {code} */", f'const char* s = "x\\" {code}";', f'"a"; {code}',
+                         f"/* x */ {code}", code])
+    assert c_payload_lines(source) == [4, 5, 6]
 
 
 def test_mutants_are_reproducible_from_the_seed_and_their_index(tmp_path):

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     plan = Plan(args.mutations, args.programs, args.seed, args.workers, args.onnx_every, args.cuda_source_every,
                 args.cuda_every, args.timeout, memory=int(args.memory_gb * (1 << 30)), failures=args.failures,
-                progress=True)
+                progress=True, cuda_probes=args.cuda_every > 0)
     if args.replay:
         return replay(args.replay, plan)
     tally = run(plan)

@@ -1,11 +1,11 @@
-"""A fuzzing campaign: the inputs (mutants and generated programs), the stages each goes through, the pool that
-runs them, and the tally.
+"""A fuzzing campaign: the inputs (probes, mutants and generated programs), the stages each goes through, the pool
+that runs them, and the tally.
 
-Every input is checked; one that passes goes on to the NumPy build and the generated module's forward and train
-step. Samples go further: every `onnx_every`-th input is also exported to ONNX (inference and train step),
-every `cuda_source_every`-th has its CUDA source generated, and of the inputs that pass every stage, the first and
-then every `cuda_every`-th (0: none) is built again for the CUDA target by nvcc and loaded (kind `cuda`), since nvcc
-takes many seconds per model.
+The deterministic code-execution probes (probes.py) run first. Every input is checked; one that passes goes on to
+the NumPy build and the generated module's forward and train step. Samples go further: every `onnx_every`-th input
+is also exported to ONNX (inference and train step), every `cuda_source_every`-th has its CUDA source generated, and
+of the inputs that pass every stage, the first and then every `cuda_every`-th (0: none), and with `cuda_probes`
+every probe, is built again for the CUDA target by nvcc and loaded (kind `cuda`): nvcc takes seconds per model.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Plan:
     limit: float = 20.0  # seconds per stage (nvcc: cuda_limit)
     cuda_limit: float = 900.0
     memory: int = 4 << 30  # the workers' address-space limit
+    probes: bool = True  # the code-execution probes (probes.py)
+    cuda_probes: bool = False  # build every probe that passes with nvcc too (where cuda_every is set)
     failures: Path | None = None  # where failing inputs are written for triage
     progress: bool = False
 
@@ -72,14 +74,25 @@ def mutation_jobs(plan: Plan, markers: Path) -> Iterator[dict]:
                    mutations=m.mutations)
 
 
+def probe_jobs(plan: Plan, markers: Path) -> Iterator[dict]:
+    from tests.fuzz.probes import STAGES, probes
+
+    if plan.probes:
+        for job_id, what, text, filename in probes(markers):
+            yield _job(job_id, "probe", text.encode("utf-8"), filename, STAGES, mutations=[what])
+
+
 def program_texts(count: int, seed: int) -> list[tuple[str, str, str]]:
     """(kind, text, what was changed) for `count` generated programs: half well-formed, half out of domain."""
     from tests.fuzz.grammar import out_of_domain, well_formed
 
     drawn: list[tuple[str, str, str]] = []
     for kind, strategy, n in (("program", well_formed(), (count + 1) // 2), ("domain", out_of_domain(), count // 2)):
-        if n:
-            _draw(strategy, n, seed, lambda case, kind=kind: drawn.append((kind, *case)))
+        if n:  # hypothesis repeats itself (about 30% of draws): draw more, keep the first n distinct texts
+            unique: dict[str, tuple[str, str, str]] = {}
+            _draw(strategy, n * 8 // 5 + 5, seed, lambda case, kind=kind, unique=unique: unique.setdefault(
+                case[0], (kind, *case)))
+            drawn += list(unique.values())[:n]
     return drawn
 
 
@@ -111,16 +124,18 @@ def run(plan: Plan, scratch: Path | None = None) -> Tally:
         scratch = scratch or Path(tmp)
         with Pool(scratch, plan.workers, plan.memory, plan.limit, plan.cuda_limit) as pool:
             follow_ups: deque = deque()
-            jobs = with_cuda(plan, itertools.chain(mutation_jobs(plan, pool.markers), program_jobs(plan)),
-                             follow_ups)
+            planned = itertools.chain(probe_jobs(plan, pool.markers), mutation_jobs(plan, pool.markers),
+                                      program_jobs(plan))
+            jobs = with_cuda(plan, planned, follow_ups)
             passed = 0
             for n, (job, result) in enumerate(pool.run(jobs), 1):
-                if job["kind"] == "program" and result.outcome == USER_ERROR:
-                    result.outcome = REJECTED_VALID  # a well-formed program must compile and run
+                if job["kind"] in ("program", "cuda") and result.outcome == USER_ERROR:
+                    result.outcome = REJECTED_VALID  # well-formed, or accepted by every other target
                 tally.add(job["kind"], job, result, plan.failures)
                 if result.outcome == OK and job["kind"] != "cuda":
-                    passed += 1
-                    if plan.cuda_every and passed % plan.cuda_every == 1 % plan.cuda_every:
+                    passed += job["kind"] != "probe"
+                    probe = job["kind"] == "probe" and plan.cuda_probes
+                    if plan.cuda_every and (probe or passed % plan.cuda_every == 1 % plan.cuda_every):
                         follow_ups.append({**job, "id": f"{job['id']}-cuda", "kind": "cuda", "stages": ["cuda"]})
                 if plan.progress and n % 250 == 0:
                     print(f"[{time.monotonic() - start:.0f} s] {n} inputs\n{tally.summary()}", file=sys.stderr)

@@ -22,6 +22,7 @@ DOMAIN = {
     "keyword": ["bogus", "axis", "rate", "units", "lr", "init"],
     "extra": [", bogus = 1", ", axis = 7", ", rate = 2", ", units = -3", ", init = nan", ", 5"],
     "init": ["glorot_bogus", "constant(nan)", "uniform(1, -1)", "normal(std = -1)", "constant(1e999)", "he(3)"],
+    "init_call": ["glorot_bogus", "constant", "he", "zeros"],  # the name of a call: uniform(...) -> he(...)
     "string": ['"bogus"', '""', '"\\u0000"'],
 }
 DTYPES = {"f32", "f64", "i32", "i64", "bool"}
@@ -30,25 +31,31 @@ INITS = {"glorot_uniform", "xavier", "glorot_normal", "he", "he_uniform", "he_no
 
 
 def domain_sites(tokens: list[Token]) -> list[tuple[int, str]]:
-    """(token index, kind of replacement) for every token an out-of-domain value can replace or follow."""
-    sites, depth = [], 0
+    """(token index, kind of replacement) for every token an out-of-domain value can replace or follow: numbers,
+    strings, dtypes, initializers, keyword names, and the closing parenthesis of a call that has arguments."""
+    sites = []
+    calls: list[bool] = []  # for each open parenthesis: does it open a call's arguments?
+    previous: Token | None = None
     after = [next((t for t in tokens[i + 1:] if t.kind != "space"), None) for i in range(len(tokens))]
     for i, t in enumerate(tokens):
         if t.text == "(":
-            depth += 1
+            calls.append(previous is not None and previous.kind == "name")
         elif t.text == ")":
-            depth -= 1
-            sites.append((i, "extra"))
-        if t.kind == "number":
+            is_call = calls.pop() if calls else False
+            if is_call and previous is not None and previous.text != "(":
+                sites.append((i, "extra"))
+        elif t.kind == "number":
             sites.append((i, "int" if t.is_int else "float"))
         elif t.kind == "string":
             sites.append((i, "string"))
         elif t.kind == "name" and t.text in DTYPES:
             sites.append((i, "dtype"))
         elif t.kind == "name" and t.text in INITS:
-            sites.append((i, "init"))
-        elif t.kind == "name" and depth > 0 and after[i] is not None and after[i].text == "=":
+            sites.append((i, "init_call" if after[i] is not None and after[i].text == "(" else "init"))
+        elif t.kind == "name" and calls and calls[-1] and after[i] is not None and after[i].text == "=":
             sites.append((i, "keyword"))
+        if t.kind != "space":
+            previous = t
     return sites
 
 

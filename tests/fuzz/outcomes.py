@@ -4,8 +4,8 @@
 campaign: `internal_error` (exit 70, or any exception that is not a `BmcError`), `traceback` (a traceback printed
 although the command did not fail as an internal error), `hang` (a stage ran past its time limit), `crash` (the
 worker died of a signal), `memory` (a `MemoryError` under the worker's address-space limit) and `code_execution`
-(a payload's marker file appeared). `rejected_valid` is a well-formed generated program that bmc refused: not a
-crash, but a finding all the same.
+(a payload's marker file appeared). `rejected_valid` is a well-formed generated program that bmc refused, or an
+input every other target accepted that the CUDA target refused: not a crash, but a finding all the same.
 """
 
 from __future__ import annotations

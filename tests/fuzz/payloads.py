@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PREFIX = "FUZZMARK_"
+C_FUNCTION = "bmc_fuzz_payload"  # every C payload defines it: found outside a comment or string, it is code
 
 
 def marker_name(job_id: str) -> str:
@@ -41,8 +42,12 @@ def python(target: str) -> list[str]:
 
 def c(target: str) -> list[str]:
     """C that runs when the compiled CUDA library is loaded, after what could end a `//` comment or a string."""
-    ctor = f"__attribute__((constructor)) static void bmc_fuzz_payload(void) {{ system(\"touch {target}\"); }}"
+    ctor = _constructor(target)
     return [f"\n{ctor}\n", f"\"; {ctor} static const char* bmc_fuzz_s = \"", f"*/ {ctor} /*", f"\\\n{ctor}"]
+
+
+def _constructor(target: str) -> str:
+    return f"__attribute__((constructor)) static void {C_FUNCTION}(void) {{ system(\"touch {target}\"); }}"
 
 
 def all_payloads(markers: Path, job_id: str) -> list[str]:
@@ -54,6 +59,7 @@ def file_names(job_id: str) -> list[str]:
     """File names (no slashes) that would run code if pasted into generated source unescaped."""
     target = marker_name(job_id)
     call = f"__import__('os').system('touch {target}')"
-    return [f"x\n{call}\n#.bm", f"x\r{call}\r#.bm", f"x'+{call}+'.bm", f"x\"+{call}+\".bm",
-            f"x\n__attribute__((constructor)) static void f(void){{system(\"touch {target}\");}}\n.bm",
-            f"{{{{{call}}}}}.bm"]
+    ctor = _constructor(target)
+    return [f"x\n{call}\n#.bm", f"x\r{call}\r#.bm", f"x'+{call}+'.bm", f"x\"+{call}+\".bm", f"{{{{{call}}}}}.bm",
+            f"x\n{ctor}\n#define BMC_FUZZ_REST", f"x\r{ctor}\r#define BMC_FUZZ_REST", f"x*/ {ctor} /*.bm",
+            f"x\"; {ctor} static const char* bmc_fuzz_s = \".bm"]  # (the #define swallows the rest of the line)

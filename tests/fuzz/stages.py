@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.fuzz import payloads
 from tests.fuzz.outcomes import OK, USER_ERROR, Result
 
 LOCATED = re.compile(r"^.*:\d+:\d+: error: ", re.MULTILINE)
@@ -71,6 +72,8 @@ def build_cuda(path: Path, work: Path) -> Result | None:
     if shutil.which("nvcc") is None:
         return None
     stop = _command("cuda", ["build", str(path), "--target", "cuda", "-o", str(work / "cuda")])
+    if stop is not None and "nvcc failed on " in stop.detail:
+        stop.outcome = "internal_error"  # bmc's own CUDA did not compile: reported as an error, but a bug
     if stop is not None:
         return stop
     from bmc.backends.cuda.runtime import Library
@@ -81,14 +84,37 @@ def build_cuda(path: Path, work: Path) -> Result | None:
 
 
 def cuda_source(path: Path, work: Path) -> Result | None:
+    """The CUDA source, generated but not compiled; a C payload found in it as code is a code execution (it would
+    run when the compiled library is loaded), found without nvcc."""
     import bmc
     from bmc.diagnostics import BmcError
 
     try:
-        bmc.compile(path, warnings="ignore").generate("cuda")
+        source = bmc.compile(path, warnings="ignore").generate("cuda")
     except BmcError as e:
         return Result(USER_ERROR, "cuda_source", e.render()[-4000:], located=e.span is not None)
+    lines = c_payload_lines(source)
+    if lines:
+        text = source.splitlines()
+        shown = "\n".join("\n".join(text[max(0, n - 2):n])[:600] for n in lines[:3])  # with the line before
+        return Result("code_execution", "cuda_source", f"a C payload is code in model.cu, line(s) {lines[:10]}:\n"
+                      f"{shown}")
     return None
+
+
+def c_payload_lines(source: str) -> list[int]:
+    """Lines where a payload's C function appears outside a `//` comment, a `/* */` comment on that line and a
+    string literal."""
+    found = []
+    for n, line in enumerate(source.splitlines(), 1):
+        at = line.find(payloads.C_FUNCTION)
+        if at < 0:
+            continue
+        before = re.sub(r'"[^"]*"', '""', re.sub(r"\\.", "", line[:at]))  # escapes out, closed literals emptied
+        if "//" in before or before.count('"') % 2 or before.rfind("/*") > before.rfind("*/"):
+            continue
+        found.append(n)
+    return found
 
 
 def _array(dtype: str, shape: list, rng: np.random.Generator, ids: int) -> np.ndarray:
