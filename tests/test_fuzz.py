@@ -37,12 +37,14 @@ KNOWN = {
     "resource limits": r"MemoryError|Unable to allocate",
     "argument domains": r"OverflowError|ZeroDivisionError|math domain error|cannot convert float (NaN|infinity)",
     "escaping (backends/cuda: the file name in model.cu's first comment)":
-        r"for CUDA \(\w+\), from [^\n]*\n__attribute__|model\.cu:[23]:\d+: error",
+        r"for CUDA \(\w+\), from [^\n]*\n__attribute__|model\.cu:[23]:|^x[\r\n]__attribute__",
 }
 
 
 def known(failure: dict) -> str | None:
-    return next((area for area, pattern in KNOWN.items() if re.search(pattern, failure["detail"])), None)
+    """The area of a known finding, from the error's text and the input's file name."""
+    text = f"{failure['filename']}\n{failure['detail']}"
+    return next((area for area, pattern in KNOWN.items() if re.search(pattern, text)), None)
 
 
 def _job(job_id: str, stage: str, text: str = "") -> dict:
