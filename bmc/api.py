@@ -25,13 +25,14 @@ from bmc.backends import numpy as numpy_backend
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
 from bmc.data.text import is_text_spec, load_text
-from bmc.diagnostics import BmcError, BmcWarning, UsageError, check_policy
+from bmc.diagnostics import BmcError, BmcWarning, Span, UsageError, check_policy
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
 from bmc.train import agree
 from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, unfit_metrics, usable_metrics
+from bmc.train.numerics import Watch, require_finite
 from bmc.version import __version__
 
 TARGETS = ("numpy", "onnx", "cuda")
@@ -211,6 +212,8 @@ class Model:
             params, state = trained.params, trained.state
         if params is None:
             params, state = self.init_params(seed)
+        spans = {k.removeprefix("params/"): v for k, v in self._spans().items()}
+        require_finite(params, state or {}, spans)
         if target == "onnx":
             return self._build_onnx(out_dir, params, state or {}, trained, train_step)
         if target == "cuda":
@@ -245,11 +248,14 @@ class Model:
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
               steps: int | None = None, backend: str = "numpy", log=print, progress: bool = True,
-              warn: Callable[[BmcWarning], None] = _print_warning) -> Build:
+              warn: Callable[[BmcWarning], None] = _print_warning, check_numerics: bool = False) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
-        step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data)
-        go to `warn`, by default printed on stderr."""
+        step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data,
+        non-finite outputs, a diverging loss) go to `warn`, by default printed on stderr. `check_numerics` checks
+        every step's outputs, parameters and state, and stops at the first step that makes one non-finite with an
+        error at the `.bm` statement of the op that did (bmc/train/numerics.py); without it a non-finite loss still
+        stops training."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
@@ -257,7 +263,7 @@ class Model:
         self = self.with_config(config)  # the train step is built from the overridden configuration
         spec = data if isinstance(data, Dataset) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
-            return self._train_text(spec, config, log, progress, backend, warn)
+            return self._train_text(spec, config, log, progress, backend, warn, check_numerics)
         dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         preprocess = agree.preprocessing(config, self.compiled.model, dataset)
@@ -281,9 +287,9 @@ class Model:
                                    "for an existing name)",)), warn)
         task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
                          usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
-        return model._fit(config, task, dataset.description, log, progress, {}, backend)
+        return model._fit(config, task, dataset.description, log, progress, {}, backend, warn, check_numerics)
 
-    def _train_text(self, spec: str, config, log, progress, backend: str, warn) -> Build:
+    def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool) -> Build:
         text = load_text(spec, config.validation or 0.1)
         self._warn(unfit_metrics(config, spec, text=True), warn)
         defines = {}
@@ -297,14 +303,15 @@ class Model:
         agree.check_window(model.compiled.model, tokens, window)
         task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
         return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window},
-                          backend)
+                          backend, warn, check_numerics)
 
     def _require_loss(self) -> None:
         if self.compiled.model.loss is None:
             raise BmcError(f"model '{self.name}' has no loss to train", self.compiled.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
 
-    def _fit(self, config, task, description: str, log, progress, extra: dict, backend: str = "numpy") -> Build:
+    def _fit(self, config, task, description: str, log, progress, extra: dict, backend: str, warn,
+             check_numerics: bool) -> Build:
         source = self.generate("numpy", train=True)
         module = load_source(source, f"<bmc {self.name}>")
         params, state = self.init_params(config.seed)
@@ -312,20 +319,34 @@ class Model:
         log(f"training {self.name} on {description}: {budget}, batch {config.batch or 'full'}, {config.optimizer}"
             + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
                else "") + (f", clip {config.clip:g}" if config.clip else ""))
+        watch = Watch(check_numerics, self.compiled.train_step, self._spans(), config.optimizer.lr)
         if backend == "onnxruntime":
             onnx_backend = _onnx_backend()
             log(f"train step: ONNX, onnxruntime on {', '.join(onnx_backend.providers())}")
-            history = onnx_backend.fit(self, config, params, state, task, log=log, progress=progress)
+            history = onnx_backend.fit(self, config, params, state, task, log=log, progress=progress, watch=watch)
         elif backend == "cuda":
             from bmc.backends.cuda import build as cuda_build
 
             device = cuda_build.module(self)  # generated kernels, compiled by nvcc (cached); needs a GPU to load
             log("train step: generated CUDA kernels, on the device")
-            history = fit(device, config, params, state, task, log=log, progress=progress)
+            history = fit(device, config, params, state, task, log=log, progress=progress, watch=watch)
             device.download(params, state)
         else:
-            history = fit(module, config, params, state, task, log=log, progress=progress)
+            history = fit(module, config, params, state, task, log=log, progress=progress, watch=watch)
+        for warning in watch.warnings:
+            self._warn(warning, warn)
         return Build(self, module, source, params, state, history, description, config, extra=extra)
+
+
+    def _spans(self) -> dict[str, Span]:
+        """Where the results of a train step are defined: outputs by name, parameters as `params/<name>`, and the
+        train block's optimizer setting (what numerics warnings point at)."""
+        g = self.compiled.model.graph
+        spans = {k: g.outputs[k].span for k in self.compiled.model.outputs}
+        spans.update({f"params/{p.name}": g.param_info[p].span or p.span for p in g.params})
+        if "optimizer" in self.config.spans:
+            spans["optimizer"] = self.config.spans["optimizer"]
+        return spans
 
 
 class Build:
@@ -383,7 +404,11 @@ class Build:
         return info
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how)."""
+        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how).
+
+        Non-finite parameters or state are refused (a BmcError), never saved silently."""
+        spans = self.model._spans() if self.model is not None else {}
+        require_finite(self.params, self.state, {k.removeprefix("params/"): v for k, v in spans.items()})
         files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
         if self.state:
             files["state.npz"] = self.state

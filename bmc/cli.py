@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                          "as generated CUDA kernels on a GPU")
     sp.add_argument("-o", "--out", help="write the trained build here")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--check-numerics", action="store_true",
+                    help="check every step's outputs, parameters and state, and stop at the first non-finite value "
+                         "with the .bm statement of the op that produced it")
 
     sp = sub.add_parser("generate", help="continue a prompt with a language model trained on text")
     sp.add_argument("build", help="a build directory written by `bmc train ... --data text:FILE -o DIR`")
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             artifacts.check_target(args.out)  # now, not after the whole run
         trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
                               optimizer=args.optimizer, steps=args.steps, backend=args.backend,
-                              progress=not args.quiet)
+                              progress=not args.quiet, check_numerics=args.check_numerics)
         if args.out:
             out = trained.save(args.out)
             print(f"wrote the trained build to {out}")

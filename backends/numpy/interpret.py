@@ -1,6 +1,7 @@
 """Evaluate IR directly through the NumPy lowering rules: the reference semantics of every op.
 
-Constant folding uses `evaluate_node`; tests use `run_graph` to check graphs without generating a module.
+Constant folding uses `evaluate_node`; tests use `run_graph` to check graphs without generating a module, and
+`bmc train --check-numerics` replays a train step with `run_values` to find the node that made a value non-finite.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def run_positional(graph: Graph, values: list[np.ndarray]) -> list[np.ndarray]:
 
 def run_graph(graph: Graph, feeds: dict) -> dict[str, np.ndarray]:
     """Evaluate a graph whose ops all have NumPy rules, feeding inputs by name (or by input value)."""
+    env = run_values(graph, feeds)
+    return {k: env[v] for k, v in graph.outputs.items()}
+
+
+def run_values(graph: Graph, feeds: dict) -> dict[Value, np.ndarray]:
+    """Like `run_graph`, but every value of the graph: its inputs and each node's outputs."""
     env: dict[Value, np.ndarray] = {}
     symbols: dict[str, int] = {}
     for v in graph.inputs:
@@ -92,4 +99,4 @@ def run_graph(graph: Graph, feeds: dict) -> dict[str, np.ndarray]:
     for node in graph.nodes:
         results = evaluate_node(node.op, [env[v] for v in node.inputs], [v.type for v in node.inputs], symbols)
         env.update(zip(node.outputs, results, strict=True))
-    return {k: env[v] for k, v in graph.outputs.items()}
+    return env

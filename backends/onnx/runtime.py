@@ -237,19 +237,21 @@ class OrtTrainModule:
         params.update(self.trainer.params())
         state.update(self.trainer.state())
 
+    download = write_back  # what the training loop reads device-resident values with (as from a CUDA module)
+
 
 def _signature(values) -> dict:
     return {v.name: (v.type.dtype, list(v.type.shape)) for v in values}
 
 
 def fit(model, config, params: dict[str, np.ndarray], state: dict[str, np.ndarray], task, log=print,
-        progress: bool = True, provider_list: list[str] | None = None):
+        progress: bool = True, provider_list: list[str] | None = None, watch=None):
     """`bmc.train.loop.fit` through onnxruntime: the same loop, schedule, metrics and history; `params` and `state`
     are updated in place when it returns (or fails)."""
     from bmc.train.loop import fit as loop_fit
 
     module = OrtTrainModule(model, params, state, provider_list)
     try:
-        return loop_fit(module, config, params, state, task, log=log, progress=progress)
+        return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch)
     finally:
         module.write_back(params, state)

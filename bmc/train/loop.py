@@ -7,6 +7,7 @@ features), `TextTask` for next-character prediction on text.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from bmc.runtime import predict_batches
 from bmc.train import metrics as M
 from bmc.train.augment import Augment
 from bmc.train.config import TrainConfig
+from bmc.train.numerics import Watch
 from bmc.train.progress import Progress
 
 Feed = dict[str, np.ndarray]
@@ -224,9 +226,14 @@ class TextTask:
 # ---- the loop ----------------------------------------------------------------------------------------------------
 
 
+@np.errstate(all="ignore")  # no NumPy warnings: `watch` reports non-finite values itself, once, with their cause
 def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
-        task: ArrayTask | TextTask, log: Callable[[str], None] = print, progress: bool = True) -> History:
-    """Train in place (params and state are updated) and return the per-epoch history."""
+        task: ArrayTask | TextTask, log: Callable[[str], None] = print, progress: bool = True,
+        watch: Watch | None = None) -> History:
+    """Train in place (params and state are updated) and return the per-epoch history. `watch` checks each step's
+    numbers (bmc/train/numerics.py) and collects warnings about them; a non-finite loss always stops training."""
+    watch = watch or Watch(lr=config.optimizer.lr)
+    values = functools.partial(current_values, module, params, state)
     per_epoch = task.steps_per_epoch
     total = config.steps if config.steps else config.epochs * per_epoch
     epochs = math.ceil(total / per_epoch)
@@ -248,13 +255,16 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
                 break
             hyper = {"lr": lr_type(config.schedule.lr(base_lr, step, total)),
                      "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh random key per step
-            result = module.train_step(params, state, feed, *(hyper[k] for k in module.HYPER))
+            hyper = {k: hyper[k] for k in module.HYPER}
+            watch.before(values)
+            result = module.train_step(params, state, feed, *hyper.values())
             step += 1
-            loss = float(result["loss"])
-            if not math.isfinite(loss):
+            try:
+                watch.after(result, feed, hyper, step, epoch, values)
+            except BmcError:
                 bar.close()
-                raise BmcError(f"the loss became {loss} at epoch {epoch}, step {step}; training stopped "
-                               f"(try a smaller learning rate than {base_lr:g}, or clip = 1.0)")
+                raise
+            loss = float(result["loss"])
             n = len(next(iter(feed.values())))
             total_loss += loss * n
             seen += n
@@ -267,4 +277,18 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
         history.epochs.append(entry)
         if epoch % log_every == 0 or epoch in (1, epochs):
             log(entry.line(epochs))
+    watch.finish(values()[0], history.final.loss if history.epochs else None)
     return history
+
+
+def current_values(module, params: dict[str, np.ndarray], state: dict[str, np.ndarray]
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The parameters and state as they are now: the dicts themselves for the generated NumPy module (its train
+    step updates them in place), a copy read back from a module that keeps them on a device (onnxruntime, CUDA)."""
+    download = getattr(module, "download", None)
+    if download is None:
+        return params, state
+    p: dict[str, np.ndarray] = {}
+    s: dict[str, np.ndarray] = {}
+    download(p, s)
+    return p, s

@@ -1,0 +1,30 @@
+"""Regression tests for what the fuzzer (tests/fuzz) found outside the areas other issue-9 branches own, one test
+per finding."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+
+import bmc
+from bmc.runtime import load_source
+
+
+def test_an_infinite_constant_is_a_valid_literal_in_the_generated_module():
+    # the constant folded from `** 1e999` (and the gradient's `1e999 - 1`) was written as `np.float32(inf)`,
+    # a NameError when the train step ran
+    model = bmc.compile_string(textwrap.dedent("""
+        model m() {
+            input  x: f32[N, 2]
+            target y: f32[N, 2]
+            output p = dense(x, 2)
+            loss = mean((p - y) ** 1e999)
+        }
+    """))
+    module = load_source(model.generate())
+    params, state = model.init_params(0)
+    with np.errstate(all="ignore"):
+        result = module.train_step(params, state, {"x": np.full((2, 2), 2, np.float32),
+                                                   "y": np.zeros((2, 2), np.float32)}, np.float32(1e-3))
+    assert result["loss"] == np.inf
