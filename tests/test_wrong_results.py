@@ -180,6 +180,24 @@ def test_f64_build_keeps_constants_in_f64():
     np.testing.assert_array_equal(params["w"], np.full((3, 1), 1.0 - 0.2))
 
 
+def test_an_f64_parameter_of_an_f32_loss_steps_with_an_f64_learning_rate():
+    # the learning rate was an f32 input whenever the loss was f32, so an f64 parameter moved by 0.10000000149
+    # (found by the differential tester: 1.4e-8 relative error against PyTorch)
+    model = compile_text("""
+        model m() {
+            input x: f64[N, 1]
+            param w: f64[] = 0
+            loss = cast(mean(x * w), f32)
+        }
+        train m { optimizer = sgd(lr = 0.1) }
+    """)
+    module = load_source(model.generate())
+    assert module.HYPER["lr"][0] == "f64"
+    params, state = model.init_params(0)
+    module.train_step(params, state, {"x": np.ones((2, 1))}, np.float64(0.1))
+    assert params["w"] == -0.1  # the gradient is exactly 1
+
+
 # ---- 4. fan-based initializers on recurrent layers used 4 x hidden as fan-in ----------------------------------------
 
 

@@ -93,7 +93,9 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
             for w in (p for p in params if g.param_info[p].decay):
                 term = E.mul(b, E.like(b, strength, w), E.sum_(b, penalty(w)))
                 objective = E.add(b, objective, E.cast(b, term, objective.type.dtype))
-    dtype = loss.type.dtype
+    # the learning rate in the widest float of the loss and the parameters: an f64 parameter's step is not rounded
+    # to float32 because the loss is
+    dtype = "f64" if "f64" in {loss.type.dtype, *(p.type.dtype for p in params)} else loss.type.dtype
     lr = g.add_input(scalar(dtype), "lr", "hyper")
     optimizer = make_optimizer(config.optimizer, {p for p in params if g.param_info[p].decay})
     state = {}
