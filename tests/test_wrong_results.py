@@ -368,3 +368,17 @@ def test_pooling_padding_as_large_as_the_window_is_an_error(call):
                 output y = {call}
             }}
         """)
+
+
+def test_where_with_a_zero_branch_is_zero_where_the_other_branch_is_infinite():
+    # the NumPy backend wrote where(c, x, 0) as x * c: inf * 0 is nan (ONNX's Where gave 0)
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 2]
+            output y = where(x > 0, 1 / x, 0)
+        }
+    """)
+    x = np.array([[0.0, 2.0]], np.float32)
+    with np.errstate(divide="ignore"):
+        y = load_source(model.generate()).forward({}, x)["y"]
+    np.testing.assert_array_equal(y, [[0.0, 0.5]])

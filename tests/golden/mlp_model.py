@@ -128,7 +128,7 @@ def train_step(params, state, batch, lr):
     logits_b_grad = t6.sum(axis=0)
     # examples/mlp.bm:7: h      = relu(dense(image, hidden))
     t9 = h > 0.0
-    t10 = t7 * t9
+    t10 = np.where(t9, t7, 0.0)
     h_W_grad = image.T @ t10
     h_b_grad = t10.sum(axis=0)
     # examples/mlp.bm:16: optimizer = adam(lr = 1e-3)

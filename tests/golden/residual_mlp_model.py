@@ -209,7 +209,7 @@ def train_step(params, state, batch, lr):
     block2_W2_grad = block2_h.T @ t27
     # examples/residual_mlp.bm:9: h = relu(x @ W1 + b1)
     t32 = block2_h > 0.0
-    t33 = t30 * t32
+    t33 = np.where(t32, t30, 0.0)
     t34 = t33.sum(axis=0, keepdims=True)
     block2_b1_grad = t34.reshape((128,))
     t35 = np.matmul(t33, block2_W1.T, out=block2)
@@ -222,7 +222,7 @@ def train_step(params, state, batch, lr):
     block1_W2_grad = block1_h.T @ t36
     # examples/residual_mlp.bm:9: h = relu(x @ W1 + b1)
     t39 = block1_h > 0.0
-    t40 = t38 * t39
+    t40 = np.where(t39, t38, 0.0)
     t41 = t40.sum(axis=0, keepdims=True)
     block1_b1_grad = t41.reshape((128,))
     t42 = np.matmul(t40, block1_W1.T, out=t35)
@@ -230,7 +230,7 @@ def train_step(params, state, batch, lr):
     t43 = np.add(t36, t42, out=t36)
     # examples/residual_mlp.bm:17: x      = relu(dense(image, width))
     t44 = x > 0.0
-    t45 = t43 * t44
+    t45 = np.where(t44, t43, 0.0)
     x_W_grad = image.T @ t45
     x_b_grad = t45.sum(axis=0)
     # examples/residual_mlp.bm:31: optimizer = adam(lr = 1e-3)
