@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 from bmc.backends.numpy import compile_function
 
 import bmc
@@ -108,7 +109,8 @@ def numpy_target(case: Case, dtype: str) -> Result:
     outputs = module.forward(dict(params), *inputs)
 
     grad_fn = gradient_function(model, dtype)
-    feeds = {**data, **params, "lr": NUMPY[dtype](case.lr), "rng": np.int64(case.keys[0])}
+    lr = NUMPY[module.HYPER["lr"][0]](case.lr) if "lr" in module.HYPER else None  # as bmc train feeds it
+    feeds = {**data, **params, "lr": lr, "rng": np.int64(case.keys[0])}
     got = grad_fn({k: feeds[k] for k in grad_fn.inputs})
     grads = {k.removeprefix("grad/"): v for k, v in got.items() if k.startswith("grad/")}
 
@@ -117,7 +119,7 @@ def numpy_target(case: Case, dtype: str) -> Result:
     losses = []
     hyper = list(module.HYPER)
     for step in range(STEPS):
-        values = {"lr": NUMPY[dtype](case.lr), "rng": np.int64(case.keys[step])}
+        values = {"lr": lr, "rng": np.int64(case.keys[step])}
         out = module.train_step(p, state, dict(data), *(values[h] for h in hyper))
         losses.append(float(out["loss"]))
     return Result(outputs, float(got["loss"]), grads, losses, p)
@@ -183,9 +185,11 @@ def _onnx_target(case: Case, dtype: str, runner: str) -> Result:
     p = _as(dtype, case.params, case.tables)
     state = model.init_params(0)[1]
     names = {i.name for i in step.graph.input}
+    lr_type = next((onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in step.graph.input
+                    if i.name == "lr"), NUMPY[dtype])
     losses = []
     for k in range(STEPS):
-        feeds = {**data, **p, **state, "lr": np.asarray(case.lr, NUMPY[dtype]), "rng": np.asarray(case.keys[k])}
+        feeds = {**data, **p, **state, "lr": np.asarray(case.lr, lr_type), "rng": np.asarray(case.keys[k])}
         out = run_step({n: feeds[n] for n in names})
         losses.append(float(out["loss"]))
         for key, value in out.items():
