@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
 
 from bmc.diagnostics import BmcError, Source, Span
 from bmc.syntax import ast
+from bmc.syntax.literals import number_value, unescape
+from bmc.syntax.nesting import check_nesting
 
 # Readable names for Lark's terminal names in "expected ..." messages. String terminals not listed here (the
 # keywords, '**') are shown as their text.
@@ -194,7 +197,14 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         span = Span(source, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
         expected = _describe_expected(parser, set(e.expected))
         raise BmcError(f"unexpected end of file, expected {expected}", span) from None
-    return _ToAst(source).transform(tree)
+    try:
+        module = _ToAst(source).transform(tree)
+    except lark.exceptions.VisitError as e:  # a literal out of range: the error raised inside the transformer
+        if isinstance(e.orig_exc, BmcError):
+            raise e.orig_exc from None
+        raise
+    check_nesting(module)
+    return module
 
 
 def _unexpected_character(source: Source, parser: lark.Lark, e: lark.UnexpectedCharacters) -> BmcError:
@@ -376,8 +386,10 @@ def _curated(source: Source, label: str, tokens: list[_Tok], found: str, span: S
                            "(e.g. = 0)",))
 
 
-class _ToAst(Transformer):
-    """Builds AST nodes bottom-up. Semantic checks happen later, in lowering, never here."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds AST nodes bottom-up, without recursion (a deeply nested expression is reported by `check_nesting`,
+    never by Python's recursion limit). Semantic checks happen later, in lowering; only literals are checked here:
+    numbers that no dtype holds and strings with a bad escape."""
 
     def __init__(self, source: Source):
         super().__init__()
@@ -396,9 +408,7 @@ class _ToAst(Transformer):
     # -- expressions --
     def number(self, children):
         (tok,) = children
-        text = str(tok)
-        is_float = any(c in text for c in ".eE")
-        return ast.Num(float(text) if is_float else int(text), self._tok(tok))
+        return ast.Num(number_value(str(tok), self._tok(tok)), self._tok(tok))
 
     def name(self, children):
         (tok,) = children
@@ -406,9 +416,7 @@ class _ToAst(Transformer):
 
     def string(self, children):
         (tok,) = children
-        raw = str(tok)[1:-1]
-        value = raw.encode("utf-8").decode("unicode_escape") if "\\" in raw else raw
-        return ast.Str(value, self._tok(tok))
+        return ast.Str(unescape(str(tok)[1:-1], self._tok(tok)), self._tok(tok))
 
     @v_args(meta=True)
     def list(self, meta, children):
