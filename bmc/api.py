@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -209,6 +208,7 @@ class Model:
         train step as train_step.onnx with the initial params.npz and state.npz. `trained` supplies trained
         parameters (and their constants, preprocessing contract and vocabulary) instead of freshly initialized
         ones."""
+        artifacts.check_target(out_dir)  # before any long work: `out_dir` may hold something bmc must not replace
         if trained is not None:
             self = self.matching(trained)
             params, state = trained.params, trained.state
@@ -230,7 +230,7 @@ class Model:
         onnx_backend = _onnx_backend()
         info = trained.extra_info() if trained is not None else {}
         metadata = {k: info[k] for k in ("vocab", "window") if k in info}
-        files: dict[str, str | bytes] = {}
+        files: dict[str, artifacts.Content] = {}
         if self.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
             proto = onnx_backend.inference_model(self, params, metadata)
             onnx_backend.check(proto)
@@ -239,12 +239,11 @@ class Model:
             step = onnx_backend.train_step_model(self, metadata)
             onnx_backend.check(step)
             files["train_step.onnx"] = step.SerializeToString()
-            files["params.npz"] = artifacts.npz_bytes(params)
-            files["state.npz"] = artifacts.npz_bytes(state)
+            files["params.npz"] = params
+            files["state.npz"] = state
         manifest = {**Build(self, None, "", params, state).manifest, "target": "onnx",
                     "opset": onnx_backend.OPSET, "ir_version": onnx_backend.IR_VERSION, **info}
-        files[artifacts.MANIFEST] = json.dumps(manifest, indent=2) + "\n"
-        return artifacts.write_build(out_dir, files)
+        return artifacts.write_build(out_dir, files, manifest)
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
@@ -399,14 +398,11 @@ class Build:
         return info
 
     def save(self, out_dir: str | Path) -> Path:
-        files: dict[str, str | bytes] = {
-            "model.py": self.source,
-            "params.npz": artifacts.npz_bytes(self.params),
-            artifacts.MANIFEST: json.dumps(self.manifest, indent=2) + "\n",
-        }
+        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how)."""
+        files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
         if self.state or hasattr(self.module, "load_state"):  # a train step without state (gd) loads an empty one
-            files["state.npz"] = artifacts.npz_bytes(self.state)
-        return artifacts.write_build(out_dir, files)
+            files["state.npz"] = self.state
+        return artifacts.write_build(out_dir, files, self.manifest)
 
     def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for raw inputs: samples as the training data set stores them (the manifest's

@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bmc import artifacts
     from bmc.api import Model, load
 
     if args.command == "generate":
@@ -117,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train)
         print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":
+        if args.out:
+            artifacts.check_target(args.out)  # now, not after the whole run
         trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
                               optimizer=args.optimizer, steps=args.steps, backend=args.backend,
                               progress=not args.quiet)

@@ -87,8 +87,9 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, int | float]:
 
 
 def _define_value(key: str, value) -> int | float:
-    """One define's value: an int of at most 64 bits or a finite float (an `inf` or `nan` size or rate is never
-    meant, and would pass every range check)."""
+    """One define's value: an int of at most 64 bits (as integer literals are) or any float. A float that is not
+    finite (`-D k=nan`, `inf`) is a value like any other here; where an argument needs a finite number (a size, a
+    rate, an epsilon) its domain refuses it at that argument (bmc/frontend/domains.py)."""
     if isinstance(value, str):
         shown = value if len(value) <= 30 else f"{value[:30]}..."
         if re.fullmatch(r"[-+]?\d+", value):
@@ -96,19 +97,20 @@ def _define_value(key: str, value) -> int | float:
                 raise UsageError(f"-D {key}: {shown} is too large: integers are at most {INT_MAX}")
             return int(value)
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
             raise UsageError(f"-D {key}: '{shown}' is not a number") from None
-        if not math.isfinite(number):
-            raise UsageError(f"-D {key}: '{shown}' is not a finite number")
-        return number
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"define {key}: {value!r} is not a number")
     if isinstance(value, int) and not -INT_MAX - 1 <= value <= INT_MAX:
         raise UsageError(f"define {key}: {value} is too large: integers are at most {INT_MAX}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"define {key}: {value} is not a finite number")
     return value
+
+
+def source_name(filename: str) -> str:
+    """The file name as text: a path's undecodable bytes (lone surrogates, from os.fsdecode) as `\\udcXX`, so the
+    name can be printed, written as UTF-8 (manifests, ONNX strings, generated code) and still tells the bytes."""
+    return filename.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def compile_source(text: str, filename: str = "<string>", model: str | None = None,
@@ -127,7 +129,7 @@ def compile_source(text: str, filename: str = "<string>", model: str | None = No
 
 def _compile(text: str, filename: str, model: str | None, defines: dict[str, int | float], dtype: str,
              warnings: str, preprocess: Preprocess | None, memory_limit: int) -> Compiled:
-    module = parse(text, filename)
+    module = parse(text, source_name(filename))
     ir = prologue.apply(lower_model(module, model, defines, training=True), preprocess)
     eval_ir = prologue.apply(lower_model(module, ir.name, defines, training=False), preprocess)
     config = parse_train_block(module.trainings.get(ir.name))
@@ -159,7 +161,7 @@ def decode_source(data: bytes, filename: str) -> str:
         line_start = data.rfind(b"\n", 0, e.start) + 1
         line = data[:line_start].count(b"\n") + 1
         column = len(data[line_start : e.start].decode("utf-8")) + 1
-        shown = Source(filename, data.decode("utf-8", errors="replace"))
+        shown = Source(source_name(filename), data.decode("utf-8", errors="replace"))
         bad = " ".join(f"0x{b:02x}" for b in data[e.start : e.end])
         raise BmcError(f"this file is not UTF-8: byte {bad} cannot start or continue a UTF-8 character",
                        Span(shown, line, column, line, column + 1),

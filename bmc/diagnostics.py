@@ -25,8 +25,10 @@ class Source:
     text: str
 
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
-        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        """Line `lineno` as the parser counts lines: only `\\n` ends one (a `\\r`, form feed or U+2028 in a comment
+        does not, so the line quoted in a message or a generated comment is the one the span is on)."""
+        lines = self.text.split("\n")
+        return lines[lineno - 1].removesuffix("\r") if 0 < lineno <= len(lines) else ""
 
 
 @dataclass(frozen=True)

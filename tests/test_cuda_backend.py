@@ -46,7 +46,7 @@ def test_adam_update_of_a_parameter_is_one_kernel_in_place():
     assert item.kind == "group"
     assert len(item.nodes) == 13  # m, v, the bias-corrected step and the new value
     assert {o.name for o in item.outputs} == {"h.W.m", "h.W.v", "h.W.new"}  # every temporary stays in registers
-    assert {fn.name(v) for v in item.inputs} == {"h_W_grad", "adam_m_h_W", "adam_v_h_W", "h_W", "t31", "t36"}
+    assert {fn.name(v) for v in item.inputs} == {"v_h_W_grad", "v_adam_m_h_W", "v_adam_v_h_W", "v_h_W", "t31", "t36"}
     assert {fn.plan.storage[o].kind for o in item.outputs} == {"tensor"}  # written over the old values
     assert fn.plan.copies == []  # nothing is copied back at the end of the step
 
@@ -111,9 +111,9 @@ def test_manifest_describes_functions_and_device_tensors():
 
 
 @pytest.mark.parametrize(("name", "ident"), [
-    ("h.W", "h_W"), ("adam.m/h.W", "adam_m_h_W"), ("int", "u_int"), ("v3", "u_v3"), ("ax0", "u_ax0"), ("c1", "c1"),
-    ("k12_softmax", "u_k12_softmax"),
-    ("bmc_ctx", "u_bmc_ctx"), ("9lives", "v9lives"), ("a-b c", "a_b_c"), ("threadIdx", "u_threadIdx"),
+    ("h.W", "v_h_W"), ("adam.m/h.W", "v_adam_m_h_W"), ("int", "v_int"), ("memcpy", "v_memcpy"), ("N", "v_N"),
+    ("bmc_ctx", "v_bmc_ctx"), ("9lives", "v_9lives"), ("a-b c", "v_a_b_c"), ("threadIdx", "v_threadIdx"),
+    ("__init__", "v_init_"), ("a__b", "v_a_b"),
 ])
 def test_c_identifiers(name, ident):
     assert c_identifier(name) == ident

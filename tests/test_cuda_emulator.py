@@ -280,7 +280,8 @@ def test_sums_over_any_axes(axes, keep):
 
 
 def test_symbols_named_like_the_generators_locals():
-    """Symbolic dims called `n` and `i` (the fused kernels' count and index) get other C names."""
+    """Symbolic dims called `n` and `i` (the fused kernels' count and index) have the user prefix, as every name
+    from the source has, so they cannot meet the kernels' own."""
     _, s = op_session("""graph g(input %x: f32[n, i], input %y: f32[i]) {
       %z: f32[n, i] = add(%x, %y)
       %t: f32[n] = sum(%z, axes=[1], keepdims=false)
@@ -288,7 +289,7 @@ def test_symbols_named_like_the_generators_locals():
     }""")
     x, y = np.random.default_rng(4).random((5, 7), np.float32), np.arange(7, dtype=np.float32)
     assert_close(s.run("run", {"x": x, "y": y})["t"], (x + y).sum(axis=1), "sum")
-    assert "dim_n" in s.source
+    assert "const int v_n = (int)dims[0];" in s.source and "const int v_i = (int)dims[1];" in s.source
 
 
 # ---- errors ------------------------------------------------------------------------------------------------------

@@ -12,13 +12,12 @@ loss (and the model's outputs, for the metrics), and `download(params, state)` c
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from bmc.backends.cuda import Program, generate, nvcc
-from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session
+from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session, require_device
 
 from bmc import artifacts
 from bmc.diagnostics import UsageError
@@ -65,22 +64,19 @@ def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) ->
 def build(model, out_dir: str | Path, params=None, state=None, seed: int | None = None, arch: str = nvcc.ARCH,
           require_library: bool = True) -> Path:
     """Write a CUDA build. Without nvcc: an error, or (require_library=False) model.cu and the manifest only."""
+    artifacts.check_target(out_dir)  # before nvcc runs
     prog = program(model)
     compiled = None
     if require_library or nvcc.find_nvcc():
         compiled = nvcc.compile_library(prog.source, arch)
     if params is None:
         params, state = model.init_params(seed)
-    files: dict[str, str | bytes] = {
-        SOURCE: prog.source,
-        artifacts.MANIFEST: json.dumps(manifest(model, prog, compiled, arch), indent=2) + "\n",
-        "params.npz": artifacts.npz_bytes(params),
-    }
+    files: dict[str, artifacts.Content] = {SOURCE: prog.source, "params.npz": params}
     if state:
-        files["state.npz"] = artifacts.npz_bytes(state)
+        files["state.npz"] = state
     if compiled is not None:
-        files[LIBRARY] = compiled.path.read_bytes()
-    return artifacts.write_build(out_dir, files)
+        files[LIBRARY] = compiled.path
+    return artifacts.write_build(out_dir, files, manifest(model, prog, compiled, arch))
 
 
 class CudaModule:
@@ -137,6 +133,7 @@ class CudaModule:
 
 def module(model, outputs: bool = True) -> CudaModule:
     """Generate, compile (cached) and load a model for training on the GPU."""
+    require_device()
     prog = program(model)
     compiled = nvcc.compile_library(prog.source)
     return CudaModule(Library(compiled.path, prog.manifest), outputs)
@@ -151,6 +148,7 @@ def load(build_dir: str | Path) -> tuple[CudaModule, dict, dict, dict]:
     cuda = info["cuda"]
     if not cuda.get("library") or not (build_dir / cuda["library"]).exists():
         raise UsageError(f"{build_dir} has model.cu but no compiled library; rebuild it where nvcc is installed")
+    require_device()
     mod = CudaModule(Library(build_dir / cuda["library"], cuda))
     params = artifacts.read_npz(build_dir / "params.npz")
     state = artifacts.read_npz(build_dir / "state.npz")

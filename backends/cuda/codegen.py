@@ -13,7 +13,7 @@ from importlib import resources
 
 import jinja2
 from bmc.backends.cuda import fused, pointwise, rules
-from bmc.backends.cuda.ctext import C_TYPES, c_identifier, c_string, comment, dim
+from bmc.backends.cuda.ctext import C_TYPES, c_identifier, c_string, c_word, comment, dim
 from bmc.backends.cuda.fused import shape_only
 from bmc.backends.cuda.kernel import KernelBuilder, where
 from bmc.backends.cuda.memory import Plan, Request, Storage
@@ -29,18 +29,6 @@ from bmc.ir.types import Dim
 from bmc.ops import Const, Reshape
 from bmc.ops.base import Op
 from bmc.passes import decompose
-
-# Names the host functions and kernels use for their own variables; values never take them.
-RESERVED = {
-    # host functions
-    "ctx", "dims", "in", "out", "hyper", "flags", "off", "arena", "at", "tiles", "splits", "step", "tt",
-    # kernels: loops, reductions, products, normalization, pooling windows
-    "i", "n", "e", "r", "row", "col", "lane", "live", "acc", "part", "partial", "pp", "mx", "se", "lse", "eo", "cls",
-    "ez", "ey", "ed", "begin", "end", "chunk", "TPR", "mu", "sd", "agx", "scale", "ea", "eb", "ec", "inv", "chan",
-    "mdim", "ndim", "kdim", "z", "pc", "gm", "gn", "gv", "gk", "load_a", "load_b", "store", "part_store", "kchunk",
-    "kbegin", "kend", "split", "img", "cin", "kh", "kw", "ih", "iw", "ph", "pw", "oh", "ow",
-    "wa", "wb", "wc", "wd", "wih", "wiw", "wph", "wpw", "woh", "wow", "wyh", "wyw", "wm", "wfirst",
-}
 
 
 def classify(node: Node) -> str:
@@ -94,7 +82,7 @@ class ModuleWriter:
     counter: int = 0
 
     def kernel_name(self, hint: str) -> str:
-        name = f"k{self.counter}_{c_identifier(hint)}"
+        name = c_word(f"k{self.counter}_{hint}")
         self.counter += 1
         return name
 
@@ -114,8 +102,9 @@ class FunctionWriter:
         self.graph = prepare(graph)
         if parent is None:
             self.symbol_list = [s for s in self.graph.symbols() if "*" not in s]
-            self.symbols = {s: _symbol_name(s) for s in self.symbol_list}
-            self.namer = Namer(c_identifier, reserved=RESERVED | set(self.symbols.values()), temp="t")
+            # user names (`v_h_W`, `v_N`) cannot meet the generated code's own (`ctx`, `acc`, `t3`): see ctext.py
+            self.namer = Namer(c_identifier, temp="t")
+            self.symbols = {s: self.namer.fresh(s) for s in self.symbol_list}
             self.counter = [0]
         else:
             self.symbol_list, self.symbols = parent.symbol_list, parent.symbols
@@ -203,13 +192,8 @@ class FunctionWriter:
                 rules.KERNELS[type(item.node.op)].emit(item, self)
 
 
-def _symbol_name(symbol: str) -> str:
-    """A symbolic dim's C name: itself (`N`, `T`), unless a generated kernel uses that name for a local."""
-    name = c_identifier(symbol)
-    return f"dim_{name}" if name in RESERVED else name
-
-
 def render(**fields: object) -> str:
     text = resources.files("bmc.backends.cuda").joinpath("templates/model.cu.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["comment"] = comment
     return env.from_string(text).render(**fields)

@@ -1,8 +1,15 @@
-"""Pieces of C text: identifiers, literals, dtypes, dims and string literals.
+"""Pieces of C text: identifiers, literals, dtypes, dims, string literals and comments.
 
-Every `.bm` name reaches the generated source only through `c_identifier` (letters, digits and `_`, never a keyword)
-or inside a `c_string` literal (every byte outside printable ASCII, quotes and backslashes escaped), so a `.bm` file
-cannot inject code into model.cu.
+Text from outside bmc (`.bm` names, dims, the source file's name and lines) reaches model.cu only through these
+functions: as an identifier from `c_identifier`, inside a string literal from `c_string`, or inside a `//` comment
+from `comment`. None of them can end the literal or comment it writes, so the code of model.cu is bmc's own whatever
+the input.
+
+Every identifier made from a `.bm` name (values and symbolic dims alike) starts with USER_PREFIX. A blacklist could
+not work in C: the headers model.cu includes declare thousands of names and macros (`memcpy`, `exp`, `y0`, `EOF`,
+`u_int`, `linux`), and they differ between toolchains. The generated code's own names never start with the prefix,
+and tests/test_hostile_names.py checks, with the preprocessor of every toolchain present (g++ with the emulator's
+header, nvcc), that no name the headers declare does.
 """
 
 from __future__ import annotations
@@ -15,38 +22,27 @@ from bmc.ir.types import Dim
 
 C_TYPES = {"f32": "float", "f64": "double", "i32": "int", "i64": "int64_t", "bool": "bool"}
 SIZES = {"f32": 4, "f64": 8, "i32": 4, "i64": 8, "bool": 1}
+USER_PREFIX = "v_"
 
-C_KEYWORDS = {
-    "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch",
-    "char", "char16_t", "char32_t", "char8_t", "class", "compl", "concept", "const", "const_cast", "consteval",
-    "constexpr", "constinit", "continue", "co_await", "co_return", "co_yield", "decltype", "default", "delete",
-    "do", "double", "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for",
-    "friend", "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
-    "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register", "reinterpret_cast",
-    "requires", "return", "short", "signed", "sizeof", "static", "static_assert", "static_cast", "struct",
-    "switch", "template", "this", "thread_local", "throw", "true", "try", "typedef", "typeid", "typename",
-    "union", "unsigned", "using", "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "restrict",
-    "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t", "size_t", "main",
-    "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize", "dim3", "NAN", "INFINITY",
-}
+
+def c_word(text: str) -> str:
+    """Letters, digits and single underscores: `.bm` text as a part of an identifier (a kernel's name, `k3_h_W`).
+    Runs of `_` become one, since an identifier containing `__` is reserved to the C++ implementation."""
+    return re.sub(r"_+", "_", re.sub(r"\W", "_", text, flags=re.ASCII))
 
 
 def c_identifier(name: str) -> str:
-    """A legal C identifier from a `.bm` name: other characters become `_`; never a keyword, nor a name of the
-    generator's own forms (`bmc_...`, `v3`, `ax0`, `k12_softmax`, `run_...`): those get a `u_` prefix."""
-    ident = re.sub(r"\W", "_", name, flags=re.ASCII) or "v"
-    if ident[0].isdigit():
-        ident = "v" + ident
-    if ident in C_KEYWORDS or ident.startswith(("bmc_", "BMC_", "__", "cuda", "run_", "plan_")) or \
-            re.fullmatch(r"(v|ax)\d+|k\d+_\w*", ident):  # the generator's own names: v3, ax0, k12_softmax
-        ident = "u_" + ident
-    return ident
+    """The C identifier for a `.bm` name: USER_PREFIX and the name as a `c_word` (`h.W` -> `v_h_W`, `N` -> `v_N`,
+    `memcpy` -> `v_memcpy`, `__init__` -> `v_init_`). Different names may meet (`a.b`, `a_b`): the Namer then
+    keeps them apart."""
+    return c_word(USER_PREFIX + name)
 
 
 def c_string(text: str) -> str:
-    """A C string literal holding `text` (UTF-8), safe for any input."""
+    """A C string literal holding `text` (UTF-8; a lone surrogate as its `\\udcXX` escape), safe for any input:
+    every byte outside printable ASCII is an octal escape, and quotes, backslashes and `?` (trigraphs) are escaped."""
     out = []
-    for byte in text.encode("utf-8"):
+    for byte in text.encode("utf-8", "backslashreplace"):
         ch = chr(byte)
         if ch in '"\\?':
             out.append("\\" + ch)
@@ -58,9 +54,16 @@ def c_string(text: str) -> str:
 
 
 def comment(text: str) -> str:
-    """Text that is safe inside a `//` comment: one line, printable, no trailing backslash."""
+    """Text that is safe inside a `//` comment: one line of printable characters (a newline, `\\r`, U+2028 or a
+    bidirectional control becomes `?`), and no backslash or `??/` trigraph at its end, which would splice the next
+    line into the comment."""
     text = "".join(c if c.isprintable() else "?" for c in text)
-    return text.rstrip("\\ ")
+    while True:
+        kept = text.rstrip(" \\")
+        kept = kept[:-3] if kept.endswith("??/") else kept
+        if kept == text:
+            return text
+        text = kept
 
 
 def literal(value: float | int | bool, dtype: str) -> str:

@@ -47,6 +47,28 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bmc_run.restype = i
 
 
+DRIVER = "libcuda.so.1"  # the CUDA driver, installed with the GPU's kernel module (not by the CUDA toolkit)
+
+
+def require_device() -> None:
+    """Raise CudaUnavailableError unless a CUDA driver with a device is present, asking the driver itself.
+
+    Called before a compiled model is loaded (`build.load`, `build.module`), so that on a machine that cannot run
+    it no build's library is ever loaded: loading runs the library's initializers, before any of its functions
+    could report that there is no device."""
+    try:
+        driver = ctypes.CDLL(DRIVER)
+    except OSError as e:
+        raise CudaUnavailableError(f"no CUDA driver/device: cannot load the CUDA driver ({e})") from None
+    count = ctypes.c_int(0)
+    rc = driver.cuInit(0)
+    if rc == 0:
+        rc = driver.cuDeviceGetCount(ctypes.byref(count))
+    if rc != 0 or count.value == 0:
+        reason = f"CUDA driver error {rc}" if rc else "no device"
+        raise CudaUnavailableError(f"no CUDA driver/device: cuInit/cuDeviceGetCount says {reason}")
+
+
 class Library:
     """A compiled model: the shared library and the manifest that describes its functions and tensors."""
 

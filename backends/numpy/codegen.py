@@ -1,33 +1,30 @@
 """Generate the readable, standalone NumPy module for a model: per-op lines built in Python, a Jinja2 skeleton
 around them (templates/module.py.j2).
 
-Every `.bm` name reaches the generated source only as a mangled identifier (`python_identifier`) or inside a
-`repr()` string literal, so a `.bm` file cannot inject code.
+Every `.bm` name and text reaches the generated source only through pytext.py: as a mangled identifier (dims
+included), inside a string literal or docstring, or as a one-line comment, so a `.bm` file cannot inject code.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 
 import jinja2
-from bmc.backends.numpy import kernels
+from bmc.backends.numpy import kernels, pytext
 from bmc.backends.numpy.memory import VIEW_OPS, plan
 from bmc.backends.numpy.rules import RULES, lower_into, supports
 
 from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
-from bmc.ir.names import Namer, python_identifier
+from bmc.ir.names import Namer
 from bmc.ir.types import Dim
 from bmc.ops import elementwise as ew
 from bmc.passes import decompose
 
-# Names the generated module defines itself; values never take them.
-RESERVED = {"np", "params", "state", "batch", "forward", "train_step", "load_params", "MODEL", "INPUTS", "OUTPUTS",
-            "PARAMS", "STATE", "HYPER", "SOURCE", "BMC_VERSION", "InputError"}
 # The exception a generated function raises when its inputs do not fit the model (a sequence longer than a table of
 # positions); bmc turns it into a user error.
 INPUT_ERROR = inspect.getsource(kernels.InputError)
@@ -48,7 +45,7 @@ class ModuleContext:
 
     helpers: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)  # scan bodies and loops, in the order they were made
-    names: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=lambda: set(KERNELS))  # module-level `_` names: helpers, functions
 
     def function_name(self, hint: str) -> str:
         name, i = hint, 1
@@ -78,20 +75,28 @@ class FunctionWriter:
         self.graph = graph
         self.buffers = plan(graph, updates)
         self.module = module
-        self.namer = Namer(python_identifier, reserved=RESERVED | set(graph.symbols()))
+        self.namer = Namer(pytext.identifier)
+        self.symbols: dict[str, str] = {}  # symbolic dim -> its Python name, named before the values
+        for d in graph.symbols():
+            for s in dims.factors(d)[1]:
+                self.symbol(s)
         self.namer.name_graph(graph)
         self.users = graph.users()
-        self.symbols: dict[str, str] = {}
 
     # -- the Context protocol of the rules --
     def use(self, helper: str) -> str:
         return self.module.use(helper)
 
+    def symbol(self, s: str) -> str:
+        if s not in self.symbols:
+            self.symbols[s] = self.namer.fresh(s)
+        return self.symbols[s]
+
     def dim(self, d: Dim) -> str:
         if isinstance(d, int):
             return str(d)
         static, syms = dims.factors(d)
-        return " * ".join(([str(static)] if static != 1 else []) + syms)
+        return " * ".join(([str(static)] if static != 1 else []) + [self.symbol(s) for s in syms])
 
     def shape(self, shape: tuple[Dim, ...]) -> str:
         parts = [self.dim(d) for d in shape]
@@ -136,8 +141,7 @@ class FunctionWriter:
     def _comment(self, node: Node) -> str:
         if node.span is None:
             return ""
-        text = f"# {node.span.location}: {node.span.source.line(node.span.line).strip()}"
-        return "".join(c if c.isprintable() else "?" for c in text)  # a comment stays one line
+        return pytext.comment(f"{node.span.location}: {node.span.source.line(node.span.line).strip()}")
 
     def returned(self, key: str) -> str:
         v = self.graph.outputs[key]
@@ -152,8 +156,9 @@ class FunctionWriter:
         for limit in self.graph.dim_limits():
             if limit.symbol in bound:
                 head, tail = limit.message_parts()
-                lines += [f"if {limit.symbol} > {limit.limit}:",
-                          f"    raise InputError({head!r} + str({limit.symbol}) + {tail!r})"]
+                name = self.symbol(limit.symbol)
+                lines += [f"if {name} > {limit.limit}:",
+                          f"    raise InputError({pytext.literal(head)} + str({name}) + {pytext.literal(tail)})"]
         return lines
 
     def bind_symbols(self) -> list[str]:
@@ -163,7 +168,7 @@ class FunctionWriter:
             for axis, d in enumerate(v.type.shape):
                 if isinstance(d, str) and d not in bound and "*" not in d:
                     bound.add(d)
-                    lines.append(f"{d} = {self.namer.name(v)}.shape[{axis}]")
+                    lines.append(f"{self.symbol(d)} = {self.namer.name(v)}.shape[{axis}]")
         return lines
 
 
@@ -192,12 +197,12 @@ def function_source(
     for group, values in groups:
         if group:
             args.append(group)
-            lines += [f"{w.namer.name(v)} = {group}[{v.name!r}]" for v in values]
+            lines += [f"{w.namer.name(v)} = {group}[{pytext.literal(v.name)}]" for v in values]
         else:
             args += [w.namer.name(v) for v in values]
     body_lines = w.limit_checks() + w.body()
-    used = " ".join(body_lines)
-    lines += [ln for ln in w.bind_symbols() if re.search(rf"\b{ln.split(' = ')[0]}\b", used)]
+    used = {n.id for n in ast.walk(ast.parse("\n".join(body_lines))) if isinstance(n, ast.Name)}  # not comments
+    lines += [ln for ln in w.bind_symbols() if ln.split(" = ")[0] in used]
     lines += body_lines
     stored: set[Value] = set()
     for key, (target, target_key) in (write_back or {}).items():
@@ -205,14 +210,14 @@ def function_source(
         shared = v in stored or v in graph.roles or (v.producer is not None and isinstance(v.producer.op, VIEW_OPS))
         stored.add(v)
         # a stored array never shares memory with another slot or with the caller's data, which later steps update
-        lines.append(f"{target}[{target_key!r}] = {w.returned(key)}" + (".copy()" if shared else ""))
+        lines.append(f"{target}[{pytext.literal(target_key)}] = {w.returned(key)}" + (".copy()" if shared else ""))
     keys = returns if returns is not None else list(graph.outputs)
     if tuple_return:
         lines.append("return " + ", ".join(w.returned(k) for k in keys))
     else:
-        lines.append("return {" + ", ".join(f"{k!r}: {w.returned(k)}" for k in keys) + "}")
+        lines.append("return {" + ", ".join(f"{pytext.literal(k)}: {w.returned(k)}" for k in keys) + "}")
     body = "\n".join("    " + ln for ln in lines)
-    return f'def {name}({", ".join(args)}):\n    """{doc}"""\n{body}\n'
+    return f'def {name}({", ".join(args)}):\n    """{pytext.doc(doc)}"""\n{body}\n'
 
 
 def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
@@ -220,7 +225,7 @@ def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
     op = node.op
     k, m, ny = op.num_carries, op.num_xs, op.num_ys
     body = prepare(op.body)
-    base = python_identifier(op.body.name or "scan")
+    base = pytext.identifier(op.body.name or "scan")
     body_name = module.function_name(f"_{base}_step")
     loop_name = module.function_name(f"_{base}_scan")
     module.functions.append(function_source(
@@ -250,5 +255,6 @@ def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
 def render_module(**fields: object) -> str:
     template = resources.files("bmc.backends.numpy").joinpath("templates/module.py.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters["repr"] = repr
+    env.filters["literal"] = pytext.literal
+    env.filters["doc"] = pytext.doc
     return env.from_string(template).render(**fields)

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from typing import Protocol
+
+from bmc.backends.numpy.pytext import literal
 
 from bmc import ops
 from bmc.ir import dims
@@ -56,7 +57,7 @@ def _axes(axes: tuple[int, ...] | None) -> str:
 @lower(ops.Const)
 def _const(node, a, ctx):
     op = node.op
-    return f"{np_dtype(op.dtype)}({op.value!r})"
+    return f"{np_dtype(op.dtype)}({literal(op.value)})"
 
 
 UNARY = {ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
@@ -250,15 +251,8 @@ def lower_into(node: Node, a: list[str], out: str) -> str:
 # ---- images, lookups, randomness, attention, normalization -----------------------------------------------------------
 
 
-def _py(value: object) -> str:
-    """A Python literal for an attribute value (repr, except that inf and nan are not Python names)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"float('{value}')"
-    return repr(value)
-
-
 def _helper_call(helper: str, args: list[str], ctx, **attrs) -> str:
-    extra = [f"{k}={_py(v)}" for k, v in attrs.items()]
+    extra = [f"{k}={literal(v)}" for k, v in attrs.items()]
     return f"{ctx.use(helper)}({', '.join([*args, *extra])})"
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from bmc import artifacts
 from bmc.diagnostics import BmcError, UsageError
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
@@ -65,11 +64,12 @@ def _output_doc(graph: Graph, key: str) -> str:
 
 def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, np.ndarray] | None = None,
                    metadata: dict[str, str] | None = None, doc: str = "", fold: bool = True,
-                   preprocess: Preprocess | None = None) -> onnx.ModelProto:
+                   preprocess: Preprocess | None = None, clean_up: bool = True) -> onnx.ModelProto:
     """The ONNX model of an IR graph. With `params`, parameters are initializers holding those values (and constant
     subexpressions of them are folded: batch norm into the convolution before it, the input's preprocessing
     prologue into the first layer); else they are graph inputs. `preprocess`, the contract the graph's prologue
-    computes, documents its input as raw."""
+    computes, documents its input as raw. `clean_up=False` leaves the lowered nodes as the rules made them (no `fuse`
+    clean-ups or folding), so tests can check that the clean-ups change nothing but the graph's size."""
     check_lowerable(graph)
     graph = decompose.run(graph, supports)
     graph = dataclasses.replace(graph, outputs={output_name(k, graph): v for k, v in graph.outputs.items()})
@@ -92,11 +92,12 @@ def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, n
     em.lower(graph.nodes, RULES)
     outputs = em.output_infos([(k, v, _output_doc(graph, k)) for k, v in graph.outputs.items()])
     protected = set(graph.outputs)
-    fuse.simplify(em, protected)
-    if params is not None and fold:
-        fuse.fold_batch_norm(em, protected)
-        fuse.fold_input_affine(em, protected)
-    fuse.drop_unused_constants(em)
+    if clean_up:
+        fuse.simplify(em, protected)
+        if params is not None and fold:
+            fuse.fold_batch_norm(em, protected)
+            fuse.fold_input_affine(em, protected)
+        fuse.drop_unused_constants(em)
     proto = em.graph(name or graph.name, outputs, doc)
     model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="bmc", producer_version=__version__, doc_string=doc)
@@ -133,20 +134,5 @@ def check(model: onnx.ModelProto) -> None:
 
 
 def write_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Write beside the destination, then rename: a failed write never leaves a partial model."""
-    path = Path(path)
-    data = model.SerializeToString()
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    """Write beside the destination, then rename: a failed or killed write never leaves a partial model."""
+    return artifacts.write_file(path, model.SerializeToString())

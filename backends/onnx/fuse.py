@@ -116,7 +116,9 @@ def fuse_gemm(em: Emitter, protected: set[str]) -> None:
     for add in [n for n in em.nodes if n.op_type == "Add"]:
         for k in (0, 1):
             mm, bias = producers.get(add.input[k]), add.input[1 - k]
-            if mm is None or readers[mm.output[0]] != 1 or mm.output[0] in protected or em.ranks.get(bias, 9) > 1:
+            # the op first: another producer (a Split, a Scan) may have a first output that nothing reads
+            if mm is None or mm.op_type not in ("MatMul", "Gemm") or readers[mm.output[0]] != 1 or \
+                    mm.output[0] in protected or em.ranks.get(bias, 9) > 1:
                 continue
             plain_gemm = mm.op_type == "Gemm" and len(mm.input) == 2 and {a.name for a in mm.attribute} <= {
                 "transA", "transB"}

@@ -116,6 +116,8 @@ def _reshape(node, a, ctx):
 
 @lower(ops.Transpose)
 def _transpose(node, a, ctx):
+    if not node.op.perm:  # a scalar is its own transpose (and onnx.helper cannot type an empty perm)
+        return a[0]
     return ctx.op("Transpose", a[0], perm=list(node.op.perm))
 
 
@@ -145,13 +147,17 @@ def _split(node, a, ctx):
 
 @lower(ops.PadEnd)
 def _pad_end(node, a, ctx):
-    (axis,) = normalize_axes((node.op.axis,), _in(node).rank)
+    # pads for every axis, without Pad's `axes` input: onnxruntime's transpose optimizer miscomputes a Pad with axes
+    # after a Transpose (an out-of-range Gather at run time)
+    rank = _in(node).rank
+    (axis,) = normalize_axes((node.op.axis,), rank)
     have = _in(node).shape[axis]
+    before, after = [0] * (rank + axis), [0] * (rank - axis - 1)
     if isinstance(have, int):
-        pads = ctx.ints([0, node.op.size - have])
-    else:
-        pads = ctx.op("Concat", ctx.ints([0]), ctx.op("Sub", ctx.ints([node.op.size]), ctx.dim(have)), axis=0)
-    return ctx.op("Pad", a[0], pads, None, ctx.ints([axis]))
+        return ctx.op("Pad", a[0], ctx.ints([*before, node.op.size - have, *after]))
+    extra = ctx.op("Sub", ctx.ints([node.op.size]), ctx.dim(have))
+    pads = ctx.op("Concat", ctx.ints(before), extra, *([ctx.ints(after)] if after else []), axis=0)
+    return ctx.op("Pad", a[0], pads)
 
 
 @lower(ops.SizeOf)
@@ -181,6 +187,8 @@ REDUCE = {ops.Sum: "ReduceSum", ops.Mean: "ReduceMean", ops.Max: "ReduceMax"}
 
 @lower(*REDUCE)
 def _reduce(node, a, ctx):
+    if node.op.axes == ():  # a reduction over no axis is x itself (ONNX reads empty axes as "every axis")
+        return a[0]
     axes = None if node.op.axes is None else ctx.ints(node.op.axes)
     return ctx.op(REDUCE[type(node.op)], a[0], axes, keepdims=int(node.op.keepdims))
 
@@ -309,16 +317,17 @@ def _avg_pool(node, a, ctx):
 
 @lower(ops.AvgPool2dGrad)
 def _avg_pool_grad(node, a, ctx):
-    # each window's share g / count sent back to its pixels: a transposed convolution with a kernel of ones, per channel
+    # each window's share g / count sent back to its pixels: a transposed convolution with a kernel of ones, each
+    # channel on its own (the channels folded into the batch, so their count may be symbolic)
     op, g = node.op, _in(node)
     counts = _pool_counts(op.input_size, op.kernel, op.stride, op.padding, NUMPY_NAMES[g.dtype])
-    channels = g.shape[1]
-    ones = np.ones((channels, 1, *op.kernel), dtype=NUMPY_NAMES[g.dtype])
+    ones = np.ones((1, 1, *op.kernel), dtype=NUMPY_NAMES[g.dtype])
     out_pad = [_grad_input_padding(op.input_size[i], g.shape[2 + i], op.kernel[i], op.stride[i], op.padding[i],
                                    op.padding[i + 2], 1) for i in range(2)]
     share = ctx.op("Div", a[0], ctx.const(counts))
-    return ctx.op("ConvTranspose", share, ctx.const(ones), group=channels, output_padding=out_pad,
-                  **_window(op, op.kernel))
+    planes = ctx.op("Reshape", share, ctx.ints([-1, 1, *g.shape[2:]]))
+    dx = ctx.op("ConvTranspose", planes, ctx.const(ones), output_padding=out_pad, **_window(op, op.kernel))
+    return ctx.op("Reshape", dx, ctx.shape(_out(node).shape))
 
 
 def _pool_counts(size, kernel, stride, padding, dtype) -> np.ndarray:
@@ -410,6 +419,8 @@ def _batch_norm(node, a, ctx):
 def _recurrent(node, a, ctx):
     # ONNX's layout: time-major X [T, N, F], a direction axis on the weights and results
     op, (seq, last) = node.op, node.outputs
+    if seq not in ctx.used and last not in ctx.used:  # a layer nothing reads: no node (ONNX needs an output)
+        return [None, None]
     x = ctx.op("Transpose", a[0], perm=[1, 0, 2])
     w, r, b = (ctx.unsqueeze(name, [0]) for name in a[1:])
     extra = {"linear_before_reset": int(op.linear_before_reset)} if isinstance(op, ops.GRU) else {}

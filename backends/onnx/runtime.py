@@ -81,7 +81,13 @@ def _feed(s: ort.InferenceSession, values: dict) -> dict[str, np.ndarray]:
     unknown = set(values) - set(types)
     if unknown:
         raise KeyError(f"the model has no input(s) {', '.join(sorted(unknown))}; inputs: {', '.join(types)}")
-    return {k: np.ascontiguousarray(v, dtype=types[k]) for k, v in values.items()}
+    return {k: _contiguous(v, types[k]) for k, v in values.items()}
+
+
+def _contiguous(value, dtype) -> np.ndarray:
+    """`value` as a C-contiguous array of `dtype`, keeping its rank (np.ascontiguousarray makes a scalar [1])."""
+    array = np.asarray(value, dtype=dtype)
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 class Predictor:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from bmc.diagnostics import BmcError, UsageError
 from bmc.frontend.model_ir import ModelIR
-from bmc.ir.graph import Builder
+from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.rewrite import copy_node
 from bmc.ops import emit as E
 
@@ -82,6 +82,14 @@ def apply(model: ModelIR, pre: Preprocess | None) -> ModelIR:
         raise BmcError(f"input '{x.name}' is {x.type}, but its data must be computed as {pre.formula()} "
                        f"({pre.raw})", model.input_spans.get(x.name, x.span),
                        notes=(f"declare it f32: input {x.name}: f32[{', '.join(map(str, x.type.shape))}]",))
+    new, env = prologue(g, x, pre)
+    updates = {k: env.get(v, v) for k, v in model.updates.items()}
+    return dataclasses.replace(model, graph=new, updates=updates)
+
+
+def prologue(g: Graph, x: Value, pre: Preprocess) -> tuple[Graph, dict[Value, Value]]:
+    """A copy of graph g whose float input x is raw: (x * scale - mean) / std comes first and every reader of x reads
+    it. Returns the graph and the map from g's values to the copy's."""
     new = g.copy_frame()
     b = Builder(new, x.span)
     y = x
@@ -97,5 +105,4 @@ def apply(model: ModelIR, pre: Preprocess | None) -> ModelIR:
         outs = copy_node(new, node, tuple(env.get(v, v) for v in node.inputs))
         env.update({old: out for old, out in zip(node.outputs, outs, strict=True) if out is not old})
     new.outputs = {k: env.get(v, v) for k, v in g.outputs.items()}
-    updates = {k: env.get(v, v) for k, v in model.updates.items()}
-    return dataclasses.replace(model, graph=new, updates=updates)
+    return new, env

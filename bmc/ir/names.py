@@ -1,28 +1,22 @@
-"""Unique, deterministic names for the values of a graph, shared by the IR printer and the code generators."""
+"""Unique, deterministic names for the values of a graph, shared by the IR printer and the code generators.
+
+The code generators give a Namer their target's one mangling function (`backends/numpy/pytext.py:identifier`,
+`backends/cuda/ctext.py:c_identifier`), which maps every `.bm` name into a namespace the generated code's own names,
+the language's keywords and its libraries' names never enter; the Namer then keeps the names of one scope unique.
+"""
 
 from __future__ import annotations
 
-import keyword
-import re
 from collections.abc import Callable
 
 from bmc.ir.graph import Graph, Value
 
 
-def python_identifier(name: str) -> str:
-    """A legal Python identifier from a `.bm` name: dots and other characters become `_`, keywords get a suffix."""
-    ident = re.sub(r"\W", "_", name, flags=re.ASCII) or "v"
-    if ident[0].isdigit():
-        ident = "v" + ident
-    if keyword.iskeyword(ident) or keyword.issoftkeyword(ident):
-        ident += "_"
-    return ident
-
-
 class Namer:
     """Gives every value a unique name, derived from its `.bm` name when it has one, in graph order.
 
-    `legal` maps a hint to a legal name for the target; `reserved` names are never produced.
+    `legal` maps a hint to a legal name for the target; `reserved` names are never produced. Values without a name
+    get temporaries (`t0`, `t1`, ...), which are also kept apart from every other name given.
     """
 
     def __init__(self, legal: Callable[[str], str] = lambda s: s, reserved: set[str] | None = None, temp: str = "t"):
@@ -40,14 +34,20 @@ class Namer:
             i += 1
         return f"{base}_{i}"
 
+    def fresh(self, hint: str) -> str:
+        """A new name for something that is not a value (a symbolic dim): legal, and unlike every name given."""
+        name = self._fresh(self.legal(hint))
+        self.used.add(name)
+        return name
+
     def name(self, v: Value) -> str:
         if v not in self.names:
             if v.name:
-                name = self._fresh(self.legal(v.name))
+                name = self.fresh(v.name)
             else:
                 name = self._fresh(f"{self.temp}{self.counter}")
                 self.counter += 1
-            self.used.add(name)
+                self.used.add(name)
             self.names[v] = name
         return self.names[v]
 

@@ -41,7 +41,15 @@ class Unary(Op):
     def infer(self, x: TensorType) -> TensorType:
         if self.float_only and not x.is_float:
             raise TypeError_(f"{self.name} expects a floating-point tensor, got {x}")
+        no_bool(self.name, x)
         return x
+
+
+def no_bool(name: str, *types: TensorType) -> None:
+    """Arithmetic is on numbers: NumPy refuses -b or computes an integer sum(b), ONNX has no bool kernels for it."""
+    if any(t.dtype == "bool" for t in types):
+        raise TypeError_(f"{name} expects numbers, got {' and '.join(map(str, types))} (use cast(x, f32) on "
+                         "truth values)")
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ class Binary(Op):
     elementwise: ClassVar[bool] = True
 
     def infer(self, x: TensorType, y: TensorType) -> TensorType:
+        no_bool(self.name, x, y)
         return TensorType(promote(x.dtype, y.dtype), broadcast_shapes(x.shape, y.shape))
 
 
@@ -278,6 +287,8 @@ class Compare(Op):
 
     def infer(self, x: TensorType, y: TensorType) -> TensorType:
         assert self.op in COMPARISONS
+        if self.op not in ("==", "!="):  # truth values are equal or not, not ordered
+            no_bool(f"'{self.op}'", x, y)
         return TensorType("bool", TensorType(promote(x.dtype, y.dtype), broadcast_shapes(x.shape, y.shape)).shape)
 
     def vjp(self, b, node, grads):

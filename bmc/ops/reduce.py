@@ -8,6 +8,7 @@ from typing import ClassVar
 from bmc.ir.types import TensorType, TypeError_, normalize_axes
 from bmc.ops import emit as E
 from bmc.ops.base import Op
+from bmc.ops.elementwise import no_bool
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Reduce(Op):
 @dataclass(frozen=True)
 class Sum(Reduce):
     name: ClassVar[str] = "sum"
+
+    def infer(self, x: TensorType) -> TensorType:
+        no_bool("sum", x)  # a count is sum(cast(x, f32)): NumPy would return an integer for this bool result
+        return super().infer(x)
 
     def vjp(self, b, node, grads):
         return (self._spread(b, grads[0], node.inputs[0]),)

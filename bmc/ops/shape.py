@@ -190,6 +190,8 @@ class Split(Op):
 
     def infer(self, x: TensorType) -> tuple[TensorType, ...]:
         (axis,) = normalize_axes((self.axis,), x.rank)
+        if len(self.sizes) < 2:  # one piece is x itself; every evaluator reads a one-result op as single-valued
+            raise TypeError_(f"split cuts into two or more pieces, got sizes {list(self.sizes)}")
         if x.shape[axis] != sum(self.sizes) or min(self.sizes, default=0) < 1:
             raise TypeError_(f"cannot split axis {self.axis} of {x} into {list(self.sizes)}")
         return tuple(x.with_shape(tuple(n if i == axis else d for i, d in enumerate(x.shape))) for n in self.sizes)

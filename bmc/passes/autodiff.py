@@ -78,4 +78,5 @@ def node_vjp(b: Builder, node: Node, out_grads: tuple[Value | None, ...]) -> tup
     seeds = {o: g for o, g in zip(outs, out_grads, strict=True) if g is not None}
     grads = backprop(b, inner, seeds, set(node.inputs))
     b.span = node.span
-    return tuple(grads.get(x) for x in node.inputs)
+    # grads[x] is the whole gradient of x, through every operand it is: give it once (the caller sums per operand)
+    return tuple(None if x in node.inputs[:i] else grads.get(x) for i, x in enumerate(node.inputs))

@@ -14,8 +14,11 @@ from lark.visitors import Transformer_NonRecursive
 
 from bmc.diagnostics import BmcError, Source, Span
 from bmc.syntax import ast
-from bmc.syntax.literals import number_value, unescape
+from bmc.syntax.literals import number_value
 from bmc.syntax.nesting import check_nesting
+
+# One escape in a string literal, as Python reads it: \\n, \\", \\\\, \\x41, \\u00e9, \\N{...}, ...
+ESCAPE = re.compile(r"\\(N\{[^}]*\}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
 
 # Readable names for Lark's terminal names in "expected ..." messages. String terminals not listed here (the
 # keywords, '**') are shown as their text.
@@ -199,7 +202,7 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         raise BmcError(f"unexpected end of file, expected {expected}", span) from None
     try:
         module = _ToAst(source).transform(tree)
-    except lark.exceptions.VisitError as e:  # a literal out of range: the error raised inside the transformer
+    except lark.exceptions.VisitError as e:  # Lark wraps what a callback raises (a literal out of range, a bad escape)
         if isinstance(e.orig_exc, BmcError):
             raise e.orig_exc from None
         raise
@@ -416,7 +419,17 @@ class _ToAst(Transformer_NonRecursive):
 
     def string(self, children):
         (tok,) = children
-        return ast.Str(unescape(str(tok)[1:-1], self._tok(tok)), self._tok(tok))
+        span = self._tok(tok)
+
+        def unescape(m: re.Match) -> str:  # one escape at a time, so the text around it stays as written
+            if not m.group().isascii():
+                return m.group()  # an unknown escape stays as written, as in Python
+            try:
+                return m.group().encode("ascii").decode("unicode_escape")
+            except UnicodeDecodeError:
+                raise BmcError(f"bad escape '{m.group()}' in a string", span) from None
+
+        return ast.Str(ESCAPE.sub(unescape, str(tok)[1:-1]), span)
 
     @v_args(meta=True)
     def list(self, meta, children):

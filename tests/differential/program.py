@@ -51,12 +51,12 @@ class Ctx:
     key: int = 0  # the step's random key (dropout)
     salts: dict[str, int] = field(default_factory=dict)  # full statement name -> its dropout site's salt
     stmt: str = ""  # the full name of the statement being computed
-    float_dtype: Any = None  # the torch dtype of `f32` values: float64 in the reference, float32 in its twin
+    float_dtype: Any = None  # every float's torch dtype: float64 in the reference, float32 in its rounding twin
 
     def torch_dtype(self, dtype: str):
         import torch
 
-        return {"f32": self.float_dtype, "f64": torch.float64, "i32": torch.int32, "i64": torch.int64,
+        return {"f32": self.float_dtype, "f64": self.float_dtype, "i32": torch.int32, "i64": torch.int64,
                 "bool": torch.bool}[dtype]
 
     def v(self, name: str):

@@ -23,10 +23,10 @@ class Result:
 
 
 def _tensor(a: np.ndarray, declared: str, dtype: torch.dtype) -> torch.Tensor:
+    """Floats in `dtype`, whatever their declared precision: the reference computes everything in float64, and its
+    twin everything in float32, to measure how much the whole program amplifies rounding."""
     t = torch.from_numpy(np.array(a))
-    if t.is_floating_point():
-        t = t.to(torch.float64 if declared == "f64" else dtype)
-    return t
+    return t.to(dtype) if t.is_floating_point() else t
 
 
 def run(program: Program, params: dict[str, torch.Tensor], data: dict[str, torch.Tensor], training: bool,
