@@ -203,7 +203,10 @@ class Lowerer:
         return self.graph.add_input(t, stmt.name, stmt.role, stmt.span)
 
     def declare_param(self, stmt: ast.ParamDecl) -> Value:
-        t = self.tensor_type(stmt.type, allow_symbols=False)
+        try:
+            t = self.tensor_type(stmt.type, allow_symbols=False)
+        except BmcError as e:
+            raise _with_param_size(e, stmt) from None
         if not t.is_float:
             raise BmcError(f"parameters are floating-point tensors; '{stmt.name}' is {t}", stmt.type.dtype_span)
         init = self.initializer(stmt.init) if stmt.random else self.constant_init(stmt.init)
@@ -551,6 +554,19 @@ class _Bound:
 
     value: Value
     span: Span
+
+
+def _with_param_size(e: BmcError, stmt: ast.ParamDecl) -> BmcError:
+    """A parameter's dim error, with a note naming the parameter and its size when a literal dim is too large
+    (`param W: f32[4, 100000000000000]`: what it would need, as the memory check says of smaller ones)."""
+    from bmc.memory import ITEMSIZE, show_bytes
+
+    literal = [d.value for d in stmt.type.dims if isinstance(d, ast.Num) and isinstance(d.value, int)]
+    if stmt.type.dtype not in ITEMSIZE or not any(n > MAX_SIZE for n in literal):
+        return e
+    size = ITEMSIZE[stmt.type.dtype] * math.prod(literal)
+    note = f"parameter '{stmt.name}' ({stmt.type.span.text()}) would need at least {show_bytes(size)}"
+    return BmcError(e.message, e.span, notes=(note, *e.notes))
 
 
 def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
