@@ -20,18 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from bmc import artifacts, init
+from bmc import artifacts, init, memory
 from bmc.backends import numpy as numpy_backend
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
 from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, BmcWarning, Span, UsageError, check_policy
+from bmc.frontend.domains import SEED
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
-from bmc.ir.types import NUMPY_NAMES, shape_str
+from bmc.ir.types import NUMPY_NAMES, TensorType, shape_str
 from bmc.runtime import load_module, load_source, predict_batches
 from bmc.train import agree
-from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, unfit_metrics, usable_metrics
+from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, mean_loss, unfit_metrics, usable_metrics
 from bmc.train.numerics import Watch, require_finite
 from bmc.version import __version__
 
@@ -65,15 +66,16 @@ class Model:
 
     @classmethod
     def from_file(cls, path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
-                  warnings: str = "default") -> Model:
-        compiled = compile_file(path, model, defines, dtype, warnings)
+                  warnings: str = "default", memory_limit: int | str | None = None) -> Model:
+        compiled = compile_file(path, model, defines, dtype, warnings, memory_limit)
         return cls(compiled, compiled.model.source.text, str(path), model, parse_defines(defines), warnings)
 
     @classmethod
     def from_source(cls, text: str, filename: str = "<string>", model: str | None = None, defines=None,
-                    dtype: str = "f32", warnings: str = "default", preprocess: Preprocess | None = None) -> Model:
-        return cls(compile_source(text, filename, model, defines, dtype, warnings, preprocess), text, filename,
-                   model, parse_defines(defines), warnings)
+                    dtype: str = "f32", warnings: str = "default", preprocess: Preprocess | None = None,
+                    memory_limit: int | str | None = None) -> Model:
+        return cls(compile_source(text, filename, model, defines, dtype, warnings, preprocess, memory_limit), text,
+                   filename, model, parse_defines(defines), warnings)
 
     def with_defines(self, extra: dict[str, int | float], dtype: str | None = None) -> Model:
         return self._recompiled({**self._defines, **extra}, dtype or self.compiled.dtype, self.preprocess)
@@ -96,7 +98,8 @@ class Model:
         return self._recompiled({**self._defines, **extra}, self.compiled.dtype, pre)
 
     def _recompiled(self, defines: dict, dtype: str, preprocess: Preprocess | None) -> Model:
-        model = Model.from_source(self._text, self._filename, self._model, defines, dtype, self._policy, preprocess)
+        model = Model.from_source(self._text, self._filename, self._model, defines, dtype, self._policy, preprocess,
+                                  self.compiled.memory_limit)
         return model.with_config(self.config)
 
     def with_config(self, config) -> Model:
@@ -183,7 +186,7 @@ class Model:
 
     def init_params(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Initial parameters (drawn per name from `seed`) and zero optimizer state."""
-        seed = self.config.seed if seed is None else seed
+        seed = self.config.seed if seed is None else _seed(seed)
         g = self.compiled.model.graph
         params = {p.name: init.sample(g.param_info[p].init, p.type.shape, self._float(p.type.dtype),
                                       init.generator(seed, p.name), g.param_info[p].fans) for p in g.params}
@@ -270,23 +273,28 @@ class Model:
         model = self._recompiled({**self._defines, **binding.defines}, self.compiled.dtype, preprocess)
         for note in binding.notes:
             log(f"note: {note}")
-        agree.check_classes(model.compiled.model, dataset)
         model._require_loss()
+        agree.check_task(model.compiled.model, dataset)
+        agree.check_augment(config, model.compiled.model)
+        model._check_memory(config, len(dataset.x_train))
         train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)  # raw: the model preprocesses
         label = "test"
         if config.validation:
-            train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed)
+            train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed,
+                                                   config.spans.get("validation"))
             label = "valid"
         outputs = model.compiled.model.outputs
-        if outputs:
-            self._warn(unfit_metrics(config, dataset.name, dataset.num_classes), warn)
+        has_target = bool(model.compiled.model.targets)  # without one (an autoencoder) the samples are the data
+        if outputs or not has_target:
+            self._warn(unfit_metrics(config, dataset.name, dataset.num_classes, target=has_target), warn)
         else:
             self._warn(BmcWarning(f"model '{self.name}' has no output, so training reports no metrics",
                                   self.compiled.module.models[self.name].name_span,
                                   ("mark what it predicts with 'output' ('output pred = ...', or 'output pred' "
                                    "for an existing name)",)), warn)
-        task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
-                         usable_metrics(config.metrics, dataset.num_classes), config.batch, config.augment, label)
+        metrics = usable_metrics(config.metrics, dataset.num_classes) if has_target else ()
+        task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes, metrics,
+                         config.batch, config.augment, label)
         return model._fit(config, task, dataset.description, log, progress, {}, backend, warn, check_numerics)
 
     def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool) -> Build:
@@ -301,9 +309,16 @@ class Model:
         tokens, target = agree.text_inputs(model.compiled.model)
         window = config.sequence or agree.text_window(model.compiled.model, tokens)
         agree.check_window(model.compiled.model, tokens, window)
+        model._check_memory(config, config.batch or 32)
         task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
         return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window},
                           backend, warn, check_numerics)
+
+    def _check_memory(self, config, samples: int) -> None:
+        """The compile-time memory check again, with the configuration training runs (command-line overrides) and
+        its real batch size (`batch = full`: every sample)."""
+        batch = min(config.batch, samples) if config.batch else samples
+        memory.check(self.compiled.model, config, self.compiled.dtype, self.compiled.memory_limit, batch)
 
     def _require_loss(self) -> None:
         if self.compiled.model.loss is None:
@@ -410,7 +425,7 @@ class Build:
         spans = self.model._spans() if self.model is not None else {}
         require_finite(self.params, self.state, {k.removeprefix("params/"): v for k, v in spans.items()})
         files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
-        if self.state:
+        if self.state or hasattr(self.module, "load_state"):  # a train step without state (gd) loads an empty one
             files["state.npz"] = self.state
         return artifacts.write_build(out_dir, files, self.manifest)
 
@@ -444,8 +459,10 @@ class Build:
         if not vocab:
             raise UsageError("this build was not trained on text (its manifest has no vocabulary); train it with "
                              "--data text:FILE")
-        if temperature <= 0:
-            raise UsageError(f"the temperature must be positive, not {temperature}")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise UsageError(f"the temperature must be a positive number, not {temperature}")
+        if length < 0:
+            raise UsageError(f"the length must be at least 0, not {length}")
         from bmc.data.text import encode
 
         ids = list(encode(vocab, prompt)) or [0]
@@ -472,14 +489,30 @@ class Build:
         shape = spec["shape"][1:]
         if math.prod(dataset.sample_shape) != math.prod(shape):
             raise UsageError(f"{dataset.name} samples have shape {list(dataset.sample_shape)} but this build's input "
-                             f"'{name}' is {spec['dtype']}{spec['shape']}")
+                             f"'{name}' is {spec['dtype']}{shape_str(tuple(spec['shape']))}")
         scale = manifest["preprocess"]["scale"] if "preprocess" in manifest else 1.0
         x = dataset.x_test if dataset.scale == scale else dataset.x_test * np.float64(dataset.scale / scale)
         x = self._prepare(name, x)
+        if not manifest.get("targets"):  # an autoencoder: scored by its loss on the samples alone
+            if not hasattr(self.module, "evaluate"):
+                raise UsageError("this build has neither a target nor a loss: there is nothing to evaluate")
+            return {"loss": mean_loss(self.module, self.params, {name: x})}
         outputs = list(manifest["outputs"])
+        if outputs:
+            spec = manifest["outputs"][outputs[0]]
+            wrong = agree.output_mismatch(outputs[0], TensorType(spec["dtype"], tuple(spec["shape"])), dataset)
+            if wrong is not None:
+                raise UsageError(f"{wrong[0]}: this build cannot be scored on it")
         names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
         feed = {name: x, "__target__": dataset.y_test}
         return evaluate(self.module, self.params, feed, outputs[0] if outputs else None, dataset.num_classes, names)
+
+
+def _seed(seed) -> int:
+    try:
+        return SEED.check(seed, "the seed", None)
+    except BmcError as e:
+        raise UsageError(e.message) from None
 
 
 def _config_json(config) -> dict:
@@ -513,12 +546,14 @@ def load(build_dir: str | Path) -> Build:
 
 
 def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
-            warnings: str = "default") -> Model:
+            warnings: str = "default", memory_limit: int | str | None = None) -> Model:
     """Compile a `.bm` file. Likely mistakes are in `model.warnings`; `warnings="error"` raises the first instead,
-    `warnings="ignore"` drops them."""
-    return Model.from_file(path, model, defines, dtype, warnings)
+    `warnings="ignore"` drops them. `memory_limit` (bytes, or a size such as "64G"; default: this machine's memory)
+    bounds what the model's parameters, optimizer state and activations may need."""
+    return Model.from_file(path, model, defines, dtype, warnings, memory_limit)
 
 
 def compile_string(text: str, model: str | None = None, defines=None, dtype: str = "f32",
-                   filename: str = "<string>", warnings: str = "default") -> Model:
-    return Model.from_source(text, filename, model, defines, dtype, warnings)
+                   filename: str = "<string>", warnings: str = "default",
+                   memory_limit: int | str | None = None) -> Model:
+    return Model.from_source(text, filename, model, defines, dtype, warnings, memory_limit=memory_limit)

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
         sp.add_argument("-W", dest="warnings", default="default", choices=["default", "error", "ignore"],
                         help="warnings: report them (default), make them errors (-W error) or drop them")
+        sp.add_argument("--memory-limit", metavar="SIZE",
+                        help="the most memory the model's parameters, optimizer state and activations may need, "
+                             "e.g. 64G or 512M (default: this machine's memory; none: no limit)")
 
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)
@@ -105,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         scores = build.evaluate(args.data)
         print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return 0
-    model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"), args.warnings)
+    model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"), args.warnings,
+                            args.memory_limit)
     for warning in model.warnings:
         print(warning.render(), file=sys.stderr)
     if args.command == "check":

@@ -26,8 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "diagnostics"
 CASES = sorted(p.stem for p in CORPUS.glob("*.bm"))
 UPDATE = bool(os.environ.get("BMC_UPDATE_EXPECTED"))
-# Cases that `bmc check` does not reach: the target check happens when the inference graph is built.
-COMMANDS = {"output_uses_target": ["ir"]}
+# Cases that `bmc check` does not reach (the target check happens when the inference graph is built), and cases
+# that need a memory limit independent of the machine's memory.
+COMMANDS = {"output_uses_target": ["ir"], "param_too_large": ["check", "--memory-limit", "4G"],
+            "activations_too_large": ["check", "--memory-limit", "4G"]}
 HEADER = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): error: \S.*$")
 
 
@@ -123,7 +125,7 @@ CLI_CASES = {
     ),
     "define_not_an_integer": (
         ["check", "mlp.bm", "-D", "hidden=2.5"],
-        "mlp.bm:5:32: error: dense's units must be an integer, not 2.5\n"
+        "mlp.bm:5:32: error: dense's units must be a positive integer of at most 2147483647, not 2.5\n"
         "        h      = relu(dense(image, hidden))\n"
         "                                   ^^^^^^\n",
     ),
@@ -146,7 +148,7 @@ CLI_CASES = {
     ),
     "bad_epochs_flag": (
         ["train", "mlp.bm", "--data", "digits", "--epochs", "0", "--quiet"],
-        "error: --epochs must be at least 1, not 0\n",
+        "error: --epochs must be a positive integer, not 0\n",
     ),
     "data_shape_mismatch": (
         ["train", "mlp.bm", "--data", "digits", "--epochs", "1", "--quiet"],

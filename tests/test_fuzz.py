@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
-import re
 
 import pytest
 
@@ -26,26 +25,6 @@ from tests.fuzz.stages import c_payload_lines
 MUTATIONS = int(os.environ.get("BMC_FUZZ_MUTATIONS", "300"))
 PROGRAMS = int(os.environ.get("BMC_FUZZ_PROGRAMS", "40"))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-# Findings that other branches of issue 9 are fixing (name mangling, argument domains, recursion limits, UTF-8,
-# big integers, resource limits): recognized by their error text, so this test fails on any other failure and only
-# xfails, naming them, while these remain. Once those fixes are merged, empty this table to make the test strict.
-KNOWN = {
-    "big integers": r"Exceeds the limit \(\d+ digits\) for integer string conversion",
-    "recursion limits": r"RecursionError|maximum recursion depth",
-    "name mangling": r'File "<bmc generated>"|cannot assign to|invalid syntax',
-    "resource limits": r"MemoryError|Unable to allocate",
-    "argument domains": r"OverflowError|ZeroDivisionError|math domain error|cannot convert float (NaN|infinity)",
-    "escaping (backends/cuda: the file name in model.cu's first comment)":
-        r"for CUDA \(\w+\), from [^\n]*\n__attribute__|model\.cu:[23]:|^x[\r\n]__attribute__",
-}
-
-
-def known(failure: dict) -> str | None:
-    """The area of a known finding, from the error's text and the input's file name."""
-    text = f"{failure['filename']}\n{failure['detail']}"
-    return next((area for area, pattern in KNOWN.items() if re.search(pattern, text)), None)
-
 
 def _job(job_id: str, stage: str, text: str = "") -> dict:
     return {"id": job_id, "kind": "selftest", "filename": "input.bm", "stages": [stage],
@@ -85,15 +64,11 @@ def test_fuzzing_finds_no_internal_error_traceback_hang_crash_memory_blow_up_or_
     tally = run(plan, tmp_path / "scratch")
     print(tally.summary())
     failing = tally.failing()
-    unknown = [f for f in failing if known(f) is None]
     rejected = [f for f in tally.failures if f["outcome"] == "rejected_valid"]
 
     def show(fs: list[dict]) -> str:
         return "\n\n".join(f"{f['outcome']} {f['id']} ({f['origin'] or f['mutations']}, saved as {f['saved']}) in "
                            f"{f['stage']}:\n{f['detail'][-1500:]}" for f in fs[:10])
 
-    assert not unknown, f"{len(unknown)} failing inputs:\n{show(unknown)}\n\n{tally.summary()}"
+    assert not failing, f"{len(failing)} failing inputs:\n{show(failing)}\n\n{tally.summary()}"
     assert not rejected, f"{len(rejected)} well-formed programs refused:\n{show(rejected)}"
-    if failing:
-        areas = sorted({known(f) for f in failing})
-        pytest.xfail(f"{len(failing)} inputs fail on findings other branches are fixing: {', '.join(areas)}")

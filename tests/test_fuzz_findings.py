@@ -12,16 +12,16 @@ from bmc.runtime import load_source
 
 
 def test_an_infinite_constant_is_a_valid_literal_in_the_generated_module():
-    # the constant folded from `** 1e999` (and the gradient's `1e999 - 1`) was written as `np.float32(inf)`,
-    # a NameError when the train step ran
+    # the exponent `1e999` (today a located error as a literal; an infinite `-D` value still reaches the code) and
+    # the gradient's `1e999 - 1` were written as `np.float32(inf)`, a NameError when the train step ran
     model = bmc.compile_string(textwrap.dedent("""
-        model m() {
+        model m(k = 2.0) {
             input  x: f32[N, 2]
             target y: f32[N, 2]
             output p = dense(x, 2)
-            loss = mean((p - y) ** 1e999)
+            loss = mean((p - y) ** k)
         }
-    """))
+    """), defines={"k": float("inf")})
     module = load_source(model.generate())
     params, state = model.init_params(0)
     with np.errstate(all="ignore"):

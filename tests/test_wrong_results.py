@@ -266,7 +266,7 @@ def test_one_hot_depth_beyond_any_size_is_an_error():
         compile_text("""
             model m() {
                 input ids: i64[N]
-                output y = one_hot(ids, 9223372036854775808)
+                output y = one_hot(ids, 9223372036854775807)
             }
         """)
 

@@ -10,44 +10,27 @@ import math
 from bmc import ops
 from bmc.diagnostics import BmcError
 from bmc.frontend.builtins import PARAM_OWNERS, builtin
+from bmc.frontend.domains import FRACTION, POSITIVE, SIZE, Flag, Initializer, Padding, Pair
+from bmc.frontend.signature import Param
 from bmc.init import Init
 from bmc.ir.graph import Value
 from bmc.ir.types import INT_DTYPES, TensorType
 from bmc.ops import emit as E
 from bmc.ops.conv import same_padding
-from bmc.syntax import ast
 
 PARAM_OWNERS.update({"conv2d", "batch_norm", "layer_norm", "embedding", "rnn", "lstm", "gru", "attention",
                      "learned_positions"})
 
 
-def _pair(lw, e, what: str) -> tuple[int, int]:
-    if isinstance(e, ast.ListExpr):
-        items = [lw.size(i, what) for i in e.items]
-        if len(items) != 2:
-            raise BmcError(f"{what} takes one number or two ([height, width])", e.span)
-        out = (items[0], items[1])
-    else:
-        n = lw.size(e, what)
-        out = (n, n)
-    return out
-
-
-def _padding(lw, e, x: Value, kernel, stride, dilation, call) -> tuple[int, int, int, int]:
+def _padding(mode: str | int, x: Value, kernel, stride, dilation) -> tuple[int, int, int, int]:
     """"valid" (none), "same" (output size ceil(input / stride)) or a number of pixels on every side."""
-    if isinstance(e, ast.Str | str):
-        mode = e.value if isinstance(e, ast.Str) else e
-        if mode == "valid":
-            return (0, 0, 0, 0)
-        if mode == "same":
-            (top, bottom), (left, right) = (same_padding(x.type.shape[2 + i], kernel[i], stride[i], dilation[i])
-                                            for i in range(2))
-            return (top, left, bottom, right)
-        raise BmcError(f'padding must be "valid", "same" or a number, not "{mode}"', e.span)
-    p = lw.integer(e, "padding")
-    if p < 0:
-        raise BmcError("padding must not be negative", e.span)
-    return (p, p, p, p)
+    if mode == "valid":
+        return (0, 0, 0, 0)
+    if mode == "same":
+        (top, bottom), (left, right) = (same_padding(x.type.shape[2 + i], kernel[i], stride[i], dilation[i])
+                                        for i in range(2))
+        return (top, left, bottom, right)
+    return (mode, mode, mode, mode)
 
 
 def _image(x: Value, call, what: str) -> None:
@@ -59,24 +42,22 @@ def _image(x: Value, call, what: str) -> None:
 # ---- convolution and pooling ----------------------------------------------------------------------------------------
 
 
-@builtin("conv2d", "x", "filters", "kernel", ("stride", 1), ("padding", "valid"), ("dilation", 1), ("bias", True),
-         ("init", Init("glorot_uniform")), ("bias_init", Init("zeros")))
+WEIGHTS = (Param("init", Init("glorot_uniform"), Initializer()), Param("bias_init", Init("zeros"), Initializer()))
+
+
+@builtin("conv2d", "x", Param("filters", domain=SIZE), Param("kernel", domain=Pair()), Param("stride", 1, Pair()),
+         Param("padding", "valid", Padding()), Param("dilation", 1, Pair()), Param("bias", True, Flag()), *WEIGHTS)
 def _conv2d(lw, call, a):
     """A 2-D convolution over NCHW images owning W [filters, channels, kh, kw] and b [filters]."""
-    x = lw.tensor(a["x"], "conv2d's input")
+    x, filters, kernel, stride, dilation = a["x"], a["filters"], a["kernel"], a["stride"], a["dilation"]
     _image(x, call, "conv2d")
-    filters = lw.size(a["filters"], "filters")
-    kernel = _pair(lw, a["kernel"], "kernel")
-    stride = _pair(lw, a["stride"], "stride")
-    dilation = _pair(lw, a["dilation"], "dilation")
-    padding = _padding(lw, a["padding"], x, kernel, stride, dilation, call)
+    padding = _padding(a["padding"], x, kernel, stride, dilation)
     prefix = lw.owner_prefix("conv2d")
     dt = x.type.dtype
-    w = lw.add_param(f"{prefix}.W", TensorType(dt, (filters, x.type.shape[1], *kernel)), lw.initializer(a["init"]),
-                     decay=True, span=call.span)
-    if lw.boolean(a["bias"], "bias"):
-        b = lw.add_param(f"{prefix}.b", TensorType(dt, (filters,)), lw.initializer(a["bias_init"]), decay=False,
-                         span=call.span)
+    w = lw.add_param(f"{prefix}.W", TensorType(dt, (filters, x.type.shape[1], *kernel)), a["init"], decay=True,
+                     span=call.span)
+    if a["bias"]:
+        b = lw.add_param(f"{prefix}.b", TensorType(dt, (filters,)), a["bias_init"], decay=False, span=call.span)
     else:
         b = E.broadcast_to(lw.at(call), E.like(lw.b, 0.0, x), (filters,))
     return lw.emit(ops.Conv2d(stride, padding, dilation), x, w, b, span=call.span)
@@ -84,29 +65,28 @@ def _conv2d(lw, call, a):
 
 def _pool(op_type):
     def handler(lw, call, a):
-        x = lw.tensor(a["x"], "the pooled input")
+        x, size = a["x"], a["size"]
         _image(x, call, call.func)
-        size = _pair(lw, a["size"], "size")
-        stride = size if a["stride"] is None else _pair(lw, a["stride"], "stride")
-        padding = _padding(lw, a["padding"], x, size, stride, (1, 1), call)
+        stride = size if a["stride"] is None else a["stride"]
+        padding = _padding(a["padding"], x, size, stride, (1, 1))
         if any(p >= k for p, k in zip(padding, size + size, strict=True)):
             # a window could lie entirely in the padding: its maximum is -inf and its mean 0 / 0
             raise BmcError(f"{call.func}'s padding {max(padding)} must be smaller than its window {list(size)}",
-                           getattr(a["padding"], "span", call.span),
-                           notes=("use a larger size or less padding",))
+                           a.span("padding"), notes=("use a larger size or less padding",))
         return lw.emit(op_type(size, stride, padding), x, span=call.span)
 
     return handler
 
 
-builtin("max_pool", "x", ("size", 2), ("stride", None), ("padding", "valid"))(_pool(ops.MaxPool2d))
-builtin("avg_pool", "x", ("size", 2), ("stride", None), ("padding", "valid"))(_pool(ops.AvgPool2d))
+for _name, _op in (("max_pool", ops.MaxPool2d), ("avg_pool", ops.AvgPool2d)):
+    builtin(_name, "x", Param("size", 2, Pair()), Param("stride", None, Pair()),
+            Param("padding", "valid", Padding()))(_pool(_op))
 
 
 @builtin("global_avg_pool", "x")
 def _global_avg_pool(lw, call, a):
     """[N, C, H, W] -> [N, C]: the mean of each channel."""
-    x = lw.tensor(a["x"])
+    x = a["x"]
     if x.type.rank != 4:
         raise BmcError(f"global_avg_pool expects [N, C, H, W], got {x.type}", call.span)
     return lw.emit(ops.Mean((2, 3), False), x, span=call.span)
@@ -115,17 +95,13 @@ def _global_avg_pool(lw, call, a):
 # ---- normalization and dropout ---------------------------------------------------------------------------------------
 
 
-@builtin("batch_norm", "x", ("momentum", 0.9), ("eps", 1e-5))
+@builtin("batch_norm", "x", Param("momentum", 0.9, FRACTION), Param("eps", 1e-5, POSITIVE))
 def _batch_norm(lw, call, a):
     """Normalize each channel (axis 1) by the batch's statistics in training and by running statistics in
     inference; running = momentum * running + (1 - momentum) * batch (PyTorch's momentum 0.1 is 0.9 here)."""
-    x = lw.tensor(a["x"], "batch_norm's input")
+    x, momentum, eps = a["x"], float(a["momentum"]), float(a["eps"])
     if x.type.rank < 2 or not isinstance(x.type.shape[1], int) or not x.type.is_float:
         raise BmcError(f"batch_norm expects a float tensor [N, C, ...] with static C, got {x.type}", call.span)
-    momentum = float(lw.scalar(a["momentum"], "momentum"))
-    eps = float(lw.scalar(a["eps"], "eps"))
-    if not 0 <= momentum < 1:
-        raise BmcError("momentum must be in [0, 1)", call.span)
     prefix = lw.owner_prefix("batch_norm")
     c, dt = x.type.shape[1], x.type.dtype
     channel = TensorType(dt, (c,))
@@ -150,27 +126,24 @@ def _batch_norm(lw, call, a):
     return y
 
 
-@builtin("layer_norm", "x", ("eps", 1e-5))
+@builtin("layer_norm", "x", Param("eps", 1e-5, POSITIVE))
 def _layer_norm(lw, call, a):
     """Normalize over the last axis with a learned scale (ones) and shift (zeros)."""
-    x = lw.tensor(a["x"], "layer_norm's input")
-    if not isinstance(x.type.shape[-1], int) or not x.type.is_float:
+    x = a["x"]
+    if x.type.rank < 1 or not isinstance(x.type.shape[-1], int) or not x.type.is_float:
         raise BmcError(f"layer_norm expects a float tensor with a static last dim, got {x.type}", call.span)
     prefix = lw.owner_prefix("layer_norm")
     t = TensorType(x.type.dtype, x.type.shape[-1:])
     gamma = lw.add_param(f"{prefix}.gamma", t, Init("ones"), decay=False, span=call.span)
     beta = lw.add_param(f"{prefix}.beta", t, Init("zeros"), decay=False, span=call.span)
-    return lw.emit(ops.LayerNorm(float(lw.scalar(a["eps"], "eps"))), x, gamma, beta, span=call.span)
+    return lw.emit(ops.LayerNorm(float(a["eps"])), x, gamma, beta, span=call.span)
 
 
-@builtin("dropout", "x", "rate")
+@builtin("dropout", "x", Param("rate", domain=FRACTION))
 def _dropout(lw, call, a):
     """Zero each value with probability `rate` in training, scaling the rest by 1 / (1 - rate); identity in
     inference."""
-    x = lw.tensor(a["x"], "dropout's input")
-    rate = float(lw.scalar(a["rate"], "rate"))
-    if not 0 <= rate < 1:
-        raise BmcError(f"the dropout rate must be in [0, 1), not {rate}", a["rate"].span)
+    x, rate = a["x"], float(a["rate"])
     if not lw.training or rate == 0:
         return x
     b = lw.at(call)
@@ -182,32 +155,32 @@ def _dropout(lw, call, a):
 # ---- embeddings and positions ----------------------------------------------------------------------------------------
 
 
-@builtin("embedding", "ids", "vocab", "dim", ("init", Init("uniform", {"low": -0.05, "high": 0.05})))
+@builtin("embedding", "ids", Param("vocab", domain=SIZE), Param("dim", domain=SIZE),
+         Param("init", Init("uniform", {"low": -0.05, "high": 0.05}), Initializer()))
 def _embedding(lw, call, a):
     """Rows of a table [vocab, dim] (Keras's uniform(-0.05, 0.05) initialization) looked up by integer ids."""
-    ids = lw.tensor(a["ids"], "embedding's ids")
+    ids, vocab, dim = a["ids"], a["vocab"], a["dim"]
     if ids.type.dtype not in INT_DTYPES:
         raise BmcError(f"embedding looks up integer ids, got {ids.type}", call.span)
-    vocab, dim = lw.size(a["vocab"], "vocab"), lw.size(a["dim"], "dim")
     prefix = lw.owner_prefix("embedding")
-    table = lw.add_param(f"{prefix}.table", TensorType("f32", (vocab, dim)), lw.initializer(a["init"]),
-                         decay=True, span=call.span)
+    table = lw.add_param(f"{prefix}.table", TensorType("f32", (vocab, dim)), a["init"], decay=True,
+                         span=call.span)
     return lw.emit(ops.Gather(), table, ids, span=call.span)
 
 
-@builtin("learned_positions", "x", "max_len", ("init", Init("normal", {"mean": 0.0, "std": 0.02})))
+@builtin("learned_positions", "x", Param("max_len", domain=SIZE),
+         Param("init", Init("normal", {"mean": 0.0, "std": 0.02}), Initializer()))
 def _learned_positions(lw, call, a):
     """x [N, T, D] + P[:T], a learned table P [max_len, D]: T may be symbolic, up to max_len."""
-    x = lw.tensor(a["x"], "the input")
+    x, max_len = a["x"], a["max_len"]
     if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
         raise BmcError(f"learned_positions expects [N, T, D] with a static D, got {x.type}", call.span)
-    max_len = lw.size(a["max_len"], "max_len")
     length = x.type.shape[1]
     if isinstance(length, int) and length > max_len:
         raise BmcError(f"the sequence has {length} positions but max_len is {max_len}", call.span)
     prefix = lw.owner_prefix("learned_positions")
-    table = lw.add_param(f"{prefix}.table", TensorType(x.type.dtype, (max_len, x.type.shape[2])),
-                         lw.initializer(a["init"]), decay=False, span=call.span)
+    table = lw.add_param(f"{prefix}.table", TensorType(x.type.dtype, (max_len, x.type.shape[2])), a["init"],
+                         decay=False, span=call.span)
     rows = table if length == max_len else lw.emit(ops.Slice(0, 0, length), table, span=call.span)
     return lw.emit(ops.Add(), x, rows, span=call.span)
 
@@ -215,7 +188,7 @@ def _learned_positions(lw, call, a):
 @builtin("sinusoidal_positions", "x")
 def _sinusoidal_positions(lw, call, a):
     """x [N, T, D] + the fixed sine/cosine encodings of "Attention Is All You Need" (static T)."""
-    x = lw.tensor(a["x"], "the input")
+    x = a["x"]
     if x.type.rank != 3 or not all(isinstance(d, int) for d in x.type.shape[1:]):
         raise BmcError(f"sinusoidal_positions expects [N, T, D] with static T and D, got {x.type}", call.span)
     name = lw.naming.table("sinusoid")
@@ -229,12 +202,9 @@ def _sinusoidal_positions(lw, call, a):
 
 def _recurrent(op_type):
     def handler(lw, call, a):
-        x = lw.tensor(a["x"], f"{call.func}'s input")
+        x, hidden, sequences, bidirectional = a["x"], a["hidden"], a["return_sequences"], a["bidirectional"]
         if x.type.rank != 3 or not isinstance(x.type.shape[2], int) or not x.type.is_float:
             raise BmcError(f"{call.func} expects a float sequence [N, T, features], got {x.type}", call.span)
-        hidden = lw.size(a["hidden"], "hidden")
-        sequences = lw.boolean(a["return_sequences"], "return_sequences")
-        bidirectional = lw.boolean(a["bidirectional"], "bidirectional")
         prefix = lw.owner_prefix(call.func)
         directions = [("", False)] if not bidirectional else [(".forward", False), (".backward", True)]
         results = []
@@ -243,10 +213,10 @@ def _recurrent(op_type):
             dt = x.type.dtype
             p = f"{prefix}{suffix}"
             # ONNX layouts [gates * hidden, in]: the fans are (in, gates * hidden), as Keras's [in, 4 * units] kernels
-            w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), lw.initializer(a["init"]),
-                             decay=True, span=call.span, fans=(x.type.shape[2], gh))
-            r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), lw.initializer(a["recurrent_init"]),
-                             decay=True, span=call.span, fans=(hidden, gh))
+            w = lw.add_param(f"{p}.W", TensorType(dt, (gh, x.type.shape[2])), a["init"], decay=True,
+                             span=call.span, fans=(x.type.shape[2], gh))
+            r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), a["recurrent_init"], decay=True,
+                             span=call.span, fans=(hidden, gh))
             bias = lw.add_param(f"{p}.B", TensorType(dt, (2 * gh,)), Init("zeros"), decay=False, span=call.span)
             ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse), x, w, r, bias, span=call.span)
             results.append(ys if sequences else last)
@@ -258,28 +228,26 @@ def _recurrent(op_type):
 
 
 for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM), ("gru", ops.GRU)):
-    builtin(_name, "x", "hidden", ("return_sequences", False), ("bidirectional", False),
-            ("init", Init("glorot_uniform")), ("recurrent_init", Init("orthogonal")))(_recurrent(_op))
+    builtin(_name, "x", Param("hidden", domain=SIZE), Param("return_sequences", False, Flag()),
+            Param("bidirectional", False, Flag()), Param("init", Init("glorot_uniform"), Initializer()),
+            Param("recurrent_init", Init("orthogonal"), Initializer()))(_recurrent(_op))
 
 
 # ---- attention ----------------------------------------------------------------------------------------------------
 
 
-@builtin("attention", "x", "heads", ("causal", False), ("dropout", 0.0), ("init", Init("glorot_uniform")))
+@builtin("attention", "x", Param("heads", domain=SIZE), Param("causal", False, Flag()),
+         Param("dropout", 0.0, FRACTION), Param("init", Init("glorot_uniform"), Initializer()))
 def _attention(lw, call, a):
     """Multi-head self-attention over x [N, T, D]: softmax(q k^T / sqrt(D / heads)) v per head, with query, key,
     value and output projections (q, k, v, out) and an optional causal mask."""
-    x = lw.tensor(a["x"], "attention's input")
+    x, heads, causal, rate, init = a["x"], a["heads"], a["causal"], float(a["dropout"]), a["init"]
     if x.type.rank != 3 or not isinstance(x.type.shape[2], int):
         raise BmcError(f"attention expects [N, T, D] with a static D, got {x.type}", call.span)
-    heads = lw.size(a["heads"], "heads")
     n, t, d = x.type.shape
-    if heads < 1 or d % heads:
-        raise BmcError(f"the width {d} must divide into {heads} heads", a["heads"].span)
-    causal = lw.boolean(a["causal"], "causal")
-    rate = float(lw.scalar(a["dropout"], "dropout"))
+    if d % heads:
+        raise BmcError(f"the width {d} must divide into {heads} heads", a.span("heads"))
     prefix = lw.owner_prefix("attention")
-    init = lw.initializer(a["init"])
     b = lw.at(call)
     dt, hd = x.type.dtype, d // heads
 

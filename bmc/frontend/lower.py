@@ -8,22 +8,27 @@ makes them (`h.W`, `h.b`).
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from bmc.diagnostics import BmcError, Span
+from bmc.frontend.domains import MAX_SIZE, Number
 from bmc.frontend.model_ir import ModelIR
-from bmc.frontend.signature import REQUIRED, Signature
-from bmc.init import ALIASES, INITIALIZERS, Init
+from bmc.frontend.signature import REQUIRED, Param, Signature
+from bmc.init import ALIASES, INITIALIZERS, Init, relation_error
 from bmc.ir import dims
 from bmc.ir.graph import Builder, Graph, ParamInfo, Value
 from bmc.ir.types import DTYPES, Dim, TensorType, TypeError_
 from bmc.ops.base import Op
 from bmc.syntax import ast
+from bmc.syntax.literals import INT_MAX
+from bmc.syntax.nesting import MAX_DEPTH
 
 Scalar = int | float | bool
 Result = Value | Scalar | str | list
-MAX_SIZE = 2**31 - 1  # the largest dim or layer size: larger ones overflow int32 indexing (and any memory)
+MAX_NODES = 1_000_000  # operations one lowered model may have: a bound on what `repeat` and layers can unroll
+REPEAT_COUNT = Number(1, 10_000, integer=True)
 
 
 def suggest(name: str, candidates: list[str]) -> tuple[str, ...]:
@@ -70,6 +75,28 @@ class Naming:
         return f"{self.owner}.{name}" + (f"_{k}" if k else "")
 
 
+class CheckedBuilder(Builder):
+    """The front end's builder: every op a `.bm` file makes is checked where it is made, so no later stage meets a
+    result with a dim past MAX_SIZE (padding of 2**31, an overflowing reshape) or a graph that unrolled without
+    bound (`repeat` in `repeat`); both are errors at the op's `.bm` span."""
+
+    def emit(self, op: Op, *inputs: Value, span: Span | None = None, name: str = "") -> Any:
+        span = span or self.span
+        if len(self.graph.nodes) >= MAX_NODES:
+            raise BmcError(f"this model has more than {MAX_NODES:,} operations; bmc compiles models up to that size",
+                           span, notes=("is a repeat count (or a layer calling a repeated layer) larger than meant?",))
+        try:
+            result = super().emit(op, *inputs, span=span, name=name)
+        except TypeError_ as e:
+            raise BmcError(str(e), span) from None
+        for v in result if isinstance(result, tuple) else (result,):
+            if any(isinstance(d, int) and d > MAX_SIZE for d in v.type.shape):
+                raise BmcError(f"this gives {v.type}, a dim larger than {MAX_SIZE}", span,
+                               notes=("dims (and so every size that leads to one: padding, a reshape) are at most "
+                                      f"{MAX_SIZE}",))
+        return result
+
+
 class Lowerer:
     def __init__(self, module: ast.Module, graph: Graph, training: bool = True):
         self.module = module
@@ -78,7 +105,8 @@ class Lowerer:
         self.updates: dict[Value, Value] = {}  # non-trainable parameters the train step updates (running stats)
         self.salts = 0
         self.key: Value | None = None
-        self.b = Builder(graph)
+        self.b = CheckedBuilder(graph)
+        self.depth = 0  # levels of `expr` in progress: nested expressions, names used before their definition
         self.scope: Scope | None = None
         self.naming = Naming("")  # names the implicit parameters of the statement being lowered
         self.layer_stack: list[str] = []
@@ -86,10 +114,7 @@ class Lowerer:
     # ---- emitting -----------------------------------------------------------------------------------------------
 
     def emit(self, op: Op, *inputs: Value, span: Span) -> Value:
-        try:
-            return self.b.emit(op, *inputs, span=span)
-        except TypeError_ as e:
-            raise BmcError(str(e), span) from None
+        return self.b.emit(op, *inputs, span=span)
 
     # ---- statements -----------------------------------------------------------------------------------------------
 
@@ -178,7 +203,10 @@ class Lowerer:
         return self.graph.add_input(t, stmt.name, stmt.role, stmt.span)
 
     def declare_param(self, stmt: ast.ParamDecl) -> Value:
-        t = self.tensor_type(stmt.type, allow_symbols=False)
+        try:
+            t = self.tensor_type(stmt.type, allow_symbols=False)
+        except BmcError as e:
+            raise _with_param_size(e, stmt) from None
         if not t.is_float:
             raise BmcError(f"parameters are floating-point tensors; '{stmt.name}' is {t}", stmt.type.dtype_span)
         init = self.initializer(stmt.init) if stmt.random else self.constant_init(stmt.init)
@@ -283,14 +311,6 @@ class Lowerer:
     def integer(self, e: Any, what: str) -> int:
         return self.scalar(e, what, (int,))
 
-    def size(self, e: Any, what: str) -> int:
-        """A positive compile-time size (units, filters, a kernel, a depth), located when it is not one."""
-        n = self.integer(e, what)
-        if not 1 <= n <= MAX_SIZE:
-            raise BmcError(f"{what} must be a positive integer of at most {MAX_SIZE}, not {n}",
-                           getattr(e, "span", None))
-        return n
-
     def boolean(self, e: Any, what: str) -> bool:
         if isinstance(e, bool):
             return e
@@ -302,22 +322,9 @@ class Lowerer:
             raise BmcError(f"{what} must be a tensor, not {v!r}", e.span)
         return v
 
-    def axes(self, e: Any, what: str = "axis") -> tuple[int, ...] | None:
-        if e is None:
-            return None
-        if isinstance(e, int):
-            return (e,)
-        if isinstance(e, ast.ListExpr):
-            return tuple(self.integer(i, what) for i in e.items)
-        return (self.integer(e, what),)
-
-    def int_list(self, e: Any, what: str) -> list[Any]:
-        if not isinstance(e, ast.ListExpr):
-            raise BmcError(f"{what} must be a list such as [N, 784]", e.span)
-        return list(e.items)
-
     def initializer(self, e: Any) -> Init:
-        """`xavier`, `normal(std = 0.01)`, `constant(0.1)`: a description of how to draw initial values."""
+        """`xavier`, `normal(std = 0.01)`, `constant(0.1)`: a description of how to draw initial values, its
+        arguments taken through their domains (bmc/init.py)."""
         if isinstance(e, Init):
             return e
         if isinstance(e, ast.Name):
@@ -332,11 +339,12 @@ class Lowerer:
             known = sorted([*INITIALIZERS, *ALIASES])
             raise BmcError(f"unknown initializer '{name}'", e.span,
                            notes=suggest(name, known) or (f"initializers: {', '.join(known)}",))
-        sig = Signature(name, tuple(INITIALIZERS[kind].items()))
         call = ast.Call(name, e.span, args, kwargs, e.span)
-        bound = sig.bind(call)
-        values = {k: float(self.scalar(v, f"{name}({k})")) if not isinstance(v, float) else v
-                  for k, v in bound.items()}
+        bound = Signature(name, INITIALIZERS[kind]).arguments(self, call)
+        values = {k: float(v) for k, v in bound.items()}
+        wrong = relation_error(kind, values)
+        if wrong is not None:
+            raise BmcError(wrong[0], bound.span(wrong[1]))
         return Init(kind, values)
 
     def constant_init(self, e: ast.Expr) -> Init:
@@ -352,6 +360,17 @@ class Lowerer:
             return e.value
         if isinstance(e, ast.Str):
             return e.value
+        if self.depth >= MAX_DEPTH:  # only through names defined after their use, or layers calling layers
+            raise BmcError(f"lowering this nests more than {MAX_DEPTH} levels deep, counting the definitions it "
+                           "uses before they are defined and the layers it calls", e.span,
+                           notes=("define names before their first use, so each is lowered on its own",))
+        self.depth += 1
+        try:
+            return self._expr(e)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, e: ast.Expr) -> Result:
         if isinstance(e, ast.Name):
             return self.lookup(e.id, e.span)
         if isinstance(e, ast.ListExpr):
@@ -361,7 +380,7 @@ class Lowerer:
             if isinstance(v, Value):
                 return self.emit(_ops().Neg(), v, span=e.span)
             if isinstance(v, int | float) and not isinstance(v, bool):
-                return -v
+                return checked_number(-v, e.span)
             raise BmcError(f"cannot negate {v!r}", e.span)
         if isinstance(e, ast.BinOp):
             return self.binop(e)
@@ -381,7 +400,7 @@ class Lowerer:
             if not (isinstance(a, Value) and isinstance(b, Value)):
                 raise BmcError("'@' multiplies two tensors", e.span)
             return self.emit(ops.MatMul(), a, b, span=e.span)
-        a, b = self.promote_literal(a, b, e), self.promote_literal(b, a, e)
+        a, b = self.promote_literal(a, b, e.span), self.promote_literal(b, a, e.span)
         table = {"+": ops.Add(), "-": ops.Sub(), "*": ops.Mul(), "/": ops.Div(), "**": ops.Pow()}
         op = table.get(e.op) or ops.Compare(e.op)
         if isinstance(op, ops.Div) and not a.type.is_float:
@@ -389,14 +408,14 @@ class Lowerer:
                            notes=(f"convert it with cast({e.lhs.span.text()}, f32)",))
         return self.emit(op, a, b, span=e.span)
 
-    def promote_literal(self, v: Result, other: Result, e: ast.BinOp) -> Value:
-        """A number next to a tensor becomes a scalar constant of the tensor's dtype."""
+    def promote_literal(self, v: Result, other: Result, span: Span) -> Value:
+        """A number next to a tensor becomes a scalar constant of the tensor's dtype (`span`: the expression)."""
         if isinstance(v, Value):
             return v
         assert isinstance(other, Value)
         if isinstance(v, float) and not other.type.is_float:
-            raise BmcError(f"cannot combine the {other.type.dtype} tensor with the number {v}", e.span)
-        return self.emit(_ops().Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=e.span)
+            raise BmcError(f"cannot combine the {other.type.dtype} tensor with the number {v}", span)
+        return self.emit(_ops().Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=span)
 
     def call(self, e: ast.Call) -> Result:
         from bmc.frontend.builtins import BUILTINS
@@ -407,7 +426,7 @@ class Lowerer:
             return self.call_layer(self.module.layers[e.func], e)
         if e.func in BUILTINS:
             sig, handler = BUILTINS[e.func]
-            return handler(self, e, sig.bind(e))
+            return handler(self, e, sig.arguments(self, e))
         if e.func in ALIASES or e.func in INITIALIZERS:
             raise BmcError(f"'{e.func}' is an initializer, not a function", e.func_span,
                            notes=(f"use it after '~' in a parameter declaration (param W: f32[4, 3] ~ {e.func}) or "
@@ -422,10 +441,8 @@ class Lowerer:
         the first argument of the call is the tensor threaded through the copies."""
         if len(e.args) != 2 or e.kwargs or not isinstance(e.args[1], ast.Call):
             raise BmcError("repeat takes a count and a layer call: repeat(6, block(h))", e.span)
-        count = self.integer(e.args[0], "repeat's count")
+        count = REPEAT_COUNT.take(self, e.args[0], "repeat's count", e.args[0].span)
         call = e.args[1]
-        if count < 1:
-            raise BmcError(f"repeat needs a positive count, not {count}", e.args[0].span)
         if call.func not in self.module.layers:
             raise BmcError(f"repeat applies a user-defined layer; '{call.func}' is not one", call.func_span,
                            notes=suggest(call.func, list(self.module.layers)))
@@ -449,7 +466,7 @@ class Lowerer:
         if layer.name in self.layer_stack:
             raise BmcError(f"layer '{layer.name}' calls itself", e.func_span,
                            notes=("layers cannot be recursive",))
-        sig = Signature(layer.name, tuple((a.name, a.default if a.default is not None else REQUIRED)
+        sig = Signature(layer.name, tuple(Param(a.name, a.default if a.default is not None else REQUIRED)
                                           for a in layer.args))
         bound = sig.bind(e)
         inner = Scope("layer", layer.name, self.owner_prefix(layer.name) + ".")
@@ -539,26 +556,56 @@ class _Bound:
     span: Span
 
 
+def _with_param_size(e: BmcError, stmt: ast.ParamDecl) -> BmcError:
+    """A parameter's dim error, with a note naming the parameter and its size when a literal dim is too large
+    (`param W: f32[4, 100000000000000]`: what it would need, as the memory check says of smaller ones)."""
+    from bmc.memory import ITEMSIZE, show_bytes
+
+    literal = [d.value for d in stmt.type.dims if isinstance(d, ast.Num) and isinstance(d.value, int)]
+    if stmt.type.dtype not in ITEMSIZE or not any(n > MAX_SIZE for n in literal):
+        return e
+    size = ITEMSIZE[stmt.type.dtype] * math.prod(literal)
+    note = f"parameter '{stmt.name}' ({stmt.type.span.text()}) would need at least {show_bytes(size)}"
+    return BmcError(e.message, e.span, notes=(note, *e.notes))
+
+
 def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
-    """Arithmetic on two compile-time numbers, such as `hidden * 2`."""
+    """Arithmetic on two compile-time numbers, such as `hidden * 2`: 64-bit integers and finite floats, as the
+    literals are (so `10 ** 10 ** 10` is an error, not an hour spent computing a ten-billion-digit number)."""
+    if e.op == "@":
+        raise BmcError("'@' multiplies two tensors, not numbers", e.span)
+    if e.op == "**" and isinstance(b, int) and abs(a) > 1 and b * math.log2(abs(a)) > 64:
+        raise BmcError("number too large", e.span, notes=(f"integers are at most {INT_MAX} (2**63 - 1)",))
     try:
         if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        if e.op == "/":
-            return a / b
-        if e.op == "**":
-            return a**b
-        if e.op == "@":
-            raise BmcError("'@' multiplies two tensors, not numbers", e.span)
-        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+            result = a + b
+        elif e.op == "-":
+            result = a - b
+        elif e.op == "*":
+            result = a * b
+        elif e.op == "/":
+            result = a / b
+        elif e.op == "**":
+            result = a**b
+        else:
+            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
     except ZeroDivisionError:
         raise BmcError("division by zero", e.span) from None
     except OverflowError:
         raise BmcError("number too large", e.span) from None
+    return checked_number(result, e.span)
+
+
+def checked_number(v: Any, span: Span) -> int | float:
+    """A compile-time number that every dtype can hold: an int of at most 64 bits, a finite float."""
+    if isinstance(v, complex):
+        raise BmcError(f"this is the complex number {v}; numbers are real", span)
+    if isinstance(v, int) and not -INT_MAX - 1 <= v <= INT_MAX:
+        raise BmcError("number too large", span, notes=(f"integers are at most {INT_MAX} (2**63 - 1)",))
+    if isinstance(v, float) and not math.isfinite(v):
+        raise BmcError("number too large" if math.isinf(v) else "this is not a number (nan)", span,
+                       notes=("floats are at most about 1.8e308",))
+    return v
 
 
 def count_owners(e: ast.Expr | None, lw: Lowerer) -> int:

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
 
 from bmc.diagnostics import BmcError, Source, Span
 from bmc.syntax import ast
+from bmc.syntax.literals import number_value
+from bmc.syntax.nesting import check_nesting
 
 # One escape in a string literal, as Python reads it: \\n, \\", \\\\, \\x41, \\u00e9, \\N{...}, ...
 ESCAPE = re.compile(r"\\(N\{[^}]*\}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
@@ -198,11 +201,13 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         expected = _describe_expected(parser, set(e.expected))
         raise BmcError(f"unexpected end of file, expected {expected}", span) from None
     try:
-        return _ToAst(source).transform(tree)
-    except lark.exceptions.VisitError as e:  # Lark wraps what a callback raises (a bad escape in a string)
+        module = _ToAst(source).transform(tree)
+    except lark.exceptions.VisitError as e:  # Lark wraps what a callback raises (a literal out of range, a bad escape)
         if isinstance(e.orig_exc, BmcError):
             raise e.orig_exc from None
         raise
+    check_nesting(module)
+    return module
 
 
 def _unexpected_character(source: Source, parser: lark.Lark, e: lark.UnexpectedCharacters) -> BmcError:
@@ -384,8 +389,10 @@ def _curated(source: Source, label: str, tokens: list[_Tok], found: str, span: S
                            "(e.g. = 0)",))
 
 
-class _ToAst(Transformer):
-    """Builds AST nodes bottom-up. Semantic checks happen later, in lowering, never here."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds AST nodes bottom-up, without recursion (a deeply nested expression is reported by `check_nesting`,
+    never by Python's recursion limit). Semantic checks happen later, in lowering; only literals are checked here:
+    numbers that no dtype holds and strings with a bad escape."""
 
     def __init__(self, source: Source):
         super().__init__()
@@ -404,9 +411,7 @@ class _ToAst(Transformer):
     # -- expressions --
     def number(self, children):
         (tok,) = children
-        text = str(tok)
-        is_float = any(c in text for c in ".eE")
-        return ast.Num(float(text) if is_float else int(text), self._tok(tok))
+        return ast.Num(number_value(str(tok), self._tok(tok)), self._tok(tok))
 
     def name(self, children):
         (tok,) = children

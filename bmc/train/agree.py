@@ -16,7 +16,8 @@ from bmc.data import Dataset
 from bmc.diagnostics import BmcError
 from bmc.frontend.model_ir import ModelIR
 from bmc.frontend.preprocess import Preprocess
-from bmc.ir.types import NUMPY_NAMES, shape_str
+from bmc.ir.types import INT_DTYPES, NUMPY_NAMES, TensorType, shape_str
+from bmc.ops.losses import CrossEntropy
 from bmc.syntax import ast
 
 
@@ -104,15 +105,68 @@ def _target(model: ModelIR, t, y: np.ndarray, data: Dataset) -> np.ndarray:
     return y.reshape((len(y), *per_sample)).astype(NUMPY_NAMES[want.dtype])
 
 
-def check_classes(model: ModelIR, data: Dataset) -> None:
-    """A classifier must have an output for every class of the data."""
-    if data.num_classes is None or not model.outputs:
+def check_task(model: ModelIR, data: Dataset) -> None:
+    """The model predicts what the data labels: as many classes as a classification set has (scores [N, C] with
+    C = classes, or one probability for two classes; every cross-entropy's logits covering every label, even in a
+    model without an output), one number per sample for a regression set. A model without a target (an
+    autoencoder) uses the samples alone and is not checked against the labels."""
+    if not model.targets:
         return
-    out = model.graph.outputs[model.outputs[0]]
-    if out.type.rank == 2 and isinstance(out.type.shape[1], int) and 1 < out.type.shape[1] < data.num_classes:
-        raise BmcError(f"output '{model.outputs[0]}' has {out.type.shape[1]} classes but {data.name} has "
-                       f"{data.num_classes}", out.span,
-                       notes=(f"the output needs one column per class: {out.type.dtype}[N, {data.num_classes}]",))
+    k = data.num_classes
+    if model.outputs:
+        _check_output(model, data)
+    if k is not None:
+        for node in (n for n in model.graph.nodes if isinstance(n.op, CrossEntropy)):
+            logits, labels = node.inputs
+            if labels.type.dtype in INT_DTYPES and isinstance(logits.type.shape[-1], int) and logits.type.shape[-1] < k:
+                raise BmcError(f"cross_entropy's logits have {logits.type.shape[-1]} classes, but {data.name} has "
+                               f"{k} (labels 0 to {k - 1})", node.span,
+                               notes=(f"the logits need one column per class: {logits.type.dtype}[N, {k}]",))
+
+
+def _check_output(model: ModelIR, data: Dataset) -> None:
+    name = model.outputs[0]
+    out = model.graph.outputs[name]
+    wrong = output_mismatch(name, out.type, data)
+    if wrong is not None:
+        raise BmcError(wrong[0], out.span, notes=(wrong[1],))
+
+
+def output_mismatch(name: str, t: TensorType, data: Dataset) -> tuple[str, str] | None:
+    """Why an output of type `t` cannot be scored against `data`'s labels (message, hint), or None if it can."""
+    k = data.num_classes
+    per_sample = t.shape[1:]
+    values = math.prod(per_sample) if all(isinstance(d, int) for d in per_sample) else None
+    if k is not None and values is not None and values > 1 and (t.rank != 2 or values != k):
+        return (f"output '{name}' has {values} classes but {data.name} has {k}",
+                f"the output needs one column per class: {t.dtype}[N, {k}]")
+    if k is not None and k > 2 and values == 1:
+        return (f"output '{name}' gives one number per sample, but {data.name} has {k} classes",
+                f"a classifier outputs one score per class: {t.dtype}[N, {k}] (with cross_entropy); one number per "
+                "sample is a regression or a binary probability")
+    if k is None and values != 1:
+        return (f"output '{name}' is {t}, but {data.name} is a regression data set with one number per sample",
+                f"predict one number per sample: {t.dtype}[N] or {t.dtype}[N, 1]")
+    return None
+
+
+def check_augment(config, model: ModelIR) -> None:
+    """Augmentation shifts and flips images: the input's last two axes, which must be static and larger than the
+    shift (a shift of the whole image would only blank it, and a huge one would pad it without bound)."""
+    aug = config.augment
+    if not aug:
+        return
+    x = model.data_inputs[0]
+    image = x.type.shape[1:][-2:]
+    span = config.spans.get("augment")
+    if len(image) < 2 or not all(isinstance(d, int) for d in image):
+        raise BmcError(f"augment shifts and flips images [..., height, width], but input '{x.name}' is {x.type}",
+                       span, notes=(f"declare the input as images (e.g. input {x.name}: {x.type.dtype}[N, 8, 8]) and "
+                                    "flatten them in the model",))
+    if aug.shift >= min(image):
+        raise BmcError(f"shift({aug.shift}) moves the {image[0]}x{image[1]} images of input '{x.name}' entirely out "
+                       "of view", span, notes=(f"shift by fewer pixels than the image's size (at most "
+                                               f"{min(image) - 1})",))
 
 
 # ---- preprocessing ----------------------------------------------------------------------------------------------
@@ -135,11 +189,15 @@ def preprocessing(config, model: ModelIR, data: Dataset) -> Preprocess:
     return Preprocess(x.name, data.scale, mean, std, data.raw_format)
 
 
-def hold_out(train: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
-    """Split a seeded random `fraction` of the training set off for validation."""
+def hold_out(train: dict[str, np.ndarray], fraction: float, seed: int, span=None) -> tuple[dict, dict]:
+    """Split a seeded random `fraction` of the training set off for validation (at least one sample each way)."""
     n = len(next(iter(train.values())))
+    held_count = max(1, round(n * fraction))
+    if held_count >= n:
+        raise BmcError(f"validation = {fraction:g} holds out all {n} training samples; at least one must remain to "
+                       "train on", span, notes=(f"use a fraction below {(n - 1) / n:.4g}",))
     order = np.random.default_rng([seed, 7]).permutation(n)
-    cut = n - max(1, round(n * fraction))
+    cut = n - held_count
     keep, held = np.sort(order[:cut]), np.sort(order[cut:])
     return {k: v[keep] for k, v in train.items()}, {k: v[held] for k, v in train.items()}
 

@@ -7,12 +7,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bmc.diagnostics import BmcError, Span, UsageError
+from bmc.frontend.domains import (
+    COUNT,
+    FINITE,
+    FRACTION,
+    MAX_SIZE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    SIZE,
+    Number,
+)
 from bmc.frontend.lower import suggest
 from bmc.syntax import ast
 from bmc.train.augment import Augment
 from bmc.train.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bmc.train.schedules import SCHEDULES, Schedule
 
+# the values of every setting, checked where the setting is written (and for the command-line flags)
+DOMAINS: dict[str, Number] = {
+    "lr": POSITIVE, "momentum": FRACTION, "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE,
+    "weight_decay": NON_NEGATIVE, "epochs": COUNT, "steps": COUNT, "batch": SIZE, "seed": SEED, "sequence": SIZE,
+    "l1": NON_NEGATIVE, "l2": NON_NEGATIVE, "clip": NON_NEGATIVE, "validation": FRACTION,
+    "warmup": Number(0, integer=True), "every": COUNT, "gamma": NON_NEGATIVE, "final": NON_NEGATIVE,
+    "shift": Number(1, MAX_SIZE, integer=True), "mean": FINITE, "std": POSITIVE,
+}
 OPTIMIZERS: dict[str, dict[str, float | bool]] = {
     # full-batch gradient descent: plain steps, and the batch defaults to the whole training set
     "gd": {"lr": 0.01},
@@ -57,29 +76,30 @@ class TrainConfig:
     spans: dict[str, Span] = field(default_factory=dict)
 
     def override(self, **values: Any) -> TrainConfig:
-        """Command-line flags win over the train block. None means 'not given'."""
+        """Command-line flags win over the train block. None means 'not given'. `optimizer` starts from that
+        optimizer's defaults; `lr` then sets its learning rate (in either order of the flags)."""
         out = dataclasses.replace(self, optimizer=OptimizerConfig(self.optimizer.kind, dict(self.optimizer.args)))
+        if values.get("optimizer") is not None:
+            if values["optimizer"] not in OPTIMIZERS:
+                raise UsageError(f"unknown optimizer '{values['optimizer']}' (known: {', '.join(OPTIMIZERS)})")
+            out.optimizer = OptimizerConfig(values["optimizer"], dict(OPTIMIZERS[values["optimizer"]]))
         for key, value in values.items():
-            if value is None:
+            if value is None or key == "optimizer":
                 continue
+            if key in DOMAINS:
+                value = _flag(key, value)
             if key == "lr":
-                if value <= 0:
-                    raise UsageError(f"--lr must be positive, not {value}")
                 out.optimizer.args["lr"] = float(value)
-            elif key == "optimizer":
-                if value not in OPTIMIZERS:
-                    raise UsageError(f"unknown optimizer '{value}' (known: {', '.join(OPTIMIZERS)})")
-                lr = out.optimizer.args.get("lr")
-                out.optimizer = OptimizerConfig(value, dict(OPTIMIZERS[value]))
-                if lr is not None and "lr" not in values:
-                    out.optimizer.args["lr"] = lr
-            elif key in ("epochs", "batch", "steps"):
-                if value < 1:
-                    raise UsageError(f"--{key} must be at least 1, not {value}")
-                setattr(out, key, value)
             else:
                 setattr(out, key, value)
         return out
+
+
+def _flag(key: str, value: Any) -> Any:
+    try:
+        return DOMAINS[key].check(value, f"--{key}", None)
+    except BmcError as e:
+        raise UsageError(e.message) from None
 
 
 SETTINGS = ("data", "optimizer", "epochs", "steps", "batch", "seed", "metrics", "l1", "l2", "schedule", "clip",
@@ -106,7 +126,8 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
             config.augment = _augment(s.values)
             continue
         if s.key == "normalize" and len(s.values) == 2:
-            config.normalize = (_number(s.values[0], "normalize's mean"), _number(s.values[1], "normalize's std"))
+            config.normalize = (float(_number(s.values[0], "mean", "normalize's mean")),
+                                float(_number(s.values[1], "std", "normalize's std")))
             continue
         if len(s.values) != 1:
             raise BmcError(f"'{s.key}' takes one value", s.values[1].span)
@@ -119,9 +140,9 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
             if isinstance(v, ast.Name) and v.id == "full":
                 config.batch = None
             else:
-                config.batch = _int(v, "batch", minimum=1)
+                config.batch = _number(v, "batch")
         elif s.key in ("epochs", "seed", "steps", "sequence"):
-            setattr(config, s.key, _int(v, s.key, minimum=0 if s.key == "seed" else 1))
+            setattr(config, s.key, _number(v, s.key))
         elif s.key == "schedule":
             config.schedule = _schedule(v)
         elif s.key == "normalize":
@@ -130,34 +151,20 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
                                v.span)
             config.normalize = v.id == "true"
         elif s.key == "clip":
-            config.clip = _number(v, "clip", minimum=0.0) or None
-        elif s.key == "validation":
-            config.validation = _number(v, "validation", minimum=0.0)
-            if config.validation >= 1:
-                raise BmcError("validation is a fraction of the training set, less than 1", v.span)
+            config.clip = float(_number(v, "clip")) or None
         else:
-            setattr(config, s.key, _number(v, s.key, minimum=0.0))
+            setattr(config, s.key, float(_number(v, s.key)))
     if config.optimizer.kind == "gd" and "batch" not in seen:
         config.batch = None
     return config
 
 
-def _int(v: ast.Expr, key: str, minimum: int) -> int:
-    if not isinstance(v, ast.Num) or not isinstance(v.value, int) or v.value < minimum:
-        raise BmcError(f"'{key}' must be an integer of at least {minimum}, not {v.span.text()}", v.span)
-    return v.value
-
-
-def _number(v: ast.Expr, key: str, minimum: float | None = None) -> float:
-    sign = 1
-    if isinstance(v, ast.Neg):
-        sign, v = -1, v.operand
-    if not isinstance(v, ast.Num):
-        raise BmcError(f"'{key}' must be a number", v.span)
-    value = sign * float(v.value)
-    if minimum is not None and value < minimum:
-        raise BmcError(f"'{key}' must be at least {minimum:g}", v.span)
-    return value
+def _number(v: ast.Expr, key: str, what: str | None = None) -> int | float:
+    """A setting's number (a literal, possibly negated), checked against the setting's domain at its span."""
+    sign, e = (-1, v.operand) if isinstance(v, ast.Neg) else (1, v)
+    if not isinstance(e, ast.Num):
+        raise BmcError(f"'{what or key}' must be a number", v.span)
+    return DOMAINS[key].check(sign * e.value, f"'{what or key}'", v.span)
 
 
 def _data(v: ast.Expr) -> str:
@@ -179,8 +186,7 @@ def _schedule(v: ast.Expr) -> Schedule:
         if kw.name not in SCHEDULES[name]:
             raise BmcError(f"{name}() has no setting '{kw.name}'", kw.span,
                            notes=(f"settings: {', '.join(SCHEDULES[name])}",))
-        is_int = kw.name in ("warmup", "every")
-        args[kw.name] = _int(kw.value, kw.name, minimum=0) if is_int else _number(kw.value, kw.name, minimum=0.0)
+        args[kw.name] = _number(kw.value, kw.name)
     return Schedule(name, **args)
 
 
@@ -190,7 +196,7 @@ def _augment(values: tuple[ast.Expr, ...]) -> Augment:
         if isinstance(v, ast.Name) and v.id == "flip":
             flip = True
         elif isinstance(v, ast.Call) and v.func == "shift" and len(v.args) == 1 and not v.kwargs:
-            shift = _int(v.args[0], "shift", minimum=1)
+            shift = _number(v.args[0], "shift")
         elif isinstance(v, ast.Name) and v.id == "none":
             continue
         else:
@@ -220,7 +226,7 @@ def _optimizer(v: ast.Expr) -> OptimizerConfig:
     if len(args) > 1:
         raise BmcError(f"{name}() takes the learning rate as its only positional argument", args[1].span)
     if args:
-        out["lr"] = _number(args[0], "lr", minimum=0.0)
+        out["lr"] = float(_number(args[0], "lr"))
     for kw in kwargs:
         if kw.name not in defaults:
             raise BmcError(f"{name}() has no setting '{kw.name}'", kw.span,
@@ -230,11 +236,5 @@ def _optimizer(v: ast.Expr) -> OptimizerConfig:
                 raise BmcError(f"'{kw.name}' must be true or false", kw.value.span)
             out[kw.name] = kw.value.id == "true"
         else:
-            out[kw.name] = _number(kw.value, kw.name, minimum=0.0)
-    if out["lr"] <= 0:
-        raise BmcError("the learning rate must be positive", v.span)
-    for key in ("beta1", "beta2", "momentum"):
-        if key in out and not 0 <= float(out[key]) < 1:
-            span = next((kw.value.span for kw in kwargs if kw.name == key), v.span)
-            raise BmcError(f"'{key}' must be at least 0 and less than 1, not {float(out[key]):g}", span)
+            out[kw.name] = float(_number(kw.value, kw.name))
     return OptimizerConfig(name, out)

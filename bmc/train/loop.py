@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from bmc.diagnostics import BmcError, BmcWarning
+from bmc.diagnostics import BmcError, BmcWarning, DataError
 from bmc.runtime import predict_batches
 from bmc.train import metrics as M
 from bmc.train.augment import Augment
@@ -69,10 +69,12 @@ def predictions(scores: np.ndarray) -> np.ndarray:
 
 
 def update(acc, num_classes: int | None, outputs: np.ndarray, targets: np.ndarray) -> None:
+    """Add a batch to the metrics. Class labels fed to a float target (`target y: f32[N]` for a binary
+    cross-entropy) are still whole numbers: the metrics count them as classes."""
     if num_classes is None:
         acc.update(targets.reshape(-1), outputs.reshape(-1))
     else:
-        acc.update(targets.reshape(-1), predictions(outputs))
+        acc.update(targets.reshape(-1).astype(np.int64, copy=False), predictions(outputs))
 
 
 def usable_metrics(names: tuple[str, ...], num_classes: int | None) -> tuple[str, ...]:
@@ -81,14 +83,17 @@ def usable_metrics(names: tuple[str, ...], num_classes: int | None) -> tuple[str
     return chosen or (("accuracy",) if num_classes is not None else ("mse",))
 
 
-def unfit_metrics(config: TrainConfig, data: str, num_classes: int | None = None, text: bool = False
-                  ) -> BmcWarning | None:
+def unfit_metrics(config: TrainConfig, data: str, num_classes: int | None = None, text: bool = False,
+                  target: bool = True) -> BmcWarning | None:
     """The train block's metrics that do not fit the data set `data`, which training drops or replaces
-    (`usable_metrics`; text is scored by loss and perplexity): a warning at the `metrics` setting saying so."""
+    (`usable_metrics`; text is scored by loss and perplexity, a model without a target by its loss): a warning at
+    the `metrics` setting saying so."""
     if "metrics" not in config.spans:  # the default metrics are chosen to fit
         return None
     if text:
         kind, valid, used = f"a text model ({data})", ("perplexity",), ("loss", "perplexity")
+    elif not target:
+        kind, valid, used = f"a model without a target ({data})", (), ("loss",)
     else:
         classes = num_classes is not None
         kind = f"classification ({data}: {num_classes} classes)" if classes else f"regression ({data})"
@@ -101,19 +106,32 @@ def unfit_metrics(config: TrainConfig, data: str, num_classes: int | None = None
     outcome = "dropped" if set(used) & set(config.metrics) else f"training reports {', '.join(used)} instead"
     return BmcWarning(f"metric{'s' * several} {', '.join(unfit)} {'do' if several else 'does'} not fit {kind}: "
                       f"{outcome}", config.spans["metrics"],
-                      (f"metrics for {kind.split(' (')[0]}: {', '.join(valid)}",))
+                      (f"metrics for {kind.split(' (')[0]}: {', '.join(valid) or 'none (it is scored by its loss)'}",))
 
 
 def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: Feed, output: str | None,
              num_classes: int | None, names: tuple[str, ...]) -> dict[str, float]:
+    """The metrics of `output` against the feed's target; for a model without a target (an autoencoder) its loss."""
+    target = next((k for k in data if k not in module.INPUTS), None)
+    if target is None:
+        return {"loss": mean_loss(module, params, data)}
     if output is None:
         return {}
     inputs = {k: v for k, v in data.items() if k in module.INPUTS}
-    target = next(k for k in data if k not in module.INPUTS)
     outputs = predict_batches(module, params, inputs)
     acc = M.new_accumulator(num_classes)
     update(acc, num_classes, outputs[output], data[target])
     return {n: M.compute(n, acc) for n in names}
+
+
+def mean_loss(module: ModuleType, params: dict[str, np.ndarray], data: Feed, batch: int = 1024) -> float:
+    """The inference-mode loss over a whole feed, in batches (each batch's mean weighted by its size)."""
+    n = len(next(iter(data.values())))
+    total = 0.0
+    for start in range(0, n, batch):
+        part = {k: v[start:start + batch] for k, v in data.items()}
+        total += float(module.evaluate(params, part)["loss"]) * len(next(iter(part.values())))
+    return total / n
 
 
 # ---- tasks ---------------------------------------------------------------------------------------------------------
@@ -163,10 +181,12 @@ class ArrayTask:
             update(self.acc, self.num_classes, np.asarray(result[self.output]), feed[self.target])
 
     def train_scores(self) -> dict[str, float]:
-        return {k: M.compute(k, self.acc) for k in self.metrics} if self.output is not None else {}
+        if self.output is None or self.target is None:  # no metrics without a target: the loss is the score
+            return {}
+        return {k: M.compute(k, self.acc) for k in self.metrics}
 
     def scores(self, module: ModuleType, params: dict) -> dict[str, float]:
-        if not self.test:
+        if not self.test or not len(next(iter(self.test.values()))):
             return {}
         return evaluate(module, params, self.test, self.output, self.num_classes, self.metrics)
 
@@ -257,7 +277,12 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
                      "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh random key per step
             hyper = {k: hyper[k] for k in module.HYPER}
             watch.before(values)
-            result = module.train_step(params, state, feed, *hyper.values())
+            try:
+                result = module.train_step(params, state, feed, *hyper.values())
+            except getattr(module, "InputError", ()) as e:  # data the model's own checks refuse (an id past vocab)
+                bar.close()
+                raise DataError(f"the training data does not fit the model at epoch {epoch}, step {step + 1}: {e}") \
+                    from None
             step += 1
             try:
                 watch.after(result, feed, hyper, step, epoch, values)
