@@ -10,6 +10,7 @@ import json
 import os
 from collections import Counter
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the differential tests compare with PyTorch (pip install torch==2.13.0)")
@@ -85,3 +86,22 @@ def teardown_module(module):
         with open(REPORT, "w", encoding="utf-8") as f:
             json.dump({"programs": STATS["programs"], "drawn": dict(STATS["drawn"].most_common()),
                        "largest": STATS["largest"], "skipped": dict(STATS["skipped"])}, f, indent=2)
+
+
+def _result(p: float, running_mean: float) -> reference.Result:
+    return reference.Result({}, 0.7, {"p": np.array(1e-13), "w": np.array(1.0)}, [0.7, 0.6, 0.5],
+                            {"p": np.array(p), "w": np.array(1.0), "n.running_mean": np.array(running_mean)})
+
+
+def test_a_noise_driven_parameter_may_drift_after_adam_steps_in_float64_too():
+    # the long run's false alarm: p's gradient is zero in theory (a shift before batch norm) and 1e-13 in float64,
+    # which Adam steps by lr 1e-6 (its size over eps); p moved 1.2e-8 from PyTorch, and the running mean it feeds
+    ref64, ref32 = _result(0.5, 0.2), _result(0.5, 0.2 + 1e-3)
+    got = _result(0.5 + 1.2e-8, 0.2 + 1.7e-8)
+    noisy = noise_driven(ref64, "adam")
+    assert noisy == {"p"}
+    assert not compare("numpy f64", got, ref64, ref32, "f64", ("steps",), noisy, 0.03)[0]
+    # without Adam's noise the same drift is a disagreement in float64, and a gross one in either is one still
+    assert {m.what for m in compare("numpy f64", got, ref64, ref32, "f64", ("steps",))[0]} == {
+        "after steps p", "after steps n.running_mean"}
+    assert compare("numpy f64", _result(0.5, 0.25), ref64, ref32, "f64", ("steps",), noisy, 0.03)[0]
