@@ -548,8 +548,9 @@ def load(build_dir: str | Path) -> Build:
 def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
             warnings: str = "default", memory_limit: int | str | None = None) -> Model:
     """Compile a `.bm` file. Likely mistakes are in `model.warnings`; `warnings="error"` raises the first instead,
-    `warnings="ignore"` drops them. `memory_limit` (bytes, or a size such as "64G"; default: this machine's memory)
-    bounds what the model's parameters, optimizer state and activations may need."""
+    `warnings="ignore"` drops them. `memory_limit` (bytes, or a size such as "64G"; default: this machine's memory,
+    or a smaller container or `ulimit -v` limit) bounds what the model's parameters, optimizer state and
+    activations may need."""
     return Model.from_file(path, model, defines, dtype, warnings, memory_limit)
 
 

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="warnings: report them (default), make them errors (-W error) or drop them")
         sp.add_argument("--memory-limit", metavar="SIZE",
                         help="the most memory the model's parameters, optimizer state and activations may need, "
-                             "e.g. 64G or 512M (default: this machine's memory; none: no limit)")
+                             "e.g. 64G or 512M (default: this machine's memory, or a smaller container or ulimit -v "
+                             "limit; none: no limit)")
 
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)

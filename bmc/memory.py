@@ -4,8 +4,8 @@ A `.bm` file can declare `param W: f32[4, 100000000000000]` (1.6 PB) or `one_hot
 sample) in one line. `check` adds up what training needs, in the build's precision: every parameter, the optimizer
 state the train block's optimizer keeps for them, and the activations of one batch (every value of the forward graph
 that has a batch dim, per sample, times the batch; symbolic dims other than the batch counted as 1, so this is a
-lower bound), and compares it with a limit: `--memory-limit` / `memory_limit=`, by default this machine's memory.
-Past it, the error points at the largest parameter or activation and says how big it is.
+lower bound), and compares it with a limit: `--memory-limit` / `memory_limit=`, by default the memory this process
+may use (see machine_memory). Past it, the error points at the largest parameter or activation and says how big it is.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50, "e"
 
 
 def machine_memory() -> int:
-    """This machine's physical memory, or the memory limit of the cgroup (container) it runs in if smaller."""
+    """This machine's physical memory, or if smaller the memory limit of the cgroup (container) it runs in, or the
+    process's address-space limit (`ulimit -v`), which no allocation can pass."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX: no default limit
@@ -38,7 +39,12 @@ def machine_memory() -> int:
             continue
         if text.isdigit():
             total = min(total, int(text))
-    return total
+    try:
+        import resource
+    except ImportError:
+        return total
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return total if soft == resource.RLIM_INFINITY or soft <= 0 else min(total, soft)
 
 
 def parse_size(text: str) -> int:
@@ -56,7 +62,7 @@ def parse_size(text: str) -> int:
 
 
 def resolve_limit(limit: int | str | None) -> int:
-    """A limit in bytes from an API or command-line value; None: this machine's memory."""
+    """A limit in bytes from an API or command-line value; None: machine_memory()."""
     if limit is None:
         return machine_memory()
     if isinstance(limit, str):
@@ -151,6 +157,6 @@ def _values(model: ModelIR):
 
 
 def _limit_notes(limit: int) -> tuple[str, ...]:
-    where = "this machine's memory" if limit == machine_memory() else "the limit given"
+    where = "the memory this process may use" if limit == machine_memory() else "the limit given"
     return (f"{show_bytes(limit)} is {where}; set another with --memory-limit SIZE (memory_limit= in Python), e.g. "
             "--memory-limit 2T",)

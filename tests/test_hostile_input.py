@@ -7,11 +7,14 @@ cases that need generated sources, several commands or the Python API.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import tracemalloc
 
 import numpy as np
 import pytest
+from bmc.backends.numpy import kernels
 
 import bmc
 from bmc import init, memory
@@ -275,6 +278,26 @@ def test_a_parameter_larger_than_memory_is_a_located_error_naming_it():
 def test_the_default_limit_is_this_machines_memory():
     assert 0 < memory.machine_memory() < memory.UNLIMITED
     assert bmc.compile_string(model("relu(x)")).compiled.memory_limit == memory.machine_memory()
+
+
+def test_the_default_limit_is_at_most_the_address_space_limit():
+    # the fuzzer's workers run under `ulimit -v 4G`: a one-hot of 8 GiB per sample passed the check (this machine
+    # has more) and ran out of memory in the generated module
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIM_INFINITY)); "
+            "from bmc import memory; print(memory.machine_memory())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out) == 3 << 30
+
+
+def test_the_one_hot_kernel_allocates_only_its_result():
+    labels = np.array([[0, 3], [-1, 7], [2, 4]])
+    got = kernels._one_hot(labels, 4, np.float32)
+    np.testing.assert_array_equal(got, (labels[..., None] == np.arange(4)).astype(np.float32))  # out of range: 0
+    tracemalloc.start()
+    kernels._one_hot(np.arange(8), 1_000_000, np.float32)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.2 * 8 * 4_000_000
 
 
 def test_activations_count_per_sample_at_compile_time_and_per_batch_in_training():

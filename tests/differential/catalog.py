@@ -364,7 +364,7 @@ def concat(g: Gen) -> Val | None:
 
 
 def matmul(g: Gen) -> Val | None:
-    x = g.pick(lambda v: v.is_float and v.rank >= 1 and isinstance(v.shape[-1], int))
+    x = g.pick(_matrix)  # `@` takes rank 2 or more (dense takes a vector too)
     if x is None:
         return None
     k = x.shape[-1]
@@ -753,6 +753,10 @@ def _ids(v: Val) -> bool:
     return v.ids is not None
 
 
+def _matrix(v: Val) -> bool:
+    return v.is_float and v.rank >= 2 and isinstance(v.shape[-1], int)
+
+
 def _last_static(v: Val) -> bool:
     return v.is_float and v.rank >= 1 and isinstance(v.shape[-1], int)
 
@@ -763,7 +767,7 @@ ENTRIES: dict[str, tuple[Callable[[Gen], Val | None], float, Callable[[Gen], boo
     "cast": (cast, 1, _any(lambda v: v.dtype != "bool")), "mask": (mask, 1.5, _any(lambda v: v.dtype == "bool")),
     "reduce": (reduce, 2, _any(floats)), "reshape": (reshape, 1.5, _any(lambda v: v.rank >= 1)),
     "transpose": (transpose, 2, _any(lambda v: v.rank >= 2)), "concat": (concat, 1, _any(floats)),
-    "matmul": (matmul, 1.5, _any(_last_static)), "one_hot": (one_hot, 1, _any(_ids)),
+    "matmul": (matmul, 1.5, _any(_matrix)), "one_hot": (one_hot, 1, _any(_ids)),
     "dense": (dense, 1.5, _any(_last_static)), "two_dense": (two_dense, 0.5, _any(_last_static)),
     "softmax": (softmax, 1.5, _any(floats)), "conv2d": (conv2d, 5, _any(image)), "pool": (pool, 5, _any(image)),
     "batch_norm": (batch_norm, 1, _any(floats)), "layer_norm": (layer_norm, 1, _any(_last_static)),
