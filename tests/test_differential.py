@@ -105,3 +105,16 @@ def test_a_noise_driven_parameter_may_drift_after_adam_steps_in_float64_too():
     assert {m.what for m in compare("numpy f64", got, ref64, ref32, "f64", ("steps",))[0]} == {
         "after steps p", "after steps n.running_mean"}
     assert compare("numpy f64", _result(0.5, 0.25), ref64, ref32, "f64", ("steps",), noisy, 0.03)[0]
+
+
+def test_a_gradient_zero_in_theory_is_compared_at_its_kinds_scale_in_float64():
+    # the long run's second false alarm: p's gradient is 1e-13 in PyTorch, 1.8e-12 in bmc, the cancellation of
+    # larger terms (a shift before two batch norms), while the float32 twin cancelled to exactly zero
+    ref64 = _result(0.5, 0.2)
+    twin = reference.Result({}, 0.7, {"p": np.array(0.0), "w": np.array(1.0)}, None, None)
+
+    def got(p_grad: float) -> reference.Result:
+        return reference.Result({}, 0.7, {"p": np.array(p_grad), "w": np.array(1.0)}, None, None)
+
+    assert not compare("numpy f64", got(1.8e-12), ref64, twin, "f64", ("grads",))[0]
+    assert [m.what for m in compare("numpy f64", got(1e-6), ref64, twin, "f64", ("grads",))[0]] == ["grad p"]
