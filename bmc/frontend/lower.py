@@ -666,11 +666,15 @@ def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, 
     defines = dict(defines or {})
     models = module.models
     if not models:
-        raise BmcError(f"{module.source.name} defines no model")
+        first = module.source.line(1)
+        raise BmcError("this file defines no model", Span(module.source, 1, 1, 1, max(len(first), 1) + 1),
+                       notes=("a model is 'model NAME { input x: f32[N, 4] ... output y = ... }' (see "
+                              "examples/mlp.bm)",))
     if name is None:
         if len(models) > 1:
-            raise BmcError(f"{module.source.name} defines several models ({', '.join(models)}); choose one with "
-                           "--model NAME")
+            second = list(models.values())[1]
+            raise BmcError(f"this file defines several models ({', '.join(models)}); choose one with "
+                           "--model NAME", second.name_span)
         name = next(iter(models))
     if name not in models:
         raise BmcError(f"{module.source.name} has no model '{name}' (it has: {', '.join(models)})")
