@@ -6,8 +6,10 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pytest
 
 import bmc
+from bmc.diagnostics import BmcError
 from bmc.runtime import load_source
 
 
@@ -28,3 +30,21 @@ def test_an_infinite_constant_is_a_valid_literal_in_the_generated_module():
         result = module.train_step(params, state, {"x": np.full((2, 2), 2, np.float32),
                                                    "y": np.zeros((2, 2), np.float32)}, np.float32(1e-3))
     assert result["loss"] == np.inf
+
+
+def test_return_used_as_a_value_in_a_layer_is_an_undefined_name():
+    # a layer's `return` statement was indexed under the name "return", so `causal = return` lowered the return
+    # statement as if it defined a value (AttributeError, exit 70)
+    text = textwrap.dedent("""
+        layer block(x: f32[N, T, D]) {
+            a = attention(x, 2, causal = return)
+            return a
+        }
+        model m() {
+            input x: f32[N, 4, 8]
+            output y = block(x)
+        }
+    """)
+    with pytest.raises(BmcError, match="undefined name 'return'") as info:
+        bmc.compile_string(text)
+    assert (info.value.span.line, info.value.span.text()) == (3, "return")

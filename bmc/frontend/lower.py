@@ -44,6 +44,7 @@ class Scope:
     owner: str  # model or layer name, for messages
     prefix: str  # parameter name prefix ("" for a model, "h." inside a layer called from statement h)
     statements: dict[str, ast.Stmt] = field(default_factory=dict)
+    returned: ast.Return | None = None  # a layer's `return`, apart from the names (`return` is not a value)
     values: dict[str, Result] = field(default_factory=dict)
     constants: dict[str, Scalar] = field(default_factory=dict)
     dim_vars: dict[str, Dim] = field(default_factory=dict)
@@ -127,9 +128,9 @@ class Lowerer:
                 if scope.kind != "layer":
                     raise BmcError("'return' is only allowed in a layer", stmt.span,
                                    notes=("a model names its results with 'output name = ...'",))
-                if "return" in scope.statements:
+                if scope.returned is not None:
                     raise BmcError("a layer has exactly one 'return'", stmt.span)
-                scope.statements["return"] = stmt
+                scope.returned = stmt
                 continue
             if isinstance(stmt, ast.InputDecl) and scope.kind == "layer":
                 raise BmcError(f"'{stmt.role}' is only allowed in a model; a layer takes its tensors as arguments",
@@ -493,13 +494,12 @@ class Lowerer:
         self.scope = inner
         try:
             self.collect(inner, layer.body)
-            if "return" not in inner.statements:
+            ret = inner.returned
+            if ret is None:
                 raise BmcError(f"layer '{layer.name}' has no 'return'", layer.name_span,
                                notes=("a layer gives its result with 'return expression'",))
-            for name, stmt in list(inner.statements.items()):
-                if name != "return":
-                    self.lower_statement(stmt)
-            ret = inner.statements["return"]
+            for stmt in list(inner.statements.values()):
+                self.lower_statement(stmt)
             self.naming = Naming(inner.prefix.rstrip("."), count_owners(ret.value, self))
             result = self.expr(ret.value)
         finally:
