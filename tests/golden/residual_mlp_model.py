@@ -64,7 +64,13 @@ def _cross_entropy(logits, target):
 
 
 def _one_hot(labels, depth, dtype):
-    return (labels[..., None] == np.arange(depth)).astype(dtype)
+    # a zero row for a label outside [0, depth), as comparing it with every class would give; the result is the
+    # only array of that size (a comparison with np.arange(depth) made two more, one of int64)
+    out = np.zeros((*labels.shape, depth), dtype)
+    ids = labels.reshape(-1)
+    rows = np.flatnonzero((ids >= 0) & (ids < depth))
+    out.reshape(-1, depth)[rows, ids[rows]] = 1
+    return out
 
 
 
