@@ -612,7 +612,7 @@ def positions(g: Gen) -> Val | None:
     x = g.pick(sequence)
     if x is None:
         return None
-    if g.flag() or not isinstance(x.shape[1], int):
+    if not isinstance(x.shape[1], int) or g.flag(0.25):  # sinusoidal needs a static length: most draws have one
         t = x.shape[1]
         max_len = (t if isinstance(t, int) else 4) + g.draw(st.integers(0, 2))
         return stmt(g, "l", f"learned_positions({x.name}, {max_len})", Val("", x.dtype, x.shape, x.scale + 1),
@@ -769,10 +769,10 @@ ENTRIES: dict[str, tuple[Callable[[Gen], Val | None], float, Callable[[Gen], boo
     "transpose": (transpose, 2, _any(lambda v: v.rank >= 2)), "concat": (concat, 1, _any(floats)),
     "matmul": (matmul, 1.5, _any(_matrix)), "one_hot": (one_hot, 1, _any(_ids)),
     "dense": (dense, 1.5, _any(_last_static)), "two_dense": (two_dense, 0.5, _any(_last_static)),
-    "softmax": (softmax, 1.5, _any(floats)), "conv2d": (conv2d, 5, _any(image)), "pool": (pool, 5, _any(image)),
+    "softmax": (softmax, 1.5, _any(floats)), "conv2d": (conv2d, 5, _any(image)), "pool": (pool, 6, _any(image)),
     "batch_norm": (batch_norm, 1, _any(floats)), "layer_norm": (layer_norm, 1, _any(_last_static)),
     "dropout": (dropout, 1, _any(floats)), "embedding": (embedding, 1.5, _any(_ids)),
-    "positions": (positions, 1.5, _any(sequence)), "recurrent": (recurrent, 5, _any(sequence)),
+    "positions": (positions, 2.5, _any(sequence)), "recurrent": (recurrent, 5, _any(sequence)),
     "attention": (attention, 2, _any(sequence)), "user_layer": (user_layer, 1, _any(_last_static)),
     "repeat": (repeat, 1, _any(_last_static)),
 }
