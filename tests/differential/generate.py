@@ -75,7 +75,7 @@ def _head(g: Gen, program_targets: list[Val]) -> Stmt:
     cross-entropy over [N, T, classes]), or a plain reduction; sometimes with an L1/L2 penalty on a parameter."""
     kind = g.choice(["ce", "ce", "ce_prob", "bce", "mse", "mse_column", "plain"])
     z = g.pick(lambda v: v.is_float and v.rank >= 2 and v.shape[0] == "N" and all(
-        isinstance(d, int) or (i == 1 and v.rank == 3) for i, d in enumerate(v.shape[1:], 1))
+        isinstance(d, int) or (i == 1 and v.rank == 3 and d == "T") for i, d in enumerate(v.shape[1:], 1))
         and isinstance(v.shape[-1], int))
     if kind == "plain" or z is None:
         return _penalized(g, _plain(g))
