@@ -297,8 +297,9 @@ def reduce(g: Gen) -> Val | None:
 
 
 def reshape(g: Gen) -> Val | None:
+    # static but for a leading batch: a reduction over the batch can leave a symbolic length first ([T, D])
     x = g.pick(lambda v: v.rank >= 1 and all(isinstance(d, int) for d in v.shape[1:]) and (
-        not v.batched or v.shape[0] == "N"))
+        v.shape[0] == "N" if v.batched else isinstance(v.shape[0], int)))
     if x is None:
         return None
     head, rest = (x.shape[:1], x.shape[1:]) if x.batched else ((), x.shape)
