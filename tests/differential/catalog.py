@@ -131,7 +131,7 @@ def unary(g: Gen) -> Val | None:
         return stmt(g, "u", f"{op}(abs({n}) + 0.5)", out, lambda c: fn(torch.abs(c.v(n)) + 0.5), [op, "abs", "add"])
     if op == "neg":
         return stmt(g, "u", f"-{n}", Val("", x.dtype, x.shape, scale=x.scale), lambda c: -c.v(n), ["neg"])
-    scale = {"exp": math.exp(x.scale), "tanh": 1, "sigmoid": 1, "sign": 1}.get(op, x.scale)
+    scale = {"exp": math.exp(min(x.scale, 80.0)), "tanh": 1, "sigmoid": 1, "sign": 1}.get(op, x.scale)
     fn = UNARY[op]
     return stmt(g, "u", f"{op}({n})", Val("", x.dtype, x.shape, scale=scale, positive=op in ("exp", "sigmoid")),
                 lambda c: fn(c.v(n)), [op])
@@ -177,8 +177,8 @@ def binary(g: Gen) -> Val | None:
     if op == "**":
         if y is None:
             e = g.choice([2.0, 0.5, 3.0, -1.0])
-            return stmt(g, "b", f"(abs({n}) + 0.5) ** {fmt(e)}", Val("", x.dtype, x.shape, scale=(x.scale + 1) ** 3,
-                                                                        positive=True),
+            scale = min(x.scale + 1, 1e30) ** 3  # an estimate; past 1e90 it only has to stay a float
+            return stmt(g, "b", f"(abs({n}) + 0.5) ** {fmt(e)}", Val("", x.dtype, x.shape, scale=scale, positive=True),
                         lambda c: (torch.abs(c.v(n)) + 0.5) ** e, ["pow", "abs", "add"])
         return stmt(g, "b", f"(abs({n}) + 0.5) ** tanh({text})", Val("", x.dtype, shape, scale=x.scale + 2,
                                                                        positive=True),
