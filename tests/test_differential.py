@@ -1,7 +1,8 @@
 """bmc against PyTorch on random programs (see tests/differential/__init__.py for the mechanism).
 
 CI runs a fixed seed and budget; `BMC_DIFFERENTIAL=5000` runs that many programs, and
-`BMC_DIFFERENTIAL_REPORT=FILE.json` writes how often each op was drawn and the largest errors seen.
+`BMC_DIFFERENTIAL_REPORT=FILE.json` writes how often each op was drawn and the largest errors seen. With
+`BMC_DIFFERENTIAL_SHARDED=1`, `--hypothesis-seed=S` draws another sequence, so that shards of a long run run at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tests.differential.reference import evaluate  # noqa: E402
 EXAMPLES = int(os.environ.get("BMC_DIFFERENTIAL", "200"))
 CUDA_EVERY = int(os.environ.get("BMC_DIFFERENTIAL_CUDA_EVERY", "40"))  # the emulator compiles C++: one in 40
 REPORT = os.environ.get("BMC_DIFFERENTIAL_REPORT")
+# a long run in shards: each its own seed (`pytest --hypothesis-seed=S`) instead of CI's fixed derandomized one
+SHARDED = bool(os.environ.get("BMC_DIFFERENTIAL_SHARDED"))
 
 STATS: dict = {"programs": 0, "drawn": Counter(), "largest": {}, "skipped": Counter()}
 
@@ -72,7 +75,7 @@ PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if os.e
                                                           else [])
 
 
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True, phases=PHASES, database=None,
+@settings(max_examples=EXAMPLES, derandomize=not SHARDED, deadline=None, print_blob=True, phases=PHASES, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(programs())
 def test_bmc_agrees_with_pytorch_on_random_programs(program):
