@@ -382,3 +382,25 @@ def test_where_with_a_zero_branch_is_zero_where_the_other_branch_is_infinite():
     with np.errstate(divide="ignore"):
         y = load_source(model.generate()).forward({}, x)["y"]
     np.testing.assert_array_equal(y, [[0.0, 0.5]])
+
+
+def test_an_output_that_is_a_parameter_does_not_change_when_a_train_step_updates_it():
+    # `output d = dropout(p, 0.5)` is p itself in inference: forward returned the parameter's array, which the next
+    # train step updated in place (found by the differential tester: the held output moved by 0.55)
+    model = compile_text("""
+        model m() {
+            input x: f32[N, 3]
+            target y: f32[N, 3]
+            param p: f32[3] = 1
+            output d = dropout(p, 0.5)
+            loss = mse(x + p, y)
+        }
+        train m { optimizer = sgd(lr = 0.5) }
+    """)
+    module = load_source(model.generate())
+    params, state = model.init_params(0)
+    held = module.forward(params, np.zeros((2, 3), np.float32))["d"]
+    module.train_step(params, state, {"x": np.zeros((2, 3), np.float32), "y": np.zeros((2, 3), np.float32)},
+                      *({"lr": np.float32(0.5), "rng": np.int64(0)}[h] for h in module.HYPER))
+    assert not np.array_equal(params["p"], np.ones(3))
+    np.testing.assert_array_equal(held, np.ones(3))

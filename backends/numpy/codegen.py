@@ -76,6 +76,7 @@ class FunctionWriter:
         self.buffers = plan(graph, updates)
         self.module = module
         self.namer = Namer(pytext.identifier)
+        self.copied: set[str] = set()  # outputs returned as copies (see function_source)
         self.symbols: dict[str, str] = {}  # symbolic dim -> its Python name, named before the values
         for d in graph.symbols():
             for s in dims.factors(d)[1]:
@@ -147,7 +148,7 @@ class FunctionWriter:
         v = self.graph.outputs[key]
         if self._is_const(v):
             return RULES[ew.Const](v.producer, [], self)
-        return self.namer.name(v)
+        return self.namer.name(v) + (".copy()" if key in self.copied else "")
 
     def limit_checks(self) -> list[str]:
         """`if T > 64: raise InputError(...)` for every bound the graph puts on a symbolic dim it binds."""
@@ -212,6 +213,13 @@ def function_source(
         # a stored array never shares memory with another slot or with the caller's data, which later steps update
         lines.append(f"{target}[{pytext.literal(target_key)}] = {w.returned(key)}" + (".copy()" if shared else ""))
     keys = returns if returns is not None else list(graph.outputs)
+    for k in keys:  # an output that is a parameter or state array (or a view of one) is a copy: a train step updates
+        #            those arrays in place, which would change an output the caller still holds
+        v = graph.outputs[k]
+        while v.producer is not None and isinstance(v.producer.op, VIEW_OPS):
+            v = v.producer.inputs[0]
+        if graph.roles.get(v) in ("param", "state") and (write_back is None or k not in write_back):
+            w.copied.add(k)
     if tuple_return:
         lines.append("return " + ", ".join(w.returned(k) for k in keys))
     else:
