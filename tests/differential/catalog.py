@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
@@ -573,7 +574,7 @@ def layer_norm(g: Gen) -> Val | None:
 def dropout_mask(c: Ctx, shape, rate: float):
     """keep[i] = u[i] >= rate, u the language's numbers for this statement's site."""
     u = nn.uniform(tuple(shape), c.key, c.salts.get(c.stmt, 0))  # no salt: bmc dropped the unused statement
-    return torch.from_numpy(u >= rate)
+    return torch.from_numpy(np.asarray(u >= rate))  # a 0-d comparison is a NumPy scalar, not an array
 
 
 def dropout(g: Gen) -> Val | None:

@@ -17,7 +17,9 @@ import numpy as np
 from tests.differential.reference import Result
 
 F64_FLOOR, F64_CEILING = 1e-10, 1e-6
-F32_FLOOR, F32_FACTOR = 3e-5, 30.0
+# float32 targets sum in another order than PyTorch's float32 twin: through three attention layers a gradient
+# differs by 3.2e-5 where the twin's own rounding is 5.6e-7 (the float64 targets are the strict check)
+F32_FLOOR, F32_FACTOR = 1e-4, 30.0
 ILL_CONDITIONED = 0.05  # beyond this float32 rounding error a float32 comparison says nothing
 # Values, parameters and gradients are of order one by construction (unit-normal data, parameters around 0.5): a
 # quantity far smaller (a gradient that is zero in theory) is compared against this scale, not its own noise.
