@@ -137,6 +137,8 @@ def test_onnx_reference_max_pool_with_asymmetric_pads_is_skipped_while_onnx_mis_
     bmc.compile_string(text, filename="m.bm").build(tmp_path / "b", target="onnx")
     proto = onnx.load(tmp_path / "b" / "model.onnx")
     assert targets._asymmetric_max_pool(proto.graph)
+    # size [3, 1] "same" gives [1, 0, 1, 0], which it reads as H padded (1, 0): an output of height 0 (the next run)
+    assert targets._interleaved([1, 0, 1, 0]) == [1, 1, 0, 0] and targets._interleaved([1, 1, 1, 1]) == [1, 1, 1, 1]
     x = np.zeros((1, 3, 2, 3), np.float32)
     assert ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0].shape == (1, 3, 2, 3)
     assert ReferenceEvaluator(proto).run(None, {"x": x})[0].shape == (1, 3, 1, 4), "onnx fixed MaxPool: drop the skip"

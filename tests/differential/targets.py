@@ -211,11 +211,17 @@ def _reversed_scan(graph) -> bool:
     return False
 
 
+def _interleaved(pads: list[int]) -> list[int]:
+    """ONNX's pads (every begin, then every end) as onnx.reference's MaxPool reads them (begin, end per axis)."""
+    k = len(pads) // 2
+    return [p for i in range(k) for p in (pads[i], pads[k + i])]
+
+
 def _asymmetric_max_pool(graph) -> bool:
+    """A MaxPool whose pads onnx.reference misreads: it takes them as (begin, end) per axis."""
     for node in graph.node:
         for attr in node.attribute:
-            if node.op_type == "MaxPool" and attr.name == "pads" and list(attr.ints[: len(attr.ints) // 2]) != list(
-                    attr.ints[len(attr.ints) // 2:]):
+            if node.op_type == "MaxPool" and attr.name == "pads" and _interleaved(list(attr.ints)) != list(attr.ints):
                 return True
             if attr.type == attr.GRAPH and _asymmetric_max_pool(attr.g):
                 return True
@@ -232,8 +238,8 @@ def _runner(proto, runner: str, wide: bool):
         from onnx.reference import ReferenceEvaluator
 
         if _asymmetric_max_pool(proto.graph):
-            raise Unsupported("onnx.reference's MaxPool mis-sizes its output with asymmetric pads (onnx 1.23: "
-                              "pads [1, 0, 1, 1] on [1, 3, 2, 3] gives [1, 3, 1, 4]; onnxruntime gives [1, 3, 2, 3])")
+            raise Unsupported("onnx.reference's MaxPool reads pads as (begin, end) per axis (onnx 1.23: pads "
+                              "[1, 0, 1, 1] on [1, 3, 2, 3] gives [1, 3, 1, 4]; onnxruntime gives [1, 3, 2, 3])")
         evaluator = ReferenceEvaluator(proto)
         return lambda feeds: dict(zip(keys, evaluator.run(None, feeds), strict=True))
     import onnxruntime as ort
