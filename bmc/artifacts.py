@@ -14,6 +14,7 @@ replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ def write_build(out_dir: str | Path, files: Mapping[str, Content], manifest: Map
         os.mkdir(tmp)
     except OSError as e:
         raise UsageError(f"cannot write to {parent}: {e.strerror or e}") from None
-    try:
+    with _removed_on_failure(tmp, out):
         listed = {}
         for name, content in files.items():
             assert name != MANIFEST and name == Path(name).name, name
@@ -65,12 +66,6 @@ def write_build(out_dir: str | Path, files: Mapping[str, Content], manifest: Map
         fs_atomic.fsync_dir(tmp)
         _check_contents(target, out)  # once more: the directory may have changed while bmc trained or wrote
         fs_atomic.install_dir(tmp, target)
-    except OSError as e:
-        fs_atomic.remove_quietly(tmp)
-        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
-    except BaseException:
-        fs_atomic.remove_quietly(tmp)
-        raise
     return out
 
 
@@ -83,7 +78,7 @@ def write_file(path: str | Path, content: Content) -> Path:
     if target.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
     tmp = target.parent / fs_atomic.temp_name(target.name, "new")
-    try:
+    with _removed_on_failure(tmp, path):
         _check_parent(target.parent)
         if not target.parent.is_dir():
             fs_atomic.step(f"mkdir {target.parent}")
@@ -93,13 +88,20 @@ def write_file(path: str | Path, content: Content) -> Path:
         fs_atomic.step(f"rename {tmp.name} {target.name}")
         os.replace(tmp, target)
         fs_atomic.fsync_dir(target.parent)
+    return path
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, shown: Path):
+    """Remove the temporary `tmp` if the block fails, however it fails; an OSError is a usage error about `shown`."""
+    try:
+        yield
     except OSError as e:
         fs_atomic.remove_quietly(tmp)
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write {shown}: {e.strerror or e}") from None
     except BaseException:
         fs_atomic.remove_quietly(tmp)
         raise
-    return path
 
 
 def _write_file(path: Path, content: Content) -> dict[str, Any]:
