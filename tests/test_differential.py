@@ -136,9 +136,39 @@ def test_onnx_reference_max_pool_with_asymmetric_pads_is_skipped_while_onnx_mis_
             '    output q = max_pool(x, size = [3, 2], stride = 1, padding = "same")\n}\n')
     bmc.compile_string(text, filename="m.bm").build(tmp_path / "b", target="onnx")
     proto = onnx.load(tmp_path / "b" / "model.onnx")
-    assert targets._asymmetric_max_pool(proto.graph)
+    assert targets.reference_fault(proto.graph) == targets.REFERENCE_FAULTS[0][1]
     # size [3, 1] "same" gives [1, 0, 1, 0], which it reads as H padded (1, 0): an output of height 0 (the next run)
     assert targets._interleaved([1, 0, 1, 0]) == [1, 1, 0, 0] and targets._interleaved([1, 1, 1, 1]) == [1, 1, 1, 1]
     x = np.zeros((1, 3, 2, 3), np.float32)
     assert ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0].shape == (1, 3, 2, 3)
     assert ReferenceEvaluator(proto).run(None, {"x": x})[0].shape == (1, 3, 1, 4), "onnx fixed MaxPool: drop the skip"
+
+
+def test_onnx_reference_max_pool_indices_on_unit_strides_are_skipped_while_onnx_numbers_them_wrongly(tmp_path):
+    # the long run's second finding outside bmc: a max pool of stride 1 in a train step (its Indices carry the
+    # gradient) trained differently under onnx.reference only; onnxruntime, PyTorch and bmc agreed
+    import onnx
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    import bmc
+
+    text = ('model m() {\n    input x: f32[N, 1, 2, 4]\n    target y: f32[N, 1, 1, 3]\n'
+            '    h = dense(x, 4)\n    output q = max_pool(h, size = [2, 2], stride = 1)\n    loss = mse(q, y)\n}\n'
+            'train m {\n    optimizer = sgd(lr = 0.1)\n}\n')
+    bmc.compile_string(text, filename="m.bm").build(tmp_path / "b", target="onnx", train_step=True)
+    step = onnx.load(tmp_path / "b" / "train_step.onnx")
+    assert targets.reference_fault(step.graph) == targets.REFERENCE_FAULTS[1][1]
+    assert targets.reference_fault(onnx.load(tmp_path / "b" / "model.onnx").graph) is None  # no Indices there
+    pool = next(n for n in step.graph.node if n.op_type == "MaxPool")
+    node = onnx.helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[1, 1])
+    graph = onnx.helper.make_graph(
+        [node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 2, 4])],
+        [onnx.helper.make_tensor_value_info(n, t, None) for n, t in (("y", onnx.TensorProto.FLOAT),
+                                                                        ("i", onnx.TensorProto.INT64))])
+    proto = onnx.helper.make_model(graph, opset_imports=step.opset_import, ir_version=step.ir_version)
+    assert len(pool.output) == 2
+    x = np.array([[[[0.6, 0.3, 0.0, 0.1], [0.8, 0.9, 0.6, 0.7]]]], np.float32)
+    assert ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[1].ravel().tolist() == [5, 5, 7]
+    got = ReferenceEvaluator(proto).run(None, {"x": x})[1].ravel().tolist()
+    assert got != [5, 5, 7], "onnx fixed MaxPool's Indices: drop the skip"
