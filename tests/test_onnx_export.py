@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
 import numpy as np
 import onnx
 from bmc.backends import onnx as onnx_backend
-from bmc.backends.onnx.rules import RULES
+from bmc.backends.onnx.table import RULES
 
 import bmc
 from bmc.diagnostics import BmcError, UsageError

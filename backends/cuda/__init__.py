@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from bmc.backends.cuda import gemm, norm, reduce, scan  # noqa: F401 - importing them registers their kernels
 from bmc.backends.cuda.codegen import ModuleWriter, render
 from bmc.backends.cuda.codegen import supports as supports
 from bmc.backends.cuda.ctext import SIZES

@@ -151,15 +151,15 @@ class FunctionWriter:
             any(self.schedule.root(u) is v for u in self.graph.outputs.values())
 
     def used_outputs(self, item: Item) -> list[Value]:
-        if item.kind == "kernel" and rules.KERNELS[type(item.node.op)].skip_unused:
+        if item.kind == "kernel" and rules.KERNELS.option(item.node.op, "skip_unused"):
             return [o for o in item.outputs if self.used(o)]
         return item.outputs
 
     def _workspace(self, item: Item) -> list[Request]:
         if item.kind != "kernel":
             return []
-        rule = rules.KERNELS[type(item.node.op)]
-        return rule.workspace(item, self) if rule.workspace else []
+        workspace = rules.KERNELS.option(item.node.op, "workspace")
+        return workspace(item, self) if workspace else []
 
     # ---- writing ---------------------------------------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ class FunctionWriter:
             if item.kind == "group":
                 fused.write_group(self, item)
             else:
-                rules.KERNELS[type(item.node.op)].emit(item, self)
+                rules.KERNELS[item.node.op](item, self)
 
 
 def render(**fields: object) -> str:

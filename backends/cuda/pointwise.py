@@ -19,7 +19,7 @@ from bmc import ops
 from bmc.ir import dims
 from bmc.ir.graph import Node, Value
 from bmc.ir.types import Dim, normalize_axes
-from bmc.ops.base import Op
+from bmc.rule_table import RuleTable
 
 
 class Context(Protocol):
@@ -37,27 +37,11 @@ class Context(Protocol):
 
 PointwiseRule = Callable[[Node, list[str], Context], str]
 IndexedRule = Callable[[Node, Context], str]
-POINTWISE: dict[type[Op], PointwiseRule] = {}
-INDEXED: dict[type[Op], IndexedRule] = {}
+POINTWISE: RuleTable[PointwiseRule] = RuleTable("cuda", "element")
+INDEXED: RuleTable[IndexedRule] = RuleTable("cuda", "indexed element")
 SHAPE_ONLY = {ops.SizeOf: (0,), ops.RandomUniformLike: (0,)}  # inputs whose values are never read
-
-
-def pointwise(*op_types: type[Op]):
-    def register(rule: PointwiseRule) -> PointwiseRule:
-        for t in op_types:
-            POINTWISE[t] = rule
-        return rule
-
-    return register
-
-
-def indexed(*op_types: type[Op]):
-    def register(rule: IndexedRule) -> IndexedRule:
-        for t in op_types:
-            INDEXED[t] = rule
-        return rule
-
-    return register
+pointwise = POINTWISE.register
+indexed = INDEXED.register
 
 
 def ctype(v: Value) -> str:

@@ -18,15 +18,13 @@ reused.
 
 from __future__ import annotations
 
+from bmc.backends.numpy.rules import UFUNCS
+
 from bmc import ops
 from bmc.ir.graph import Graph, Node, Value
 from bmc.ops.base import Op
 
-# ops whose NumPy lowering is a ufunc that accepts out=, with whether out may alias an input
-UFUNC_OPS: tuple[type[Op], ...] = (
-    ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Pow, ops.Maximum, ops.Minimum, ops.Neg, ops.Exp, ops.Log, ops.Sqrt,
-    ops.Tanh, ops.Abs, ops.Sign, ops.Relu,
-)
+UFUNC_OPS: tuple[type[Op], ...] = tuple(UFUNCS)  # out= may alias an input
 MATMUL_OPS: tuple[type[Op], ...] = (ops.MatMul,)  # out= must not alias an input
 # outputs that may share memory with an input: views, and a scan's carries (a body may pass a carry through)
 VIEW_OPS: tuple[type[Op], ...] = (ops.Reshape, ops.Transpose, ops.BroadcastTo, ops.Slice, ops.Split, ops.Scan)

@@ -16,6 +16,7 @@ from bmc.ir import dims
 from bmc.ir.graph import Node
 from bmc.ir.types import NUMPY_NAMES, Dim
 from bmc.ops.base import Op
+from bmc.rule_table import RuleTable
 
 
 class Context(Protocol):
@@ -25,20 +26,9 @@ class Context(Protocol):
 
 
 Rule = Callable[[Node, list[str], Context], str]
-RULES: dict[type[Op], Rule] = {}
-
-
-def lower(*op_types: type[Op]) -> Callable[[Rule], Rule]:
-    def register(rule: Rule) -> Rule:
-        for t in op_types:
-            RULES[t] = rule
-        return rule
-
-    return register
-
-
-def supports(op: Op) -> bool:
-    return type(op) in RULES
+RULES: RuleTable[Rule] = RuleTable("numpy", "expression")
+lower = RULES.register
+supports = RULES.supports
 
 
 def np_dtype(dtype: str) -> str:
@@ -60,23 +50,28 @@ def _const(node, a, ctx):
     return f"{np_dtype(op.dtype)}({literal(op.value)})"
 
 
-UNARY = {ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
-         ops.Sign: "np.sign"}
+# Ops whose NumPy lowering is one ufunc call: its name and any constant arguments after the op's own (relu is
+# np.maximum(x, 0)). The memory planner lets exactly these, and matmul, write into a planned buffer (`lower_into`).
+UFUNCS: dict[type[Op], tuple[str, ...]] = {
+    ops.Add: ("np.add",), ops.Sub: ("np.subtract",), ops.Mul: ("np.multiply",), ops.Div: ("np.divide",),
+    ops.Pow: ("np.power",), ops.Maximum: ("np.maximum",), ops.Minimum: ("np.minimum",), ops.Neg: ("np.negative",),
+    ops.Exp: ("np.exp",), ops.Log: ("np.log",), ops.Sqrt: ("np.sqrt",), ops.Tanh: ("np.tanh",), ops.Abs: ("np.abs",),
+    ops.Sign: ("np.sign",), ops.Relu: ("np.maximum", "0"),
+}
+# the ufuncs read as Python operators, where an expression is not written into a buffer
+OPERATORS = {ops.Add: "{} + {}", ops.Sub: "{} - {}", ops.Mul: "{} * {}", ops.Div: "{} / {}", ops.Pow: "{} ** {}",
+             ops.Neg: "-{}"}
 
 
-@lower(*UNARY)
-def _unary(node, a, ctx):
-    return f"{UNARY[type(node.op)]}({a[0]})"
+def _ufunc_call(node: Node, a: list[str], *out: str) -> str:
+    name, *constants = UFUNCS[type(node.op)]
+    return f"{name}({', '.join([*a, *constants, *out])})"
 
 
-@lower(ops.Neg)
-def _neg(node, a, ctx):
-    return f"-{a[0]}"
-
-
-@lower(ops.Relu)
-def _relu(node, a, ctx):
-    return f"np.maximum({a[0]}, 0)"
+@lower(*UFUNCS)
+def _ufunc(node, a, ctx):
+    operator = OPERATORS.get(type(node.op))
+    return operator.format(*a) if operator else _ufunc_call(node, a)
 
 
 @lower(ops.Sigmoid)
@@ -92,19 +87,6 @@ def _gelu(node, a, ctx):
 @lower(ops.GeluGrad)
 def _gelu_grad(node, a, ctx):
     return f"{ctx.use('_gelu_grad')}({a[0]}, {a[1]})"
-
-
-BINARY = {ops.Add: "+", ops.Sub: "-", ops.Mul: "*", ops.Div: "/", ops.Pow: "**"}
-
-
-@lower(*BINARY)
-def _binary(node, a, ctx):
-    return f"{a[0]} {BINARY[type(node.op)]} {a[1]}"
-
-
-@lower(ops.Maximum, ops.Minimum)
-def _maximum(node, a, ctx):
-    return f"np.{node.op.name}({a[0]}, {a[1]})"
 
 
 @lower(ops.Compare)
@@ -229,20 +211,13 @@ def _loss(node, a, ctx):
 
 # ---- writing into an existing buffer (memory planning) --------------------------------------------------------------
 
-UFUNCS = {ops.Add: "np.add", ops.Sub: "np.subtract", ops.Mul: "np.multiply", ops.Div: "np.divide",
-          ops.Pow: "np.power", ops.Maximum: "np.maximum", ops.Minimum: "np.minimum", ops.Neg: "np.negative",
-          ops.Exp: "np.exp", ops.Log: "np.log", ops.Sqrt: "np.sqrt", ops.Tanh: "np.tanh", ops.Abs: "np.abs",
-          ops.Sign: "np.sign"}
-
 
 def lower_into(node: Node, a: list[str], out: str) -> str:
-    """The op written into the buffer `out` (see backends/numpy/memory.py)."""
-    if isinstance(node.op, ops.Relu):
-        return f"np.maximum({a[0]}, 0, out={out})"
+    """The op written into the buffer `out` (see backends/numpy/memory.py): a ufunc's or matmul's `out=`."""
     if isinstance(node.op, ops.MatMul):
         x, y = _matmul(node, a, None).split(" @ ")
         return f"np.matmul({x}, {y}, out={out})"
-    return f"{UFUNCS[type(node.op)]}({', '.join(a)}, out={out})"
+    return _ufunc_call(node, a, f"out={out}")
 
 
 # ---- images, lookups, randomness, attention, normalization -----------------------------------------------------------

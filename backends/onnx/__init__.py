@@ -17,8 +17,9 @@ import onnx
 
 from bmc.diagnostics import BmcError
 
+from . import random_hash, rules, scan  # noqa: F401 - importing them registers their rules
 from .export import IR_VERSION, OPSET, check, graph_to_model, model_metadata, write_atomic
-from .rules import RULES, supports
+from .table import RULES, supports
 
 
 def inference_model(model, params: dict[str, np.ndarray] | None = None, metadata: dict | None = None,

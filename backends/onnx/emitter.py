@@ -17,6 +17,7 @@ from bmc.diagnostics import BmcError, Span, UsageError
 from bmc.ir import dims
 from bmc.ir.graph import Node, Value
 from bmc.ir.types import NUMPY_NAMES, Dim, TensorType
+from bmc.rule_table import RuleTable
 
 ONNX_DTYPES = {"f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i32": TensorProto.INT32,
                "i64": TensorProto.INT64, "bool": TensorProto.BOOL}
@@ -211,7 +212,7 @@ class Emitter:
 
     # ---- lowering ------------------------------------------------------------------------------------------------
 
-    def lower(self, nodes: list[Node], rules: dict) -> None:
+    def lower(self, nodes: list[Node], rules: RuleTable) -> None:
         """Lower IR nodes in order through `rules`, naming each result after its IR value."""
         for node in nodes:
             self.used.update(node.inputs)

@@ -32,7 +32,7 @@ from bmc.version import __version__
 
 from . import fuse
 from .emitter import Emitter, Names
-from .rules import RULES, supports
+from .table import RULES, supports
 
 OPSET = 21
 IR_VERSION = 10

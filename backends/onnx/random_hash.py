@@ -11,7 +11,7 @@ from __future__ import annotations
 from bmc import ops
 
 from .emitter import ONNX_DTYPES, Emitter
-from .rules import lower
+from .table import lower
 
 MASK32 = 0xFFFFFFFF
 

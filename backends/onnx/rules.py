@@ -1,13 +1,9 @@
 """ONNX lowering rules: one per op class, each adding standard ONNX nodes through an `Emitter` (emitter.py) and
-returning the names of the op's results (None for a result nobody reads).
-
-`@lower(Op)` registers a rule. Ops without a rule here are decomposed (`Op.decompose`) before export. Composite ops
-map to the ONNX op that runtimes fuse (Gemm, Softmax, Conv, LayerNormalization, LSTM, ...).
+returning the names of the op's results (None for a result nobody reads); `@lower(Op)` registers one in the table
+(table.py). Composite ops map to the ONNX op that runtimes fuse (Gemm, Softmax, Conv, LayerNormalization, LSTM, ...).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
@@ -15,26 +11,10 @@ from bmc import ops
 from bmc.ir import dims
 from bmc.ir.graph import Node
 from bmc.ir.types import NUMPY_NAMES, normalize_axes
-from bmc.ops.base import Op
 from bmc.ops.elementwise import GELU_C, GELU_K
 
 from .emitter import ONNX_DTYPES, Emitter
-
-Rule = Callable[[Node, list[str], Emitter], "str | list[str | None]"]
-RULES: dict[type[Op], Rule] = {}
-
-
-def lower(*op_types: type[Op]) -> Callable[[Rule], Rule]:
-    def register(rule: Rule) -> Rule:
-        for t in op_types:
-            RULES[t] = rule
-        return rule
-
-    return register
-
-
-def supports(op: Op) -> bool:
-    return type(op) in RULES
+from .table import lower
 
 
 def _out(node: Node, i: int = 0):
@@ -430,7 +410,3 @@ def _recurrent(node, a, ctx):
         y = ctx.op("Squeeze", ctx.op("Transpose", y, perm=[2, 0, 1, 3]), ctx.ints([2]))
     return [y, None if y_h is None else ctx.op("Squeeze", y_h, ctx.ints([0]))]
 
-
-from . import random_hash, scan  # noqa: E402  (rules in their own modules, registered into RULES)
-
-__all__ = ["RULES", "lower", "random_hash", "scan", "supports"]

@@ -18,7 +18,7 @@ from bmc.passes import decompose
 
 from . import fuse
 from .emitter import Emitter, value_info
-from .rules import RULES, lower, supports
+from .table import RULES, lower, supports
 
 
 @lower(ops.Scan)
