@@ -404,3 +404,40 @@ def test_an_output_that_is_a_parameter_does_not_change_when_a_train_step_updates
                       *({"lr": np.float32(0.5), "rng": np.int64(0)}[h] for h in module.HYPER))
     assert not np.array_equal(params["p"], np.ones(3))
     np.testing.assert_array_equal(held, np.ones(3))
+
+
+# ---- found by the long differential run: CUDA batch norm read a symbolic dim as raw C ----------------------------
+
+
+@pytest.mark.parametrize("dim", ["n", "T"])
+def test_cuda_batch_norm_over_a_symbolic_plane_uses_the_dims_value(dim):
+    # the kernels wrote the plane size as the dim's own name: `T` failed in g++ (the random program), and `n`, the
+    # kernel's own element count, compiled and silently put every element in channel 0
+    from bmc.backends import cuda
+    from bmc.backends.cuda.runtime import Library
+
+    from tests.cuda_emulator import emulate
+
+    graph = parse_graph(f"""graph bn(input %x: f64[N, 2, {dim}], input %g: f64[2], input %b: f64[2],
+                                     input %dy: f64[N, 2, {dim}]) {{
+      %y: f64[N, 2, {dim}], %m: f64[2], %v: f64[2] = batch_norm_train(%x, %g, %b, eps=1e-05)
+      %dx: f64[N, 2, {dim}], %dg: f64[2], %db: f64[2] = batch_norm_train_grad(%x, %dy, %g, %m, %v, eps=1e-05)
+      return y = %y, dx = %dx, dg = %dg
+    }}""")
+    prog = cuda.generate("bn", "bn.bm", "", {"run": graph}, "f64")
+    session = Library(emulate.build(prog.source), prog.manifest).session()
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((3, 2, 5)), rng.standard_normal((3, 2, 5))
+    x[:, 1] += 4.0  # channel 1 apart from channel 0: mixing them shows
+    g, b = np.array([1.5, 0.5]), np.array([0.25, -1.0])
+    got = session.run("run", {"x": x, "g": g, "b": b, "dy": dy})
+    # the definition: per channel over the batch and the plane, biased variance
+    mean, var = x.mean(axis=(0, 2), keepdims=True), x.var(axis=(0, 2), keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + 1e-5)
+    want_y = xhat * g[None, :, None] + b[None, :, None]
+    dxhat = dy * g[None, :, None]
+    want_dx = (dxhat - dxhat.mean(axis=(0, 2), keepdims=True)
+               - xhat * (dxhat * xhat).mean(axis=(0, 2), keepdims=True)) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(got["y"], want_y, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got["dx"], want_dx, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got["dg"], (dy * xhat).sum(axis=(0, 2)), rtol=1e-10)

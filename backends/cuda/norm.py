@@ -59,7 +59,7 @@ def batch_norm_train(item, fn) -> None:
     def apply(k):
         xs, gs, bs, ms, vs, ys = (k.input(x), k.input(gamma), k.input(beta), k.input(mean), k.input(var),
                                   k.output(y))
-        return [f"const int chan = i / {plane} % {channels};",
+        return [f"const int chan = i / {k.dim(plane)} % {k.dim(channels)};",
                 f"const {t} scale = {gs}[chan] / bmc_sqrt({vs}[chan] + {eps});",
                 f"{ys}[i] = ({xs}[i] - {ms}[chan]) * scale + {bs}[chan];"]
 
@@ -99,7 +99,7 @@ def batch_norm_train_grad(item, fn) -> None:
         xs, gs, gams, ms, vs = k.input(x), k.input(g), k.input(gamma), k.input(mean), k.input(var)
         dgs, dbs, dxs = k.input(dgamma), k.input(dbeta), k.output(dx)
         count = f"({t})({k.dim(lay.length)})"
-        return [f"const int chan = i / {plane} % {channels};",
+        return [f"const int chan = i / {k.dim(plane)} % {k.dim(channels)};",
                 f"const {t} inv = {one} / bmc_sqrt({vs}[chan] + {eps});",
                 f"const {t} ea = {gams}[chan] * inv;",
                 f"const {t} eb = -ea * inv * {dgs}[chan] / {count};",
