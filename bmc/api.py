@@ -16,12 +16,11 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bmc import artifacts, init, memory
-from bmc.backends import numpy as numpy_backend
+from bmc import artifacts, init, memory, targets
+from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, load_dataset
 from bmc.data.text import is_text_spec, load_text
@@ -29,23 +28,11 @@ from bmc.diagnostics import BmcError, BmcWarning, Span, UsageError, check_policy
 from bmc.frontend.domains import SEED
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
-from bmc.ir.types import NUMPY_NAMES, TensorType, shape_str
-from bmc.runtime import load_module, load_source, predict_batches
+from bmc.ir.types import NUMPY_NAMES
+from bmc.runtime import load_source
 from bmc.train import agree
-from bmc.train.loop import ArrayTask, History, TextTask, evaluate, fit, mean_loss, unfit_metrics, usable_metrics
+from bmc.train.loop import ArrayTask, History, TextTask, unfit_metrics, usable_metrics
 from bmc.train.numerics import Watch, require_finite
-from bmc.version import __version__
-
-TARGETS = ("numpy", "onnx", "cuda")
-BACKENDS = ("numpy", "onnxruntime", "cuda")
-
-
-def _onnx_backend():
-    try:
-        from bmc.backends import onnx as onnx_backend
-    except ImportError as e:  # pragma: no cover - onnx is a dependency
-        raise UsageError(f"the ONNX backend needs the onnx package ({e}); pip install onnx onnxruntime-gpu") from None
-    return onnx_backend
 
 
 def _print_warning(warning: BmcWarning) -> None:
@@ -170,17 +157,8 @@ class Model:
 
     def generate(self, target: str = "numpy", train: bool | None = None) -> str:
         """The generated source: the NumPy module, or (target "cuda") model.cu."""
-        if target == "cuda":
-            from bmc.backends.cuda import build as cuda_build
-
-            return cuda_build.program(self).source
-        if target != "numpy":
-            raise UsageError(f"generate() writes the NumPy module; use build(target='{target}') for other targets")
         train = self.compiled.model.loss is not None if train is None else train
-        c = self.compiled
-        return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
-                                      c.train_step() if train else None, c.dtype,
-                                      c.evaluation() if train else None, c.preprocess)
+        return targets.target(target).generate(self, train)
 
     # ---- parameters ----------------------------------------------------------------------------------------------
 
@@ -209,6 +187,7 @@ class Model:
         train step as train_step.onnx with the initial params.npz and state.npz. `trained` supplies trained
         parameters (and their constants, preprocessing contract and vocabulary) instead of freshly initialized
         ones."""
+        backend = targets.target(target)
         artifacts.check_target(out_dir)  # before any long work: `out_dir` may hold something bmc must not replace
         if trained is not None:
             self = self.matching(trained)
@@ -217,36 +196,8 @@ class Model:
             params, state = self.init_params(seed)
         spans = {k.removeprefix("params/"): v for k, v in self._spans().items()}
         require_finite(params, state or {}, spans)
-        if target == "onnx":
-            return self._build_onnx(out_dir, params, state or {}, trained, train_step)
-        if target == "cuda":
-            from bmc.backends.cuda import build as cuda_build
-
-            return cuda_build.build(self, out_dir, params, state, seed)
-        if target != "numpy":
-            raise UsageError(f"target '{target}' is not available (available: {', '.join(TARGETS)})")
-        source = self.generate(target)
-        extra = trained.extra_info() if trained is not None else {}
-        return Build(self, load_source(source), source, params, state or {}, history, data, extra=extra).save(out_dir)
-
-    def _build_onnx(self, out_dir, params, state, trained: Build | None, train_step: bool) -> Path:
-        onnx_backend = _onnx_backend()
-        info = trained.extra_info() if trained is not None else {}
-        metadata = {k: info[k] for k in ("vocab", "window") if k in info}
-        files: dict[str, artifacts.Content] = {}
-        if self.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
-            proto = onnx_backend.inference_model(self, params, metadata)
-            onnx_backend.check(proto)
-            files["model.onnx"] = proto.SerializeToString()
-        if train_step:
-            step = onnx_backend.train_step_model(self, metadata)
-            onnx_backend.check(step)
-            files["train_step.onnx"] = step.SerializeToString()
-            files["params.npz"] = params
-            files["state.npz"] = state
-        manifest = {**Build(self, None, "", params, state).manifest, "target": "onnx",
-                    "opset": onnx_backend.OPSET, "ir_version": onnx_backend.IR_VERSION, **info}
-        return artifacts.write_build(out_dir, files, manifest)
+        return backend.build(self, out_dir, params, state or {}, seed=seed, history=history, data=data,
+                             trained=trained, train_step=train_step)
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
@@ -259,8 +210,7 @@ class Model:
         every step's outputs, parameters and state, and stops at the first step that makes one non-finite with an
         error at the `.bm` statement of the op that did (bmc/train/numerics.py); without it a non-finite loss still
         stops training."""
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
+        targets.runner(backend)  # an unknown one is an error before any work
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
                                       steps=steps)
         self = self.with_config(config)  # the train step is built from the overridden configuration
@@ -335,19 +285,8 @@ class Model:
             + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
                else "") + (f", clip {config.clip:g}" if config.clip else ""))
         watch = Watch(check_numerics, self.compiled.train_step, self._spans(), config.optimizer.lr)
-        if backend == "onnxruntime":
-            onnx_backend = _onnx_backend()
-            log(f"train step: ONNX, onnxruntime on {', '.join(onnx_backend.providers())}")
-            history = onnx_backend.fit(self, config, params, state, task, log=log, progress=progress, watch=watch)
-        elif backend == "cuda":
-            from bmc.backends.cuda import build as cuda_build
-
-            device = cuda_build.module(self)  # generated kernels, compiled by nvcc (cached); needs a GPU to load
-            log("train step: generated CUDA kernels, on the device")
-            history = fit(device, config, params, state, task, log=log, progress=progress, watch=watch)
-            device.download(params, state)
-        else:
-            history = fit(module, config, params, state, task, log=log, progress=progress, watch=watch)
+        history = targets.runner(backend).fit(self, module, config, params, state, task, log=log,
+                                              progress=progress, watch=watch)
         for warning in watch.warnings:
             self._warn(warning, warn)
         return Build(self, module, source, params, state, history, description, config, extra=extra)
@@ -364,150 +303,6 @@ class Model:
         return spans
 
 
-class Build:
-    """A built model: generated module, parameters, optimizer state; trained or freshly initialized."""
-
-    def __init__(self, model: Model | None, module, source: str, params: dict, state: dict,
-                 history: History | None = None, data: str | None = None, config=None, manifest=None,
-                 extra: dict | None = None):
-        self.model = model
-        self.module = module
-        self.source = source
-        self.params = params
-        self.state = state
-        self.history = history
-        self.data = data
-        self.config = config
-        self._manifest = manifest
-        self.extra = extra or {}  # a text model's vocabulary and window: what generating text needs
-
-    def extra_info(self) -> dict:
-        """What predicting on new data needs beyond the parameters and the model: a text model's vocabulary."""
-        if self._manifest is not None:
-            return {k: self._manifest[k] for k in ("vocab", "window") if k in self._manifest}
-        return dict(self.extra)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        if self._manifest is not None:
-            return self._manifest
-        m = self.model.compiled
-        g = m.model.graph
-        info = {
-            "bmc_version": __version__,
-            "model": m.name,
-            "target": "numpy",
-            "dtype": m.dtype,
-            "source": m.model.source.name,
-            "source_sha256": m.source_hash,
-            "constants": m.model.constants,
-            "inputs": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in m.model.data_inputs},
-            "targets": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in m.model.targets},
-            "outputs": {k: {"dtype": g.outputs[k].type.dtype, "shape": list(g.outputs[k].type.shape),
-                            "doc": f"{k}: {g.outputs[k].type}, defined at {g.outputs[k].span}"}
-                        for k in m.model.outputs},
-            "params": {p.name: {"dtype": p.type.dtype, "shape": list(p.type.shape),
-                                "init": str(g.param_info[p].init)} for p in g.params},
-            "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
-            "metrics": list(m.config.metrics),
-            **({"preprocess": m.preprocess.as_json()} if m.preprocess else {}),
-            **self.extra,
-        }
-        if self.history is not None:
-            info["training"] = {"data": self.data, "config": _config_json(self.config or m.config),
-                                "history": self.history.as_json()}
-        return info
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how).
-
-        Non-finite parameters or state are refused (a BmcError), never saved silently."""
-        spans = self.model._spans() if self.model is not None else {}
-        require_finite(self.params, self.state, {k.removeprefix("params/"): v for k, v in spans.items()})
-        files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
-        if self.state or hasattr(self.module, "load_state"):  # a train step without state (gd) loads an empty one
-            files["state.npz"] = self.state
-        return artifacts.write_build(out_dir, files, self.manifest)
-
-    def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
-        """The outputs for raw inputs: samples as the training data set stores them (the manifest's
-        `preprocess.raw`, e.g. uint8 pixels 0..255), which the model itself scales and standardizes."""
-        names = list(self.module.INPUTS)
-        feeds = dict(zip(names, inputs, strict=False)) | named
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise UsageError(f"predict() needs the input(s) {', '.join(missing)}")
-        shaped = {name: self._prepare(name, feeds[name]) for name in names}
-        return predict_batches(self.module, self.params, shaped, batch)
-
-    def _prepare(self, name: str, x) -> np.ndarray:
-        """An input in the build's shape and dtype (its values untouched: the model preprocesses them)."""
-        dtype, shape = self.module.INPUTS[name]
-        x = np.asarray(x)
-        want = shape[1:]
-        if all(isinstance(d, int) for d in want):
-            if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(want):
-                raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
-            x = x.reshape((len(x), *want))
-        elif x.ndim != len(shape):
-            raise UsageError(f"input '{name}' must have shape {shape_str(tuple(shape))}, got {list(x.shape)}")
-        return agree.to_dtype(x, dtype, f"input '{name}'")
-
-    def generate(self, prompt: str, length: int = 200, temperature: float = 0.8, seed: int = 0) -> str:
-        """Continue `prompt` character by character with a trained language model (a build trained on text)."""
-        vocab, window = self.manifest.get("vocab"), self.manifest.get("window")
-        if not vocab:
-            raise UsageError("this build was not trained on text (its manifest has no vocabulary); train it with "
-                             "--data text:FILE")
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise UsageError(f"the temperature must be a positive number, not {temperature}")
-        if length < 0:
-            raise UsageError(f"the length must be at least 0, not {length}")
-        from bmc.data.text import encode
-
-        ids = list(encode(vocab, prompt)) or [0]
-        output = next(iter(self.module.OUTPUTS))
-        rng = np.random.default_rng(seed)
-        out = []
-        for _ in range(length):
-            context = np.asarray([ids[-window:]], dtype=np.int64)
-            probs = self.module.forward(self.params, context)[output][0, -1].astype(np.float64)
-            logits = np.log(np.maximum(probs, 1e-30)) / temperature
-            p = np.exp(logits - logits.max())
-            nxt = int(rng.choice(len(p), p=p / p.sum()))
-            ids.append(nxt)
-            out.append(vocab[nxt])
-        return prompt + "".join(out)
-
-    def evaluate(self, data: str | Dataset) -> dict[str, float]:
-        """Metrics on a data set's test split, fed its raw samples. A data set whose raw samples have another scale
-        than the build's training data (a build trained on [0, 1] floats, evaluated on uint8 IDX images) is
-        converted to the build's raw units first: x * (the data set's scale / the build's scale)."""
-        dataset = data if isinstance(data, Dataset) else load_dataset(data)
-        manifest = self.manifest
-        (name, spec), = manifest["inputs"].items()
-        shape = spec["shape"][1:]
-        if math.prod(dataset.sample_shape) != math.prod(shape):
-            raise UsageError(f"{dataset.name} samples have shape {list(dataset.sample_shape)} but this build's input "
-                             f"'{name}' is {spec['dtype']}{shape_str(tuple(spec['shape']))}")
-        scale = manifest["preprocess"]["scale"] if "preprocess" in manifest else 1.0
-        x = dataset.x_test if dataset.scale == scale else dataset.x_test * np.float64(dataset.scale / scale)
-        x = self._prepare(name, x)
-        if not manifest.get("targets"):  # an autoencoder: scored by its loss on the samples alone
-            if not hasattr(self.module, "evaluate"):
-                raise UsageError("this build has neither a target nor a loss: there is nothing to evaluate")
-            return {"loss": mean_loss(self.module, self.params, {name: x})}
-        outputs = list(manifest["outputs"])
-        if outputs:
-            spec = manifest["outputs"][outputs[0]]
-            wrong = agree.output_mismatch(outputs[0], TensorType(spec["dtype"], tuple(spec["shape"])), dataset)
-            if wrong is not None:
-                raise UsageError(f"{wrong[0]}: this build cannot be scored on it")
-        names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
-        feed = {name: x, "__target__": dataset.y_test}
-        return evaluate(self.module, self.params, feed, outputs[0] if outputs else None, dataset.num_classes, names)
-
-
 def _seed(seed) -> int:
     try:
         return SEED.check(seed, "the seed", None)
@@ -515,34 +310,12 @@ def _seed(seed) -> int:
         raise UsageError(e.message) from None
 
 
-def _config_json(config) -> dict:
-    return {"optimizer": config.optimizer.kind, **{f"optimizer.{k}": v for k, v in config.optimizer.args.items()},
-            "epochs": config.epochs, "batch": config.batch, "seed": config.seed, "l1": config.l1, "l2": config.l2}
-
-
 def load(build_dir: str | Path) -> Build:
     """Load a build directory written by `bmc build` or `bmc train -o`."""
     build_dir = Path(build_dir)
     manifest = artifacts.read_manifest(build_dir)
     Preprocess.from_json(manifest.get("preprocess"), str(build_dir))  # a build of an older contract is refused
-    if manifest.get("target") == "cuda":
-        from bmc.backends.cuda import build as cuda_build
-
-        module, params, state, manifest = cuda_build.load(build_dir)
-        return Build(None, module, (build_dir / "model.cu").read_text(encoding="utf-8"), params, state,
-                     manifest=manifest)
-    if manifest.get("target") == "onnx":
-        raise UsageError(f"{build_dir} is an ONNX build: run its model.onnx with onnxruntime "
-                         "(examples/run_onnx.py), or load a NumPy or CUDA build")
-    module = load_module(build_dir / "model.py")
-    stored = artifacts.read_npz(build_dir / "params.npz")
-    missing = [k for k in module.PARAMS if k not in stored]
-    if missing:
-        raise UsageError(f"{build_dir / 'params.npz'} lacks the parameter(s) {', '.join(missing)}")
-    params = {k: stored[k].astype(NUMPY_NAMES[dtype]) for k, (dtype, _) in module.PARAMS.items()}
-    state = artifacts.read_npz(build_dir / "state.npz")
-    source = (build_dir / "model.py").read_text(encoding="utf-8")
-    return Build(None, module, source, params, state, manifest=manifest)
+    return targets.target(manifest.get("target", "numpy")).load(build_dir, manifest)
 
 
 def compile(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",

@@ -26,6 +26,8 @@ def _set_threads(argv: list[str]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bmc import targets  # after _set_threads: importing bmc loads NumPy
+
     p = argparse.ArgumentParser(prog="bmc", description="A declarative graph compiler for neural networks.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("build", help="generate code for a target")
     model_args(sp)
-    sp.add_argument("--target", default="numpy", choices=["numpy", "onnx", "cuda"],
+    sp.add_argument("--target", default="numpy", choices=list(targets.TARGETS),
                     help="numpy (a standalone Python module, default), onnx (a standard ONNX model) or cuda "
                          "(generated CUDA kernels compiled by nvcc into a shared library)")
     sp.add_argument("--params", metavar="BUILD", help="take trained parameters from this build directory")
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--optimizer", choices=["gd", "sgd", "adam", "adamw"])
     sp.add_argument("--steps", type=int, help="a step budget (instead of epochs)")
-    sp.add_argument("--backend", default="numpy", choices=["numpy", "onnxruntime", "cuda"],
+    sp.add_argument("--backend", default="numpy", choices=list(targets.RUNNERS),
                     help="run the train step in the generated NumPy module (default), as ONNX in onnxruntime, or "
                          "as generated CUDA kernels on a GPU")
     sp.add_argument("-o", "--out", help="write the trained build here")

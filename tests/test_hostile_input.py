@@ -14,7 +14,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from bmc.backends.numpy import kernels
 
 import bmc
 from bmc import init, memory
@@ -22,6 +21,7 @@ from bmc.cli import main
 from bmc.diagnostics import BmcError, UsageError
 from bmc.frontend import deep
 from bmc.frontend.domains import FRACTION, POSITIVE, SIZE, Number
+from bmc.reference import kernels
 from bmc.syntax.nesting import MAX_DEPTH
 
 

@@ -22,7 +22,6 @@ import pytest
 from bmc.backends.cuda import build as cuda_build
 from bmc.backends.cuda import ctext, nvcc
 from bmc.backends.cuda.runtime import CudaUnavailableError, Library, require_device
-from bmc.backends.numpy import pytext
 from bmc.backends.onnx import check, inference_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +30,7 @@ import bmc
 import bmc.cli
 from bmc.compiler import source_name
 from bmc.diagnostics import BmcError
+from bmc.reference import pytext
 from bmc.runtime import load_source
 from tests.conftest import ROOT
 from tests.cuda_emulator import emulate

@@ -23,7 +23,6 @@ pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
 import numpy as np
 from bmc.backends import onnx as onnx_backend
 from bmc.backends.numpy import compile_function
-from bmc.backends.numpy.interpret import run_graph
 from onnx.reference import ReferenceEvaluator
 
 import bmc
@@ -32,6 +31,7 @@ from bmc.ir import dims
 from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.types import TensorType
 from bmc.passes.pipeline import optimize
+from bmc.reference.interpret import run_graph
 from bmc.train.config import OPTIMIZERS, OptimizerConfig
 from bmc.train.step import train_graph
 from tests.conftest import EXAMPLES

@@ -10,7 +10,6 @@ import textwrap
 
 import numpy as np
 import pytest
-from bmc.backends.numpy.interpret import run_graph
 
 import bmc
 from bmc import ops
@@ -22,6 +21,7 @@ from bmc.ir.types import TypeError_
 from bmc.ir.verifier import VerifyError, verify
 from bmc.passes import cse, dce, decompose, fold, simplify
 from bmc.passes.autodiff import gradients
+from bmc.reference.interpret import run_graph
 from bmc.train.step import gradient_graph
 
 

@@ -8,7 +8,6 @@ import textwrap
 import numpy as np
 import pytest
 from bmc.backends import onnx as onnx_backend
-from bmc.backends.numpy.interpret import run_graph
 
 from bmc.frontend.preprocess import Preprocess, prologue
 from bmc.ir.graph import Builder
@@ -16,6 +15,7 @@ from bmc.ir.parse import parse_graph
 from bmc.ir.types import TypeError_
 from bmc.ir.verifier import verify
 from bmc.passes.autodiff import gradients
+from bmc.reference.interpret import run_graph
 
 CPU = ["CPUExecutionProvider"]
 

@@ -12,7 +12,6 @@ loss (and the model's outputs, for the metrics), and `download(params, state)` c
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, 
 
 from bmc import artifacts
 from bmc.diagnostics import UsageError
-from bmc.version import __version__
+from bmc.manifest import describe
 
 SOURCE, LIBRARY = "model.cu", nvcc.LIBRARY
 
@@ -37,25 +36,8 @@ def program(model) -> Program:
 
 
 def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) -> dict:
-    c = model.compiled
-    g = c.model.graph
     return {
-        "bmc_version": __version__,
-        "model": c.name,
-        "target": "cuda",
-        "dtype": c.dtype,
-        "source": c.model.source.name,
-        "source_sha256": c.source_hash,
-        "constants": c.model.constants,
-        "inputs": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in c.model.data_inputs},
-        "targets": {v.name: {"dtype": v.type.dtype, "shape": list(v.type.shape)} for v in c.model.targets},
-        "outputs": {k: {"dtype": g.outputs[k].type.dtype, "shape": list(g.outputs[k].type.shape)}
-                    for k in c.model.outputs},
-        "params": {p.name: {"dtype": p.type.dtype, "shape": list(p.type.shape), "init": str(g.param_info[p].init)}
-                   for p in g.params},
-        "param_count": int(sum(math.prod(p.type.shape) for p in g.params)),
-        "metrics": list(c.config.metrics),
-        **({"preprocess": c.preprocess.as_json()} if c.preprocess else {}),
+        **describe(model.compiled, "cuda"),
         "cuda": {**prog.manifest, "library": LIBRARY if compiled else None, "arch": f"sm_{arch}",
                  "nvcc_flags": nvcc.flags(arch), "ptxas": compiled.kernels if compiled else {}},
     }

@@ -1,6 +1,6 @@
 """Normalization and scatter-add: per-channel or per-row statistics by one block each, then elementwise kernels.
 
-The formulas are the NumPy backend's (backends/numpy/kernels.py), operation for operation, so both round alike.
+The formulas are the NumPy backend's (bmc/reference/kernels.py), operation for operation, so both round alike.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bmc.backends.numpy.codegen import INPUT_ERROR, ModuleContext, function_source, prepare, render_module
+from bmc.backends.numpy.codegen import INPUT_ERROR, ModuleContext, function_source, render_module
 
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.graph import Graph
 from bmc.ir.types import NUMPY_NAMES
+from bmc.reference.rules import prepare
 from bmc.version import __version__
 
 

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 import jinja2
-from bmc.backends.numpy import kernels, pytext
 from bmc.backends.numpy.memory import VIEW_OPS, plan
-from bmc.backends.numpy.rules import RULES, lower_into, supports
 
 from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
 from bmc.ir.names import Namer
 from bmc.ir.types import Dim
 from bmc.ops import elementwise as ew
-from bmc.passes import decompose
+from bmc.reference import kernels, pytext
+from bmc.reference.rules import RULES, lower_into, prepare
 
 # The exception a generated function raises when its inputs do not fit the model (a sequence longer than a table of
 # positions); bmc turns it into a user error.
@@ -171,11 +170,6 @@ class FunctionWriter:
                     bound.add(d)
                     lines.append(f"{self.symbol(d)} = {self.namer.name(v)}.shape[{axis}]")
         return lines
-
-
-def prepare(graph: Graph) -> Graph:
-    """Decompose the ops this backend has no rule for."""
-    return decompose.run(graph, supports)
 
 
 def function_source(

@@ -18,11 +18,10 @@ reused.
 
 from __future__ import annotations
 
-from bmc.backends.numpy.rules import UFUNCS
-
 from bmc import ops
 from bmc.ir.graph import Graph, Node, Value
 from bmc.ops.base import Op
+from bmc.reference.rules import UFUNCS
 
 UFUNC_OPS: tuple[type[Op], ...] = tuple(UFUNCS)  # out= may alias an input
 MATMUL_OPS: tuple[type[Op], ...] = (ops.MatMul,)  # out= must not alias an input

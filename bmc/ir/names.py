@@ -1,6 +1,6 @@
 """Unique, deterministic names for the values of a graph, shared by the IR printer and the code generators.
 
-The code generators give a Namer their target's one mangling function (`backends/numpy/pytext.py:identifier`,
+The code generators give a Namer their target's one mangling function (`bmc/reference/pytext.py:identifier`,
 `backends/cuda/ctext.py:c_identifier`), which maps every `.bm` name into a namespace the generated code's own names,
 the language's keywords and its libraries' names never enter; the Namer then keeps the names of one scope unique.
 """

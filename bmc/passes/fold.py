@@ -1,7 +1,7 @@
 """Constant folding: scalar elementwise ops on constants, and sizes of static dims, become constants.
 
-Folding evaluates through the NumPy backend's lowering, the reference semantics of every op, so an op's meaning
-is written once.
+Folding evaluates through the reference semantics of every op (bmc/reference), so an op's meaning is written
+once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bmc.ir.types import NUMPY_NAMES
 from bmc.ops import emit as E
 from bmc.ops.elementwise import Const
 from bmc.ops.shape import SizeOf
+from bmc.reference.interpret import evaluate_node
 
 name = "fold"
 
@@ -26,8 +27,6 @@ def constant_of(v: Value) -> float | int | bool | None:
 
 
 def run(graph: Graph) -> Graph:
-    from bmc.backends.numpy.interpret import evaluate_node  # the reference semantics
-
     def rule(b: Builder, node: Node, inputs: tuple[Value, ...]) -> tuple[Value, ...] | None:
         op = node.op
         if isinstance(op, SizeOf):

@@ -20,6 +20,8 @@ import numpy as np
 
 from bmc.diagnostics import BmcError, BmcWarning, Span
 from bmc.ir.graph import Graph, Node, Value
+from bmc.reference.interpret import run_values
+from bmc.reference.rules import prepare
 
 Arrays = dict[str, np.ndarray]
 
@@ -75,8 +77,6 @@ def locate(graph: Graph, feeds: Arrays, bad: list[str]) -> tuple[Node | Value, d
     outputs `bad` come from: following non-finite values back from those outputs, the earliest node whose inputs
     are all finite (or a graph input that is not finite itself). Non-finite values that never reach those outputs
     (a causal mask's -inf before its softmax) are not at fault. None when the replay's outputs are finite."""
-    from bmc.backends.numpy.codegen import prepare
-    from bmc.backends.numpy.interpret import run_values
 
     graph = prepare(graph)
     with np.errstate(all="ignore"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from bmc.backends.numpy.interpret import run_graph
-from bmc.backends.numpy.rules import supports
 
 from bmc.ir.graph import Graph, Value
 from bmc.passes import decompose
+from bmc.reference.interpret import run_graph
+from bmc.reference.rules import supports
 
 
 def reference(graph: Graph, feeds: dict) -> dict[str, np.ndarray]:

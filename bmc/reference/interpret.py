@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from bmc.backends.numpy import kernels
-from bmc.backends.numpy.rules import RULES
 
 from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
 from bmc.ir.types import Dim, TensorType
 from bmc.ops.base import Op
 from bmc.ops.scan import Scan
+from bmc.reference import kernels
+from bmc.reference.rules import RULES
 
 
 class _Context:

@@ -1,6 +1,7 @@
-"""NumPy lowering rules: one per op class, each returning a Python expression over its inputs' expressions.
+"""The reference rules: one per op class, each returning a NumPy expression over its inputs' expressions. They are
+what the interpreter evaluates (interpret.py) and what the NumPy backend writes into its module.
 
-`@lower(Op)` registers a rule. Ops without a rule here are decomposed (`Op.decompose`) before code generation.
+`@lower(Op)` registers a rule. Ops without a rule here are decomposed (`prepare`) first.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import itertools
 from collections.abc import Callable
 from typing import Protocol
 
-from bmc.backends.numpy.pytext import literal
-
 from bmc import ops
 from bmc.ir import dims
-from bmc.ir.graph import Node
+from bmc.ir.graph import Graph, Node
 from bmc.ir.types import NUMPY_NAMES, Dim
 from bmc.ops.base import Op
+from bmc.passes import decompose
+from bmc.reference.pytext import literal
 from bmc.rule_table import RuleTable
 
 
@@ -29,6 +30,11 @@ Rule = Callable[[Node, list[str], Context], str]
 RULES: RuleTable[Rule] = RuleTable("numpy", "expression")
 lower = RULES.register
 supports = RULES.supports
+
+
+def prepare(graph: Graph) -> Graph:
+    """The graph with every op that has no rule here decomposed (`Op.decompose`) into ops that do."""
+    return decompose.run(graph, supports)
 
 
 def np_dtype(dtype: str) -> str:

@@ -1,0 +1,47 @@
+"""The NumPy target: a build is the generated module (model.py) with its parameters and optimizer state, and
+training runs the module's own train_step (bmc/targets.py lists what a target provides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bmc.backends import numpy as numpy_backend
+
+from bmc import artifacts
+from bmc.build import Build
+from bmc.diagnostics import UsageError
+from bmc.ir.types import NUMPY_NAMES
+from bmc.reference.rules import RULES
+from bmc.runtime import load_module, load_source
+from bmc.train.loop import fit as loop_fit
+
+TABLES = (RULES,)
+
+
+def generate(model, train: bool) -> str:
+    c = model.compiled
+    return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
+                                  c.train_step() if train else None, c.dtype, c.evaluation() if train else None,
+                                  c.preprocess)
+
+
+def build(model, out_dir, params, state, *, seed, history, data, trained, train_step) -> Path:
+    source = generate(model, model.compiled.model.loss is not None)
+    extra = trained.extra_info() if trained is not None else {}
+    return Build(model, load_source(source), source, params, state, history, data, extra=extra).save(out_dir)
+
+
+def load(build_dir: Path, manifest: dict):
+    module = load_module(build_dir / "model.py")
+    stored = artifacts.read_npz(build_dir / "params.npz")
+    missing = [k for k in module.PARAMS if k not in stored]
+    if missing:
+        raise UsageError(f"{build_dir / 'params.npz'} lacks the parameter(s) {', '.join(missing)}")
+    params = {k: stored[k].astype(NUMPY_NAMES[dtype]) for k, (dtype, _) in module.PARAMS.items()}
+    state = artifacts.read_npz(build_dir / "state.npz")
+    source = (build_dir / "model.py").read_text(encoding="utf-8")
+    return Build(None, module, source, params, state, manifest=manifest)
+
+
+def fit(model, module, config, params, state, task, *, log, progress, watch):
+    return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch)

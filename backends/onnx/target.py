@@ -1,0 +1,50 @@
+"""The ONNX target: a build holds model.onnx (inference, parameters as initializers) and, with a train step,
+train_step.onnx with the initial params.npz and state.npz; training (`--backend onnxruntime`) runs the exported
+train step in onnxruntime (bmc/targets.py lists what a target provides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bmc import artifacts
+from bmc.diagnostics import UsageError
+from bmc.manifest import describe
+
+from . import IR_VERSION, OPSET, check, inference_model, providers, train_step_model
+from .runtime import fit as runtime_fit
+from .table import RULES
+
+TABLES = (RULES,)
+
+
+def generate(model, train: bool) -> str:
+    raise UsageError("generate() writes source code (the NumPy module or model.cu); use build(target='onnx') for "
+                     "ONNX models")
+
+
+def build(model, out_dir, params, state, *, seed, history, data, trained, train_step) -> Path:
+    info = trained.extra_info() if trained is not None else {}
+    metadata = {k: info[k] for k in ("vocab", "window") if k in info}
+    files: dict[str, artifacts.Content] = {}
+    if model.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
+        proto = inference_model(model, params, metadata)
+        check(proto)
+        files["model.onnx"] = proto.SerializeToString()
+    if train_step:
+        step = train_step_model(model, metadata)
+        check(step)
+        files["train_step.onnx"] = step.SerializeToString()
+        files["params.npz"] = params
+        files["state.npz"] = state
+    manifest = {**describe(model.compiled, "onnx"), "opset": OPSET, "ir_version": IR_VERSION, **info}
+    return artifacts.write_build(out_dir, files, manifest)
+
+
+def load(build_dir: Path, manifest: dict):
+    raise UsageError(f"{build_dir} is an ONNX build: run its model.onnx with onnxruntime (examples/run_onnx.py), or "
+                     "load a NumPy or CUDA build")
+
+
+def fit(model, module, config, params, state, task, *, log, progress, watch):
+    log(f"train step: ONNX, onnxruntime on {', '.join(providers())}")
+    return runtime_fit(model, config, params, state, task, log=log, progress=progress, watch=watch)
