@@ -14,6 +14,7 @@ Internal errors (bugs in bmc) are not `BmcError`s; the CLI reports them separate
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -123,3 +124,9 @@ def apply_policy(warnings: list[BmcWarning], policy: str) -> tuple[BmcWarning, .
     if check_policy(policy) == "error" and warnings:
         raise warnings[0].as_error()
     return () if policy == "ignore" else tuple(warnings)
+
+
+def suggest(name: str, candidates: list[str]) -> tuple[str, ...]:
+    """A "did you mean" note for a misspelt name, when one of `candidates` is close."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return (f"did you mean '{close[0]}'?",) if close else ()

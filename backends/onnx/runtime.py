@@ -15,6 +15,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from .models import evaluation_model, inference_model, train_step_model
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 _cuda_starts: bool | None = None
@@ -206,7 +208,6 @@ class OrtTrainModule:
 
     def __init__(self, model, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
                  provider_list: list[str] | None = None):
-        from . import evaluation_model, inference_model, train_step_model
 
         compiled = model.compiled
         train = compiled.train_step()

@@ -10,8 +10,8 @@ from bmc import artifacts
 from bmc.diagnostics import UsageError
 from bmc.manifest import describe
 
-from . import IR_VERSION, OPSET, check, inference_model, providers, train_step_model
-from .runtime import fit as runtime_fit
+from .export import IR_VERSION, OPSET, check
+from .models import inference_model, train_step_model
 from .table import RULES
 
 TABLES = (RULES,)
@@ -46,5 +46,7 @@ def load(build_dir: Path, manifest: dict):
 
 
 def fit(model, module, config, params, state, task, *, log, progress, watch):
-    log(f"train step: ONNX, onnxruntime on {', '.join(providers())}")
-    return runtime_fit(model, config, params, state, task, log=log, progress=progress, watch=watch)
+    from . import runtime  # onnxruntime: only to run, not to export
+
+    log(f"train step: ONNX, onnxruntime on {', '.join(runtime.providers())}")
+    return runtime.fit(model, config, params, state, task, log=log, progress=progress, watch=watch)

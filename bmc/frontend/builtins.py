@@ -220,4 +220,3 @@ def _at(lw, call):
     return lw.at(call)
 
 
-from bmc.frontend import layers  # noqa: E402, F401 - registers the neural-network layers

@@ -7,12 +7,13 @@ makes them (`h.W`, `h.b`).
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bmc.diagnostics import BmcError, Span
+from bmc.diagnostics import BmcError, Span, suggest
+from bmc.frontend import layers  # noqa: F401 - importing it registers the neural-network layers as builtins
+from bmc.frontend.builtins import BUILTINS, PARAM_OWNERS
 from bmc.frontend.domains import MAX_SIZE, Number
 from bmc.frontend.model_ir import ModelIR
 from bmc.frontend.signature import REQUIRED, Param, Signature
@@ -29,11 +30,6 @@ Scalar = int | float | bool
 Result = Value | Scalar | str | list
 MAX_NODES = 1_000_000  # operations one lowered model may have: a bound on what `repeat` and layers can unroll
 REPEAT_COUNT = Number(1, 10_000, integer=True)
-
-
-def suggest(name: str, candidates: list[str]) -> tuple[str, ...]:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return (f"did you mean '{close[0]}'?",) if close else ()
 
 
 @dataclass
@@ -419,8 +415,6 @@ class Lowerer:
         return self.emit(_ops().Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=span)
 
     def call(self, e: ast.Call) -> Result:
-        from bmc.frontend.builtins import BUILTINS
-
         if e.func == "repeat":
             return self.repeat(e)
         if e.func in self.module.layers:
@@ -610,8 +604,6 @@ def checked_number(v: Any, span: Span) -> int | float:
 
 def count_owners(e: ast.Expr | None, lw: Lowerer) -> int:
     """How many parameter-owning calls an expression makes (not looking inside layers)."""
-    from bmc.frontend.builtins import PARAM_OWNERS
-
     if e is None:
         return 0
     if isinstance(e, ast.Call):

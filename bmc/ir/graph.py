@@ -121,17 +121,11 @@ class Graph:
         a table of learned positions) needs the dim to be at most the sliced axis's size. Generated code checks them
         when it binds the dims, so a longer input is a clear error, never an out-of-bounds read or a broadcast
         error deep inside."""
-        from bmc.ir.types import normalize_axes
-        from bmc.ops.shape import Slice
-
         limits: dict[str, DimLimit] = {}
         for node in self.nodes:
-            op = node.op
-            if isinstance(op, Slice) and isinstance(op.stop, str):
-                (axis,) = normalize_axes((op.axis,), node.inputs[0].type.rank)
-                size = node.inputs[0].type.shape[axis]
-                if isinstance(size, int) and (op.stop not in limits or size < limits[op.stop].limit):
-                    limits[op.stop] = DimLimit(op.stop, size, node.span)
+            found = node.op.dim_limit(*(v.type for v in node.inputs))
+            if found is not None and (found[0] not in limits or found[1] < limits[found[0]].limit):
+                limits[found[0]] = DimLimit(found[0], found[1], node.span)
         return list(limits.values())
 
     def users(self) -> dict[Value, list[Node]]:

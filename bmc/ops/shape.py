@@ -121,6 +121,13 @@ class Slice(Op):
             raise TypeError_(f"slice {self.start}:{self.stop} is out of range for axis {self.axis} of {x}")
         return x.with_shape(tuple(self.stop - self.start if i == axis else d for i, d in enumerate(x.shape)))
 
+    def dim_limit(self, x: TensorType) -> tuple[str, int] | None:
+        if not isinstance(self.stop, str):
+            return None
+        (axis,) = normalize_axes((self.axis,), x.rank)
+        size = x.shape[axis]
+        return (self.stop, size) if isinstance(size, int) else None
+
     def vjp(self, b, node, grads):
         x = node.inputs[0]
         (axis,) = normalize_axes((self.axis,), x.type.rank)

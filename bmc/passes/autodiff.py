@@ -11,6 +11,8 @@ from bmc.ir.graph import Builder, Node, Value
 from bmc.ir.types import TensorType
 from bmc.ops import emit as E
 from bmc.ops.base import NotDifferentiable
+from bmc.ops.scan import Scan
+from bmc.passes import scan_grad
 
 
 def unbroadcast(b: Builder, g: Value, target: TensorType) -> Value:
@@ -65,7 +67,10 @@ def backprop(b: Builder, nodes: list[Node], seeds: dict[Value, Value], sources: 
 
 
 def node_vjp(b: Builder, node: Node, out_grads: tuple[Value | None, ...]) -> tuple[Value | None, ...]:
-    """The op's own gradient rule, or, for a composite without one, the gradient of its decomposition."""
+    """The op's own gradient rule, or, for a composite without one, the gradient of its decomposition. A scan's
+    gradient is a pass of its own (scan_grad.py): it differentiates the scan's body with this module's backprop."""
+    if isinstance(node.op, Scan):
+        return scan_grad.vjp(b, node, out_grads, backprop)
     try:
         return node.op.vjp(b, node, out_grads)
     except NotDifferentiable:

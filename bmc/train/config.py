@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bmc.diagnostics import BmcError, Span, UsageError
+from bmc.diagnostics import BmcError, Span, UsageError, suggest
 from bmc.frontend.domains import (
     COUNT,
     FINITE,
@@ -18,7 +18,6 @@ from bmc.frontend.domains import (
     SIZE,
     Number,
 )
-from bmc.frontend.lower import suggest
 from bmc.syntax import ast
 from bmc.train.augment import Augment
 from bmc.train.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS

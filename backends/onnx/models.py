@@ -1,0 +1,64 @@
+"""The ONNX models of a `bmc.Model`: its inference graph, its whole train step and its evaluation, each checked
+and written atomically by the export functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from bmc.diagnostics import BmcError
+
+from .export import check, graph_to_model, model_metadata, write_atomic
+
+
+def inference_model(model, params: dict[str, np.ndarray] | None = None, metadata: dict | None = None,
+                    params_as_inputs: bool = False) -> onnx.ModelProto:
+    """The inference graph (inputs to declared outputs) of a `bmc.Model`, with `params` (trained, or initialized
+    from the train block's seed when None) stored as initializers, or as graph inputs when `params_as_inputs`.
+    `metadata` values are stored as JSON (a text model's "vocab" and "window"). A model with a preprocessing
+    contract (`Model.with_preprocess`, or `matching` a trained build) takes raw inputs, and says so in its
+    metadata ("preprocess") and its input's doc string."""
+    compiled = model.compiled
+    if not compiled.model.outputs:
+        raise BmcError(f"model '{compiled.name}' has no outputs, so its inference model would compute nothing",
+                       compiled.model.span, notes=("declare a result with 'output name = ...' (the train step "
+                                                   "exports without one: bmc build --target onnx --train)",))
+    if params is None and not params_as_inputs:
+        params = model.init_params()[0]
+    doc = f"Inference of model {compiled.name} from {compiled.model.source.name}, compiled by bmc."
+    return graph_to_model(compiled.inference(), name=compiled.name, params=None if params_as_inputs else params,
+                          metadata=model_metadata(compiled, metadata), doc=doc, preprocess=compiled.preprocess)
+
+
+def train_step_model(model, metadata: dict | None = None) -> onnx.ModelProto:
+    """The whole train step: inputs are the batch, the parameters, the optimizer state and the hyperparameters
+    (`lr`, and `rng` when the model uses dropout); outputs are the loss, the model's outputs, then `params/<name>`
+    and `state/<name>` for every updated value."""
+    compiled = model.compiled
+    doc = f"One training step (forward, backward, optimizer update) of model {compiled.name}, compiled by bmc."
+    return graph_to_model(compiled.train_step(), name=f"{compiled.name}_train_step",
+                          metadata=model_metadata(compiled, metadata), doc=doc, preprocess=compiled.preprocess)
+
+
+def evaluation_model(model) -> onnx.ModelProto:
+    """The inference-mode loss and outputs on a labelled batch, parameters as inputs (validation loss)."""
+    compiled = model.compiled
+    return graph_to_model(compiled.evaluation(), name=f"{compiled.name}_evaluation",
+                          metadata=model_metadata(compiled), preprocess=compiled.preprocess)
+
+
+def export_inference(model, params: dict[str, np.ndarray] | None, path: str | Path,
+                     metadata: dict | None = None) -> Path:
+    """Write the checked inference model to `path` atomically (`bmc build --target onnx`)."""
+    proto = inference_model(model, params, metadata)
+    check(proto)
+    return write_atomic(proto, path)
+
+
+def export_train_step(model, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the checked train-step model to `path` atomically (`bmc build --target onnx --train`)."""
+    proto = train_step_model(model, metadata)
+    check(proto)
+    return write_atomic(proto, path)
