@@ -135,6 +135,12 @@ def test_a_gradient_zero_in_theory_is_compared_at_its_kinds_scale_in_float32():
     assert not compare("numpy f32", got(4.3e-6), ref64, twin, "f32", ("grads",))[0]
     assert [m.what for m in compare("numpy f32", got(1e-3), ref64, twin, "f32", ("grads",))[0]] == ["grad p"]
     assert [m.what for m in compare("numpy f64", got(4.3e-6), ref64, twin, "f64", ("grads",))[0]] == ["grad p"]
+    # the fourth: the same noise (1.7e-5) on an L1 term's 0.01, where PyTorch's float32 twin happened to be 41 times
+    # closer than bmc's float32 (float64 agreed); a wrong L1 term is still a disagreement
+    l1 = reference.Result({}, 0.7, {"p": np.array(0.01), "w": np.array(1.0)}, None, None)
+    l1_twin = reference.Result({}, 0.7, {"p": np.array(0.01 + 4.2e-7), "w": np.array(1.0)}, None, None)
+    assert not compare("numpy f32", got(0.01 + 1.7e-5), l1, l1_twin, "f32", ("grads",))[0]
+    assert compare("numpy f32", got(0.02), l1, l1_twin, "f32", ("grads",))[0]
 
 
 def test_onnx_reference_max_pool_with_asymmetric_pads_is_skipped_while_onnx_mis_sizes_it(tmp_path):
