@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                              "e.g. 64G or 512M (default: this machine's memory, or a smaller container or ulimit -v "
                              "limit; none: no limit)")
 
+    sp = sub.add_parser("ops", help="every op: its shape rule, its gradient and its lowering in each target")
+    sp.add_argument("--markdown", action="store_true", help="as the Markdown table of docs/ops.md")
+
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)
 
@@ -103,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     from bmc import artifacts
     from bmc.api import Model, load
 
+    if args.command == "ops":
+        from bmc import op_index
+
+        sys.stdout.write(op_index.markdown() if args.markdown else op_index.text())
+        return 0
     if args.command == "generate":
         print(load(args.build).generate(args.prompt, args.length, args.temperature, args.seed))
         return 0

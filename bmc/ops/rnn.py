@@ -7,6 +7,10 @@ Inputs are batch-first [N, T, F]; outputs are the whole sequence of states [N, T
 (for a reverse layer, the state after reading the sequence backwards, i.e. at t = 0).
 
 The input projection of every step is one matrix product before the scan; the scan body does only the recurrence.
+
+Their gradient is that of their decomposition: before autodiff, bmc/train/step.py:differentiable_form expands every
+op without a gradient rule of its own, and the scan's gradient is built by bmc/passes/scan_grad.py (`bmc ops` lists
+where each op is differentiated and lowered).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from bmc.ir.graph import Graph, Node
 from bmc.ir.types import NUMPY_NAMES, Dim
 from bmc.ops.base import Op
 from bmc.passes import decompose
+from bmc.reference import kernels
 from bmc.reference.pytext import literal
 from bmc.rule_table import RuleTable
 
@@ -27,7 +28,7 @@ class Context(Protocol):
 
 
 Rule = Callable[[Node, list[str], Context], str]
-RULES: RuleTable[Rule] = RuleTable("numpy", "expression")
+RULES: RuleTable[Rule] = RuleTable("numpy", "expression", kernel=None)  # kernel: the function of kernels.py
 lower = RULES.register
 supports = RULES.supports
 
@@ -236,14 +237,24 @@ def _helper_call(helper: str, args: list[str], ctx, **attrs) -> str:
 
 # Ops whose NumPy implementation is a kernel of the same name (`_conv2d`, `_max_pool2d_grad`, ...) taking the op's
 # attributes as keyword arguments.
-KERNEL_OPS = (ops.Conv2d, ops.Conv2dGradInput, ops.Conv2dGradWeight, ops.MaxPool2d, ops.MaxPool2dGrad, ops.AvgPool2d,
-              ops.AvgPool2dGrad, ops.ScatterAdd, ops.RandomUniformLike, ops.CausalMask, ops.LayerNorm,
-              ops.BatchNormTrain, ops.BatchNormTrainGrad)
+# ops computed by one function of kernels.py, called with the op's inputs and then its attributes by name
+KERNELS: dict[type[Op], Callable] = {
+    ops.Conv2d: kernels._conv2d, ops.Conv2dGradInput: kernels._conv2d_grad_input,
+    ops.Conv2dGradWeight: kernels._conv2d_grad_weight, ops.MaxPool2d: kernels._max_pool2d,
+    ops.MaxPool2dGrad: kernels._max_pool2d_grad, ops.AvgPool2d: kernels._avg_pool2d,
+    ops.AvgPool2dGrad: kernels._avg_pool2d_grad, ops.ScatterAdd: kernels._scatter_add,
+    ops.RandomUniformLike: kernels._random_uniform_like, ops.CausalMask: kernels._causal_mask,
+    ops.LayerNorm: kernels._layer_norm, ops.BatchNormTrain: kernels._batch_norm_train,
+    ops.BatchNormTrainGrad: kernels._batch_norm_train_grad,
+}
 
 
-@lower(*KERNEL_OPS)
 def _kernel(node, a, ctx):
-    return _helper_call(f"_{node.op.name}", a, ctx, **node.op.attrs())
+    return _helper_call(RULES.option(node.op, "kernel").__name__, a, ctx, **node.op.attrs())
+
+
+for _op, _function in KERNELS.items():
+    lower(_op, kernel=_function)(_kernel)
 
 
 @lower(ops.Gather)
