@@ -6,6 +6,7 @@ it is installed), never with bmc itself.
 
 from __future__ import annotations
 
+import math
 import textwrap
 
 import numpy as np
@@ -441,3 +442,62 @@ def test_cuda_batch_norm_over_a_symbolic_plane_uses_the_dims_value(dim):
     np.testing.assert_allclose(got["y"], want_y, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got["dx"], want_dx, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(got["dg"], (dy * xhat).sum(axis=(0, 2)), rtol=1e-10)
+
+
+# ---- found by the long differential run: sigmoid lost its relative precision below zero ---------------------------
+
+
+SIGMOID_AT = np.array([-30.0, -13.75, -5.0, -0.5, 0.0, 0.5, 5.0, 13.75, 30.0])
+
+
+def _exact_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.array([1.0 / (1.0 + math.exp(-v)) for v in x.astype(np.float64)])
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_sigmoid_keeps_its_relative_precision_for_very_negative_inputs(dtype):
+    # (1 + tanh(x / 2)) / 2 cancelled: 3% off in float32 at x = -13.75 (a confident logit's probability, and
+    # through it binary cross-entropy's gradient: a batch of one trained differently from PyTorch's float32)
+    model = compile_text(f"""
+        model m() {{
+            input x: {dtype}[N]
+            output p = sigmoid(x)
+        }}""")
+    got = forward(model, {}, SIGMOID_AT.astype(np.float32 if dtype == "f32" else np.float64))["p"]
+    np.testing.assert_allclose(got, _exact_sigmoid(SIGMOID_AT), rtol=3e-7 if dtype == "f32" else 1e-15)
+
+
+def test_cuda_sigmoid_keeps_its_relative_precision_for_very_negative_inputs():
+    from bmc.backends import cuda
+    from bmc.backends.cuda.runtime import Library
+
+    from tests.cuda_emulator import emulate
+
+    graph = parse_graph("""graph s(input %x: f64[N]) {
+      %p: f64[N] = sigmoid(%x)
+      return p = %p
+    }""")
+    prog = cuda.generate("s", "s.bm", "", {"run": graph}, "f64")
+    got = Library(emulate.build(prog.source), prog.manifest).session().run("run", {"x": SIGMOID_AT})["p"]
+    np.testing.assert_allclose(got, _exact_sigmoid(SIGMOID_AT), rtol=1e-15)
+
+
+def test_binary_cross_entropy_gradient_of_a_confident_right_logit_is_exact_in_float32():
+    # sigmoid(z) - y for z = 10.6, y = 1 cancels to a float32 error of 0.25%; the gradient is -sigmoid(-z)
+    from tests.differential.targets import gradient_function
+
+    model = compile_text("""
+        model m() {
+            input z: f32[N, 1]
+            target y: f32[N, 1]
+            param w: f32[1, 1] ~ ones
+            output p = z * w
+            loss = binary_cross_entropy(p, y)
+        }""")
+    z = np.array([[10.6], [-12.0]], np.float32)
+    y = np.array([[1.0], [0.0]], np.float32)
+    got = gradient_function(model, "f32")({"z": z, "y": y, "w": np.ones((1, 1), np.float32)})["grad/w"]
+    zz = z.astype(np.float64)[:, 0]
+    # d/dw mean(bce(z w, y)) at w = 1 is mean((sigmoid(z) - y) z), in float64 from the definition
+    want = np.mean((_exact_sigmoid(zz) - y.astype(np.float64)[:, 0]) * zz)
+    assert abs(float(got[0, 0]) - want) <= 3e-7 * abs(want)

@@ -20,11 +20,10 @@ def _check_ids(ids, count, what):
 
 
 def _sigmoid(x):
-    # 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2: no overflow for any x, and cheap
-    out = np.tanh(x * 0.5)
-    out += 1
-    out *= 0.5
-    return out
+    # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) below: no overflow for any x, and a very negative x
+    # keeps its relative precision ((1 + tanh(x / 2)) / 2 cancelled to 3% in float32 at x = -13.75)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def _softmax(x, axis):

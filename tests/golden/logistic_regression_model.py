@@ -36,11 +36,10 @@ class InputError(ValueError):
 # ---- op implementations used below ---------------------------------------------------------------------------------
 
 def _sigmoid(x):
-    # 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2: no overflow for any x, and cheap
-    out = np.tanh(x * 0.5)
-    out += 1
-    out *= 0.5
-    return out
+    # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) below: no overflow for any x, and a very negative x
+    # keeps its relative precision ((1 + tanh(x / 2)) / 2 cancelled to 3% in float32 at x = -13.75)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def _check_ids(ids, count, what):
@@ -115,20 +114,27 @@ def train_step(params, state, batch, lr):
     loss = _binary_cross_entropy(z, t1)
     t3 = np.float32(N)
     t4 = 1.0 / t3
-    t5 = np.subtract(probability, t1, out=t1)
-    t6 = np.multiply(t5, t4, out=t5)
+    t5 = np.abs(z)
+    t6 = np.negative(t5, out=t5)
+    t7 = _sigmoid(t6)
+    t9 = z > 0.0
+    t10 = np.subtract(1.0, t1, out=z)
+    t11 = np.subtract(t10, t7, out=t10)
+    t12 = np.subtract(t7, t1, out=t7)
+    t13 = np.where(t9, t11, t12)
+    t14 = np.multiply(t13, t4, out=t13)
     # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
-    z_W_grad = x.T @ t6
-    z_b_grad = t6.sum(axis=0)
+    z_W_grad = x.T @ t14
+    z_b_grad = t14.sum(axis=0)
     # examples/logistic_regression.bm:14: optimizer = sgd(lr = 0.1, momentum = 0.9)
-    t8 = np.multiply(0.9, sgd_velocity_z_W, out=sgd_velocity_z_W)
-    z_W_velocity = np.add(t8, z_W_grad, out=t8)
-    t9 = np.multiply(lr, z_W_velocity, out=z_W_grad)
-    z_W_new = np.subtract(z_W, t9, out=z_W)
-    t10 = np.multiply(0.9, sgd_velocity_z_b, out=sgd_velocity_z_b)
-    z_b_velocity = np.add(t10, z_b_grad, out=t10)
-    t11 = np.multiply(lr, z_b_velocity, out=z_b_grad)
-    z_b_new = np.subtract(z_b, t11, out=z_b)
+    t16 = np.multiply(0.9, sgd_velocity_z_W, out=sgd_velocity_z_W)
+    z_W_velocity = np.add(t16, z_W_grad, out=t16)
+    t17 = np.multiply(lr, z_W_velocity, out=z_W_grad)
+    z_W_new = np.subtract(z_W, t17, out=z_W)
+    t18 = np.multiply(0.9, sgd_velocity_z_b, out=sgd_velocity_z_b)
+    z_b_velocity = np.add(t18, z_b_grad, out=t18)
+    t19 = np.multiply(lr, z_b_velocity, out=z_b_grad)
+    z_b_new = np.subtract(z_b, t19, out=z_b)
     params['z.W'] = z_W_new
     params['z.b'] = z_b_new
     state['sgd.velocity/z.W'] = z_W_velocity
