@@ -9,24 +9,12 @@ import re
 import pytest
 from bmc.backends import cuda
 from bmc.backends.cuda import build as cuda_build
-from bmc.backends.cuda import nvcc, pointwise, rules
-from bmc.backends.cuda.codegen import FunctionWriter, ModuleWriter, has_rule
+from bmc.backends.cuda import nvcc
+from bmc.backends.cuda.codegen import FunctionWriter, ModuleWriter
 from bmc.backends.cuda.ctext import c_identifier, c_string, comment, literal
 
 import bmc
-from bmc.ops import REGISTRY
 from tests.conftest import EXAMPLES
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_cuda_backend_has_a_rule_or_a_decomposition(name: str):
-    op = REGISTRY[name]
-    assert has_rule(op) or op.has_decomposition(), f"op '{name}' has no CUDA rule and no decompose()"
-
-
-def test_cuda_rules_are_for_registered_ops():
-    classes = set(REGISTRY.values())
-    assert set(rules.KERNELS) <= classes and set(pointwise.POINTWISE) <= classes and set(pointwise.INDEXED) <= classes
 
 
 def writer(path: str, train: bool = True, **defines) -> FunctionWriter:

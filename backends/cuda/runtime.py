@@ -150,7 +150,7 @@ class Session:
             raise CudaError(f"this build has no function '{function}' (it has {', '.join(self.library.functions)})")
         index, spec = self.library.functions[function]
         symbols: dict[str, int] = {}
-        keep, pointers = [], []
+        keep, pointers, shapes = [], [], []
         on_device = bool(spec["inputs"]) and all(hasattr(feeds.get(i["name"]), "__cuda_array_interface__")
                                                  for i in spec["inputs"])
         for item in spec["inputs"]:
@@ -167,7 +167,10 @@ class Session:
                 keep.append(a)
                 shape, ptr = a.shape, a.ctypes.data
             _bind_symbols(item, shape, symbols)
+            shapes.append(shape)
             pointers.append(ptr)
+        for item, shape in zip(spec["inputs"], shapes, strict=True):  # a product (N*T) once every input bound N, T
+            _check_shape(item, shape, symbols)
         dims = [symbols[s] for s in spec["symbols"]]
         hyper = hyper or {}
         hyper_ptrs = []
@@ -207,6 +210,9 @@ class Session:
 def _size(d, symbols: dict[str, int]) -> int:
     if isinstance(d, int):
         return d
+    unbound = [f for f in d.split("*") if not f.isdigit() and f not in symbols]
+    if unbound:
+        raise CudaError(f"the dim {d} needs {', '.join(unbound)}, which no input's shape gives")
     return math.prod(int(f) if f.isdigit() else symbols[f] for f in d.split("*"))
 
 
@@ -217,6 +223,10 @@ def _bind_symbols(item: dict, shape: tuple, symbols: dict[str, int]) -> None:
     for d, n in zip(declared, shape, strict=True):
         if isinstance(d, str) and "*" not in d:
             symbols.setdefault(d, int(n))
+
+
+def _check_shape(item: dict, shape: tuple, symbols: dict[str, int]) -> None:
+    declared = item["shape"]
     for d, n in zip(declared, shape, strict=True):
         if _size(d, symbols) != n:
             raise CudaError(f"input '{item['name']}' must have shape {declared}, got {list(shape)} "
