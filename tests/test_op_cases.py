@@ -67,5 +67,5 @@ def cuda_session():
 
 @pytest.mark.parametrize(("name", "op", "types", "high"), PARAMS)
 def test_cuda_emulator(cuda_session, name, op, types, high):
-    graph, feeds, want = _case(name, op, types, high)
+    _, feeds, want = _case(name, op, types, high)
     _compare(cuda_session.run(name, feeds), want, "cuda emulator")
