@@ -215,3 +215,20 @@ def test_onnxruntime_float32_sigmoid_is_replaced_while_it_approximates():
     rewritten = targets.exact_sigmoids(proto)
     assert "Sigmoid" not in {n.op_type for n in rewritten.graph.node}
     np.testing.assert_allclose(run(rewritten), exact, rtol=1e-6)
+
+
+def test_exact_sigmoids_keeps_names_unique_across_subgraphs():
+    # ONNX's single assignment spans a model's subgraphs: a Sigmoid in a Scan body and one outside got one name
+    import onnx
+
+    h = onnx.helper
+    make = h.make_tensor_value_info
+    body = h.make_graph([h.make_node("Sigmoid", ["c"], ["c2"]), h.make_node("Identity", ["c2"], ["y"])], "body",
+                        [make("c", onnx.TensorProto.FLOAT, [2]), make("x", onnx.TensorProto.FLOAT, [2])],
+                        [make("c2", onnx.TensorProto.FLOAT, [2]), make("y", onnx.TensorProto.FLOAT, [2])])
+    scan = h.make_node("Scan", ["s0", "xs"], ["out", "ys"], body=body, num_scan_inputs=1)
+    graph = h.make_graph([h.make_node("Sigmoid", ["c0"], ["s0"]), scan], "g",
+                         [make("c0", onnx.TensorProto.FLOAT, [2]), make("xs", onnx.TensorProto.FLOAT, [3, 2])],
+                         [make("out", onnx.TensorProto.FLOAT, [2]), make("ys", onnx.TensorProto.FLOAT, [3, 2])])
+    proto = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)], ir_version=10)
+    onnx.checker.check_model(targets.exact_sigmoids(proto), full_check=True)

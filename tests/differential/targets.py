@@ -257,10 +257,11 @@ def exact_sigmoids(proto):
     approximation (MLAS: 6% relative error at -13.75, zero below -17) that bmc does not control; with it replaced,
     a float32 onnxruntime disagreement is bmc's graph. Its float64 runs and onnx.reference keep the real op."""
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    count = iter(range(1 << 30))  # names unique in the whole model: ONNX's SSA spans its subgraphs
 
     def rewrite(graph) -> None:
         nodes = []
-        for k, node in enumerate(graph.node):
+        for node in graph.node:
             for attr in node.attribute:
                 if attr.type == attr.GRAPH:
                     rewrite(attr.g)
@@ -268,7 +269,7 @@ def exact_sigmoids(proto):
                 nodes.append(node)
                 continue
             x, (y,) = node.input[0], node.output
-            t = f"bmc_test_sigmoid{k}_"
+            t = f"bmc_test_sigmoid{next(count)}_"
             make = onnx.helper.make_node
             nodes += [make("Neg", [x], [t + "neg"]), make("Exp", [t + "neg"], [t + "exp"]),
                       make("Constant", [], [t + "one"], value_float=1.0),
