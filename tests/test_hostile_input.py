@@ -159,6 +159,7 @@ def data_of(string_literal: str) -> str:
     ('"日本語.npz"', "日本語.npz"),
     ('"C:\\data"', "C:\\data"),  # an unknown escape stays as written, as in Python
 ])
+@pytest.mark.filterwarnings("error")  # Python's own decoder warns about an unknown escape: bmc does not ask it
 def test_string_escapes(literal, value):
     assert data_of(literal) == value
 
