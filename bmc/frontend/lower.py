@@ -8,68 +8,28 @@ makes them (`h.W`, `h.b`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from typing import Any
 
+from bmc import ops
 from bmc.diagnostics import BmcError, Span, suggest
 from bmc.frontend import layers  # noqa: F401 - importing it registers the neural-network layers as builtins
-from bmc.frontend.builtins import BUILTINS, PARAM_OWNERS
-from bmc.frontend.domains import MAX_SIZE, Number
+from bmc.frontend.builtins import BUILTINS
+from bmc.frontend.constants import checked_number, constant_arith, model_constants
+from bmc.frontend.domains import MAX_SIZE
+from bmc.frontend.layer_calls import call_layer, repeat
 from bmc.frontend.model_ir import ModelIR
-from bmc.frontend.signature import REQUIRED, Param, Signature
+from bmc.frontend.scope import Bound, Naming, Result, Scalar, Scope, count_owners
+from bmc.frontend.signature import Signature
 from bmc.init import ALIASES, INITIALIZERS, Init, relation_error
 from bmc.ir import dims
 from bmc.ir.graph import Builder, Graph, ParamInfo, Value
 from bmc.ir.types import DTYPES, Dim, TensorType, TypeError_
 from bmc.ops.base import Op
 from bmc.syntax import ast
-from bmc.syntax.literals import INT_MAX
 from bmc.syntax.nesting import MAX_DEPTH
 
-Scalar = int | float | bool
-Result = Value | Scalar | str | list
 MAX_NODES = 1_000_000  # operations one lowered model may have: a bound on what `repeat` and layers can unroll
-REPEAT_COUNT = Number(1, 10_000, integer=True)
-
-
-@dataclass
-class Scope:
-    """The names of one model or layer body: statements, lowered values, compile-time constants and shape vars."""
-
-    kind: str  # "model" or "layer"
-    owner: str  # model or layer name, for messages
-    prefix: str  # parameter name prefix ("" for a model, "h." inside a layer called from statement h)
-    statements: dict[str, ast.Stmt] = field(default_factory=dict)
-    returned: ast.Return | None = None  # a layer's `return`, apart from the names (`return` is not a value)
-    values: dict[str, Result] = field(default_factory=dict)
-    constants: dict[str, Scalar] = field(default_factory=dict)
-    dim_vars: dict[str, Dim] = field(default_factory=dict)
-    in_progress: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Naming:
-    """How the parameter-owning calls of one statement (or one layer's return) name their parameters: after the
-    statement (`h.W`) when it makes one, numbered by function (`h.dense.W`, `h.dense_1.W`) when it makes several.
-    Lowering another statement midway (a name used before its definition) works under a Naming of its own."""
-
-    owner: str  # the statement's full name: "h", or "block1.h" inside a layer called from statement block1
-    total: int = 1  # how many parameter-owning calls the statement makes
-    counts: dict[str, int] = field(default_factory=dict)  # calls named so far, per function
-
-    def prefix(self, func: str) -> str:
-        k = self.counts.get(func, 0)
-        self.counts[func] = k + 1
-        if self.total <= 1:
-            return self.owner
-        return f"{self.owner}.{func}" + (f"_{k}" if k else "")
-
-    def table(self, name: str) -> str:
-        """The name of a fixed table a call adds without owning trainable parameters (`h.sinusoid`), numbered when
-        the statement makes several; it does not change how the owning calls are named."""
-        k = self.counts.get(f"table:{name}", 0)
-        self.counts[f"table:{name}"] = k + 1
-        return f"{self.owner}.{name}" + (f"_{k}" if k else "")
 
 
 class CheckedBuilder(Builder):
@@ -107,6 +67,20 @@ class Lowerer:
         self.scope: Scope | None = None
         self.naming = Naming("")  # names the implicit parameters of the statement being lowered
         self.layer_stack: list[str] = []
+
+    @contextmanager
+    def within(self, scope: Scope | None = None, naming: Naming | None = None, layer: str | None = None):
+        """Lower under another scope (a layer's body), another naming (a statement, a repeat copy) or inside a
+        layer's call, and come back to the current ones after, however lowering ends."""
+        saved = self.scope, self.naming, len(self.layer_stack)
+        self.scope, self.naming = scope or self.scope, naming or self.naming
+        if layer is not None:
+            self.layer_stack.append(layer)
+        try:
+            yield
+        finally:
+            self.scope, self.naming = saved[0], saved[1]
+            del self.layer_stack[saved[2]:]
 
     # ---- emitting -----------------------------------------------------------------------------------------------
 
@@ -178,20 +152,18 @@ class Lowerer:
             cycle = [*scope.in_progress[scope.in_progress.index(name):], name]
             raise BmcError(f"'{name}' depends on itself: {' -> '.join(cycle)}", stmt.name_span)
         scope.in_progress.append(name)
-        saved = self.naming
         try:
             if isinstance(stmt, ast.InputDecl):
                 value = self.declare_input(stmt)
             elif isinstance(stmt, ast.ParamDecl):
                 value = self.declare_param(stmt)
             else:
-                self.naming = Naming(scope.prefix + name, count_owners(stmt.value, self))
-                value = self.expr(stmt.value)
+                with self.within(naming=Naming(scope.prefix + name, count_owners(stmt.value, self.module.layers))):
+                    value = self.expr(stmt.value)
                 if isinstance(value, Value) and not value.name:
                     value.name = scope.prefix + name
         finally:
             scope.in_progress.pop()
-            self.naming = saved
         scope.values[name] = value
         return value
 
@@ -351,7 +323,7 @@ class Lowerer:
     # ---- expressions --------------------------------------------------------------------------------------------
 
     def expr(self, e: ast.Expr) -> Result:
-        if isinstance(e, _Bound):
+        if isinstance(e, Bound):
             return e.value
         if isinstance(e, ast.Num):
             return e.value
@@ -375,7 +347,7 @@ class Lowerer:
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand)
             if isinstance(v, Value):
-                return self.emit(_ops().Neg(), v, span=e.span)
+                return self.emit(ops.Neg(), v, span=e.span)
             if isinstance(v, int | float) and not isinstance(v, bool):
                 return checked_number(-v, e.span)
             raise BmcError(f"cannot negate {v!r}", e.span)
@@ -386,7 +358,6 @@ class Lowerer:
         raise AssertionError(e)  # pragma: no cover
 
     def binop(self, e: ast.BinOp) -> Result:
-        ops = _ops()
         a, b = self.expr(e.lhs), self.expr(e.rhs)
         for v, side in ((a, e.lhs), (b, e.rhs)):
             if not isinstance(v, Value | int | float) or isinstance(v, bool):
@@ -412,13 +383,13 @@ class Lowerer:
         assert isinstance(other, Value)
         if isinstance(v, float) and not other.type.is_float:
             raise BmcError(f"cannot combine the {other.type.dtype} tensor with the number {v}", span)
-        return self.emit(_ops().Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=span)
+        return self.emit(ops.Const(float(v) if other.type.is_float else int(v), other.type.dtype), span=span)
 
     def call(self, e: ast.Call) -> Result:
         if e.func == "repeat":
-            return self.repeat(e)
+            return repeat(self, e)
         if e.func in self.module.layers:
-            return self.call_layer(self.module.layers[e.func], e)
+            return call_layer(self, self.module.layers[e.func], e)
         if e.func in BUILTINS:
             sig, handler = BUILTINS[e.func]
             return handler(self, e, sig.arguments(self, e))
@@ -428,127 +399,6 @@ class Lowerer:
                                   f"as an argument (dense(x, 3, init = {e.func}))",))
         known = [*BUILTINS, *self.module.layers]
         raise BmcError(f"unknown function '{e.func}'", e.func_span, notes=suggest(e.func, known))
-
-    # ---- user-defined layers --------------------------------------------------------------------------------------
-
-    def repeat(self, e: ast.Call) -> Value:
-        """`repeat(6, block(h, heads = 4))`: block applied 6 times, each copy with its own parameters (h.0.*, h.1.*);
-        the first argument of the call is the tensor threaded through the copies."""
-        if len(e.args) != 2 or e.kwargs or not isinstance(e.args[1], ast.Call):
-            raise BmcError("repeat takes a count and a layer call: repeat(6, block(h))", e.span)
-        count = REPEAT_COUNT.take(self, e.args[0], "repeat's count", e.args[0].span)
-        call = e.args[1]
-        if call.func not in self.module.layers:
-            raise BmcError(f"repeat applies a user-defined layer; '{call.func}' is not one", call.func_span,
-                           notes=suggest(call.func, list(self.module.layers)))
-        if not call.args:
-            raise BmcError(f"{call.func}() needs the tensor to thread through the copies as its first argument",
-                           call.span)
-        x = self.tensor(call.args[0], "the repeated layer's first argument")
-        saved = self.naming
-        base = self.owner_prefix("repeat")
-        try:
-            for i in range(count):
-                self.naming = Naming(f"{base}.{i}")
-                step = ast.Call(call.func, call.func_span, (_Bound(x, call.args[0].span), *call.args[1:]),
-                                call.kwargs, call.span)
-                x = self.call_layer(self.module.layers[call.func], step)
-        finally:
-            self.naming = saved
-        return x
-
-    def call_layer(self, layer: ast.LayerDef, e: ast.Call) -> Value:
-        if layer.name in self.layer_stack:
-            raise BmcError(f"layer '{layer.name}' calls itself", e.func_span,
-                           notes=("layers cannot be recursive",))
-        sig = Signature(layer.name, tuple(Param(a.name, a.default if a.default is not None else REQUIRED)
-                                          for a in layer.args))
-        bound = sig.bind(e)
-        inner = Scope("layer", layer.name, self.owner_prefix(layer.name) + ".")
-        for arg in layer.args:
-            expr = bound[arg.name]
-            value = self.expr(expr)
-            if arg.type is not None:
-                if not isinstance(value, Value):
-                    raise BmcError(f"argument '{arg.name}' of {layer.name} must be a tensor", expr.span)
-                self.match_pattern(arg, value, inner, expr.span)
-                inner.values[arg.name] = value
-            elif arg.scalar is not None:
-                kinds = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(arg.scalar)
-                if kinds is None:
-                    raise BmcError(f"unknown argument type '{arg.scalar}'", arg.span,
-                                   notes=("a layer argument is a tensor (x: f32[..., d]) or int, float or bool",))
-                inner.constants[arg.name] = self.scalar(expr, f"argument '{arg.name}'", kinds)
-            elif isinstance(value, Value):
-                inner.values[arg.name] = value
-            else:
-                inner.constants[arg.name] = value
-        saved = (self.scope, self.naming)
-        self.layer_stack.append(layer.name)
-        self.scope = inner
-        try:
-            self.collect(inner, layer.body)
-            ret = inner.returned
-            if ret is None:
-                raise BmcError(f"layer '{layer.name}' has no 'return'", layer.name_span,
-                               notes=("a layer gives its result with 'return expression'",))
-            for stmt in list(inner.statements.values()):
-                self.lower_statement(stmt)
-            self.naming = Naming(inner.prefix.rstrip("."), count_owners(ret.value, self))
-            result = self.expr(ret.value)
-        finally:
-            self.scope, self.naming = saved
-            self.layer_stack.pop()
-        if not isinstance(result, Value):
-            raise BmcError(f"layer '{layer.name}' must return a tensor", ret.span)
-        return result
-
-    def match_pattern(self, arg: ast.LayerArg, value: Value, scope: Scope, span: Span) -> None:
-        """Check a tensor argument against `f32[..., d]` and bind the pattern's names (d) to its dims."""
-        tt = arg.type
-        t = value.type
-        if tt.dtype not in DTYPES:
-            raise BmcError(f"unknown dtype '{tt.dtype}'", tt.dtype_span)
-        wanted = f"argument '{arg.name}' of layer '{scope.owner}' is declared {tt.span.text()} at {arg.span}"
-        if t.dtype != tt.dtype:
-            raise BmcError(f"argument '{arg.name}' must be {tt.dtype}, got {t}", span, notes=(wanted,))
-        pattern = list(tt.dims)
-        ellipsis = [i for i, d in enumerate(pattern) if isinstance(d, ast.Ellipsis_)]
-        if len(ellipsis) > 1:
-            raise BmcError("a shape pattern takes at most one '...'", pattern[ellipsis[1]].span)
-        if ellipsis:
-            i = ellipsis[0]
-            head, tail = pattern[:i], pattern[i + 1:]
-            if t.rank < len(head) + len(tail):
-                raise BmcError(f"argument '{arg.name}' has shape {t}, too few dims for the pattern", span,
-                               notes=(wanted,))
-            actual = list(t.shape[: len(head)]) + list(t.shape[t.rank - len(tail):])
-            pattern = head + tail
-        else:
-            if t.rank != len(pattern):
-                raise BmcError(f"argument '{arg.name}' must have {len(pattern)} dims, got {t}", span,
-                               notes=(wanted,))
-            actual = list(t.shape)
-        for p, d in zip(pattern, actual, strict=True):
-            if isinstance(p, ast.Name) and p.id not in scope.dim_vars and p.id not in scope.constants:
-                scope.dim_vars[p.id] = d
-            elif isinstance(p, ast.Num):
-                if p.value != d:
-                    raise BmcError(f"argument '{arg.name}' has shape {t}, but its pattern wants a dim of {p.value} "
-                                   f"where it has {d}", span, notes=(wanted,))
-            elif isinstance(p, ast.Name) and scope.dim_vars.get(p.id) != d:
-                raise BmcError(f"argument '{arg.name}' has shape {t}, but its pattern wants '{p.id}' = "
-                               f"{scope.dim_vars.get(p.id)} (from an earlier dim or argument) where it has {d}", span,
-                               notes=(wanted,))
-
-
-@dataclass(frozen=True)
-class _Bound:
-    """An already-lowered value standing in an argument position (repeat threads its tensor this way)."""
-
-    value: Value
-    span: Span
-
 
 def _with_param_size(e: BmcError, stmt: ast.ParamDecl) -> BmcError:
     """A parameter's dim error, with a note naming the parameter and its size when a literal dim is too large
@@ -563,92 +413,7 @@ def _with_param_size(e: BmcError, stmt: ast.ParamDecl) -> BmcError:
     return BmcError(e.message, e.span, notes=(note, *e.notes))
 
 
-def constant_arith(e: ast.BinOp, a: Scalar, b: Scalar) -> Scalar:
-    """Arithmetic on two compile-time numbers, such as `hidden * 2`: 64-bit integers and finite floats, as the
-    literals are (so `10 ** 10 ** 10` is an error, not an hour spent computing a ten-billion-digit number)."""
-    if e.op == "@":
-        raise BmcError("'@' multiplies two tensors, not numbers", e.span)
-    if e.op == "**" and isinstance(b, int) and abs(a) > 1 and b * math.log2(abs(a)) > 64:
-        raise BmcError("number too large", e.span, notes=(f"integers are at most {INT_MAX} (2**63 - 1)",))
-    try:
-        if e.op == "+":
-            result = a + b
-        elif e.op == "-":
-            result = a - b
-        elif e.op == "*":
-            result = a * b
-        elif e.op == "/":
-            result = a / b
-        elif e.op == "**":
-            result = a**b
-        else:
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
-    except ZeroDivisionError:
-        raise BmcError("division by zero", e.span) from None
-    except OverflowError:
-        raise BmcError("number too large", e.span) from None
-    return checked_number(result, e.span)
-
-
-def checked_number(v: Any, span: Span) -> int | float:
-    """A compile-time number that every dtype can hold: an int of at most 64 bits, a finite float."""
-    if isinstance(v, complex):
-        raise BmcError(f"this is the complex number {v}; numbers are real", span)
-    if isinstance(v, int) and not -INT_MAX - 1 <= v <= INT_MAX:
-        raise BmcError("number too large", span, notes=(f"integers are at most {INT_MAX} (2**63 - 1)",))
-    if isinstance(v, float) and not math.isfinite(v):
-        raise BmcError("number too large" if math.isinf(v) else "this is not a number (nan)", span,
-                       notes=("floats are at most about 1.8e308",))
-    return v
-
-
-def count_owners(e: ast.Expr | None, lw: Lowerer) -> int:
-    """How many parameter-owning calls an expression makes (not looking inside layers)."""
-    if e is None:
-        return 0
-    if isinstance(e, ast.Call):
-        own = 1 if (e.func in PARAM_OWNERS or e.func in lw.module.layers or e.func == "repeat") else 0
-        if e.func == "repeat":  # its copies name their own parameters
-            return own
-        return own + sum(count_owners(a, lw) for a in e.args) + sum(count_owners(k.value, lw) for k in e.kwargs)
-    if isinstance(e, ast.BinOp):
-        return count_owners(e.lhs, lw) + count_owners(e.rhs, lw)
-    if isinstance(e, ast.Neg):
-        return count_owners(e.operand, lw)
-    if isinstance(e, ast.ListExpr):
-        return sum(count_owners(i, lw) for i in e.items)
-    return 0
-
-
-def _ops():
-    from bmc import ops
-
-    return ops
-
-
 # ---- the model ----------------------------------------------------------------------------------------------------
-
-
-def model_constants(lw: Lowerer, mdef: ast.ModelDef, defines: dict[str, Scalar], define_span: dict[str, Span]):
-    scope = lw.scope
-    spans = {}
-    for p in mdef.params:
-        if p.name in scope.constants:
-            raise BmcError(f"model parameter '{p.name}' is declared twice", p.span)
-        spans[p.name] = p.span
-        if p.name in defines:
-            scope.constants[p.name] = defines[p.name]
-        else:
-            v = lw.expr(p.default)
-            if not isinstance(v, int | float) or isinstance(v, str):
-                raise BmcError(f"model parameter '{p.name}' must default to a number", p.default.span)
-            scope.constants[p.name] = v
-    for name in defines:
-        if name not in scope.constants:
-            known = ", ".join(p.name for p in mdef.params) or "none"
-            raise BmcError(f"-D {name}: model '{mdef.name}' has no parameter '{name}' (its parameters: {known})",
-                           define_span.get(name, mdef.name_span), notes=suggest(name, list(scope.constants)))
-    return spans
 
 
 def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, Scalar] | None = None,
