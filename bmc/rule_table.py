@@ -18,6 +18,7 @@ lowered.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -70,6 +71,16 @@ class RuleTable(Generic[R]):
 
     def option(self, op: Op | type[Op], name: str) -> Any:
         return self._entries[_type(op)].options[name]
+
+    @contextmanager
+    def replaced(self, op_type: type[Op], rule: R) -> Iterator[None]:
+        """The table with `op_type`'s rule replaced while the block runs (a test that breaks a rule on purpose)."""
+        saved = self._entries[op_type]
+        self._entries[op_type] = Entry(rule, saved.options)
+        try:
+            yield
+        finally:
+            self._entries[op_type] = saved
 
     def __iter__(self) -> Iterator[type[Op]]:
         return iter(self._entries)

@@ -53,9 +53,9 @@ def test_example_compiles_for_sm90_without_spills(compiled, name):
     assert result.spills() == {}, f"ptxas reports spills in {sorted(result.spills())}"
 
 
-def test_nvcc_errors_name_the_bm_statement(monkeypatch):
-    monkeypatch.setitem(pointwise.POINTWISE, ops.Relu, lambda node, a, ctx: f"bmc_no_such_function({a[0]})")
-    source = cuda_build.program(bmc.compile(ROOT / "examples/mlp.bm", defines={"hidden": 16})).source
+def test_nvcc_errors_name_the_bm_statement():
+    with pointwise.POINTWISE.replaced(ops.Relu, lambda node, a, ctx: f"bmc_no_such_function({a[0]})"):
+        source = cuda_build.program(bmc.compile(ROOT / "examples/mlp.bm", defines={"hidden": 16})).source
     with pytest.raises(nvcc.NvccError, match=r"examples/mlp.bm:7 \(relu\): nvcc: model.cu:\d+: identifier "
                                              r"\"bmc_no_such_function\" is undefined"):
         nvcc.compile_library(source)
