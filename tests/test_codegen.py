@@ -86,3 +86,48 @@ def test_build_runs_in_plain_python(tmp_path):
     subprocess.run([sys.executable, "-I", "-c", script], check=True, cwd=tmp_path)
     expected = bmc.load(out).predict(x)["probs"]
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+
+
+# ---- generated-code hygiene (issue 10): lines, dead names, repeated functions ------------------------------------
+
+ALL_EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.bm"))
+
+
+@pytest.fixture(scope="module", params=ALL_EXAMPLES)
+def example_module(request) -> str:
+    return bmc.compile(ROOT / "examples" / f"{request.param}.bm").generate()
+
+
+def test_generated_lines_fit_in_120_columns(example_module):
+    assert [line for line in example_module.splitlines() if len(line) > 120] == []
+
+
+def test_generated_functions_bind_only_what_they_read(example_module):
+    """An output nobody reads (a scan's unused history) is bound to `_`, not to a temporary."""
+    tree = ast.parse(example_module)
+    for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        names = [n for n in ast.walk(fn) if isinstance(n, ast.Name)]
+        stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+        read = {n.id for n in names if not isinstance(n.ctx, ast.Store)}
+        assert stored - read <= {"_"}, fn.name
+
+
+def test_no_function_is_generated_twice(example_module):
+    tree = ast.parse(example_module)
+    bodies = [ast.dump(ast.Module(fn.body, [])) for fn in tree.body if isinstance(fn, ast.FunctionDef)]
+    assert len(bodies) == len(set(bodies))
+
+
+def test_wrapping_changes_only_the_layout():
+    from bmc.backends.numpy.wrap import wrap_source
+
+    long = ("def f(a, b):\n    x = g(a, 'first words of a long message that goes on and on', b, "
+            "'and a second string ' + str(a) + ' that does too', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])\n"
+            "    return x, a, b, g(a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, a)\n"
+            '    """a docstring line, which stays as it is, however long it is, and it is very long indeed here"""\n')
+    wrapped = wrap_source(long, width=60)
+    assert ast.dump(ast.parse(wrapped)) == ast.dump(ast.parse(long.replace("return x, a, b, g(", "return (x, a, b, g(")
+                                                              .replace("a)\n    \"\"\"", "a))\n    \"\"\"")))
+    assert all(len(line) <= 60 for line in wrapped.splitlines() if '"""' not in line)
+    short = "def f(a):\n    return g(a, 'a message', a)  # a comment\n"
+    assert wrap_source(short) == short  # a line that fits is left as it is

@@ -15,6 +15,7 @@ from importlib import resources
 
 import jinja2
 from bmc.backends.numpy.memory import VIEW_OPS, plan
+from bmc.backends.numpy.wrap import wrap_source
 
 from bmc.ir import dims
 from bmc.ir.graph import Graph, Node, Value
@@ -45,6 +46,7 @@ class ModuleContext:
     helpers: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)  # scan bodies and loops, in the order they were made
     names: set[str] = field(default_factory=lambda: set(KERNELS))  # module-level `_` names: helpers, functions
+    scans: dict[str, str] = field(default_factory=dict)  # a scan's functions (under placeholder names) -> its loop
 
     def function_name(self, hint: str) -> str:
         name, i = hint, 1
@@ -82,6 +84,7 @@ class FunctionWriter:
                 self.symbol(s)
         self.namer.name_graph(graph)
         self.users = graph.users()
+        self.returned_values = set(graph.outputs.values())
 
     # -- the Context protocol of the rules --
     def use(self, helper: str) -> str:
@@ -134,9 +137,14 @@ class FunctionWriter:
                 expr = lower_into(node, args, self.namer.name(self.buffers[node]))
             else:
                 expr = RULES[type(node.op)](node, args, self)
-            outs = ", ".join(self.namer.name(o) for o in node.outputs)
+            outs = ", ".join(self.namer.name(o) if len(node.outputs) == 1 or self._read(o) else "_"
+                             for o in node.outputs)
             lines.append(f"{outs} = {expr}")
         return lines
+
+    def _read(self, v: Value) -> bool:
+        """Whether anything reads v: a node, or the function's results (a result nobody reads is bound to `_`)."""
+        return bool(self.users.get(v)) or v in self.returned_values
 
     def _comment(self, node: Node) -> str:
         if node.span is None:
@@ -227,11 +235,9 @@ def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
     op = node.op
     k, m, ny = op.num_carries, op.num_xs, op.num_ys
     body = prepare(op.body)
-    base = pytext.identifier(op.body.name or "scan")
-    body_name = module.function_name(f"_{base}_step")
-    loop_name = module.function_name(f"_{base}_scan")
-    module.functions.append(function_source(
-        body_name, body, module, [("", body.inputs)], doc="One step of the scan below.", tuple_return=True))
+    body_name, loop_name = "@step@", "@scan@"  # placeholders (no identifier) until the functions are known to be new
+    step_source = function_source(body_name, body, module, [("", body.inputs)], doc="One step of the scan below.",
+                                  tuple_return=True)
     n_in = len(node.inputs)
     args = [f"c{i}" for i in range(k)] + [f"xs{i}" for i in range(m)] + [f"k{i}" for i in range(n_in - k - m)]
     history = [i for i, h in enumerate(node.outputs[k + ny:]) if h in users]
@@ -250,8 +256,16 @@ def scan_source(node: Node, module: ModuleContext, users: dict) -> str:
     results = [f"c{i}" for i in range(k)] + [f"np.stack(ys{i}, axis=1)" for i in range(ny)]
     results += [f"np.stack(history{i}, axis=1)" if i in history else "None" for i in range(k)]
     lines.append(f"    return {', '.join(results)}")
-    module.functions.append("\n".join(lines) + "\n")
-    return loop_name
+    key = step_source + "\n".join(lines)
+    if key in module.scans:  # the same scan again (the forward of the train step and of evaluate): emitted once
+        return module.scans[key]
+    base = pytext.identifier(op.body.name or "scan")
+    step_name, scan_name = module.function_name(f"_{base}_step"), module.function_name(f"_{base}_scan")
+    module.functions.append(step_source.replace(f"def {body_name}(", f"def {step_name}(", 1))
+    module.functions.append("\n".join(lines).replace(f"def {loop_name}(", f"def {scan_name}(", 1)
+                            .replace(f"= {body_name}(", f"= {step_name}(", 1) + "\n")
+    module.scans[key] = scan_name
+    return scan_name
 
 
 def render_module(**fields: object) -> str:
@@ -259,4 +273,4 @@ def render_module(**fields: object) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["literal"] = pytext.literal
     env.filters["doc"] = pytext.doc
-    return env.from_string(template).render(**fields)
+    return wrap_source(env.from_string(template).render(**fields))

@@ -91,11 +91,12 @@ class LSTM(Recurrent):
     def cell(self, b, states, xp, r, rb):
         h, c = states
         z = E.add(b, E.add(b, xp, E.matmul(b, h, r, transpose_b=True)), rb)
-        zi, zo, zf, zc = self.gates_of(b, z)
-        i, o, f = (b.emit(Sigmoid(), g) for g in (zi, zo, zf))
-        candidate = b.emit(Tanh(), zc)
-        c_next = E.add(b, E.mul(b, f, c), E.mul(b, i, candidate))
-        return [E.mul(b, o, b.emit(Tanh(), c_next)), c_next]
+        zi, zo, zf, zc = _named(self.gates_of(b, z), "zi", "zo", "zf", "zc")
+        i, o, f = _named([b.emit(Sigmoid(), g) for g in (zi, zo, zf)], "i", "o", "f")
+        (candidate,) = _named([b.emit(Tanh(), zc)], "g")
+        (c_next,) = _named([E.add(b, E.mul(b, f, c), E.mul(b, i, candidate))], "c_next")
+        (h_next,) = _named([E.mul(b, o, b.emit(Tanh(), c_next))], "h_next")
+        return [h_next, c_next]
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,20 @@ class GRU(Recurrent):
         hr = E.add(b, E.matmul(b, h, r, transpose_b=True), rb)  # [N, 3H]: h R^T + Rb for every gate
         xz, xr, xh = self.gates_of(b, xp)
         hz, hrr, hh = self.gates_of(b, hr)
-        z = b.emit(Sigmoid(), E.add(b, xz, hz))
-        reset = b.emit(Sigmoid(), E.add(b, xr, hrr))
+        z, reset = _named([b.emit(Sigmoid(), E.add(b, xz, hz)), b.emit(Sigmoid(), E.add(b, xr, hrr))], "z", "r")
         if self.linear_before_reset:
             recur = E.mul(b, reset, hh)
         else:
             r_h = b.emit(Slice(0, 2 * self.hidden, 3 * self.hidden), r)
             rb_h = b.emit(Slice(0, 2 * self.hidden, 3 * self.hidden), rb)
             recur = E.add(b, E.matmul(b, E.mul(b, reset, h), r_h, transpose_b=True), rb_h)
-        candidate = b.emit(Tanh(), E.add(b, xh, recur))
+        (candidate,) = _named([b.emit(Tanh(), E.add(b, xh, recur))], "h_candidate")
         one = E.like(b, 1.0, z)
-        return [E.add(b, E.mul(b, E.sub(b, one, z), candidate), E.mul(b, z, h))]
+        return _named([E.add(b, E.mul(b, E.sub(b, one, z), candidate), E.mul(b, z, h))], "h_next")
+
+
+def _named(values, *names: str) -> list[Value]:
+    """The gate values named as the formulas above name them, so generated code reads `i = _sigmoid(zi)`."""
+    for v, name in zip(values, names, strict=True):
+        v.name = name
+    return list(values)

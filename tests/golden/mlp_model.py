@@ -23,7 +23,9 @@ DTYPE = np.float32
 INPUTS = {'image': ('f32', ['N', 784])}
 OUTPUTS = {'probs': ('f32', ['N', 10])}
 PARAMS = {'h.W': ('f32', [784, 128]), 'h.b': ('f32', [128]), 'logits.W': ('f32', [128, 10]), 'logits.b': ('f32', [10])}
-STATE = {'adam.t': ('f32', []), 'adam.m/h.W': ('f32', [784, 128]), 'adam.v/h.W': ('f32', [784, 128]), 'adam.m/h.b': ('f32', [128]), 'adam.v/h.b': ('f32', [128]), 'adam.m/logits.W': ('f32', [128, 10]), 'adam.v/logits.W': ('f32', [128, 10]), 'adam.m/logits.b': ('f32', [10]), 'adam.v/logits.b': ('f32', [10])}
+STATE = {'adam.t': ('f32', []), 'adam.m/h.W': ('f32', [784, 128]), 'adam.v/h.W': ('f32', [784, 128]),
+         'adam.m/h.b': ('f32', [128]), 'adam.v/h.b': ('f32', [128]), 'adam.m/logits.W': ('f32', [128, 10]),
+         'adam.v/logits.W': ('f32', [128, 10]), 'adam.m/logits.b': ('f32', [10]), 'adam.v/logits.b': ('f32', [10])}
 HYPER = {'lr': ('f32', [])}
 _NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 

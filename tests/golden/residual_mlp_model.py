@@ -22,8 +22,19 @@ DTYPE = np.float32
 # name -> (dtype, shape); strings in a shape are symbolic dims bound at call time
 INPUTS = {'image': ('f32', ['N', 64])}
 OUTPUTS = {'probs': ('f32', ['N', 10])}
-PARAMS = {'x.W': ('f32', [64, 64]), 'x.b': ('f32', [64]), 'block1.W1': ('f32', [64, 128]), 'block1.b1': ('f32', [128]), 'block1.W2': ('f32', [128, 64]), 'block1.b2': ('f32', [64]), 'block2.W1': ('f32', [64, 128]), 'block2.b1': ('f32', [128]), 'block2.W2': ('f32', [128, 64]), 'block2.b2': ('f32', [64]), 'W_out': ('f32', [64, 10]), 'b_out': ('f32', [10])}
-STATE = {'adam.t': ('f32', []), 'adam.m/x.W': ('f32', [64, 64]), 'adam.v/x.W': ('f32', [64, 64]), 'adam.m/x.b': ('f32', [64]), 'adam.v/x.b': ('f32', [64]), 'adam.m/block1.W1': ('f32', [64, 128]), 'adam.v/block1.W1': ('f32', [64, 128]), 'adam.m/block1.b1': ('f32', [128]), 'adam.v/block1.b1': ('f32', [128]), 'adam.m/block1.W2': ('f32', [128, 64]), 'adam.v/block1.W2': ('f32', [128, 64]), 'adam.m/block1.b2': ('f32', [64]), 'adam.v/block1.b2': ('f32', [64]), 'adam.m/block2.W1': ('f32', [64, 128]), 'adam.v/block2.W1': ('f32', [64, 128]), 'adam.m/block2.b1': ('f32', [128]), 'adam.v/block2.b1': ('f32', [128]), 'adam.m/block2.W2': ('f32', [128, 64]), 'adam.v/block2.W2': ('f32', [128, 64]), 'adam.m/block2.b2': ('f32', [64]), 'adam.v/block2.b2': ('f32', [64]), 'adam.m/W_out': ('f32', [64, 10]), 'adam.v/W_out': ('f32', [64, 10]), 'adam.m/b_out': ('f32', [10]), 'adam.v/b_out': ('f32', [10])}
+PARAMS = {'x.W': ('f32', [64, 64]), 'x.b': ('f32', [64]), 'block1.W1': ('f32', [64, 128]), 'block1.b1': ('f32', [128]),
+          'block1.W2': ('f32', [128, 64]), 'block1.b2': ('f32', [64]), 'block2.W1': ('f32', [64, 128]),
+          'block2.b1': ('f32', [128]), 'block2.W2': ('f32', [128, 64]), 'block2.b2': ('f32', [64]),
+          'W_out': ('f32', [64, 10]), 'b_out': ('f32', [10])}
+STATE = {'adam.t': ('f32', []), 'adam.m/x.W': ('f32', [64, 64]), 'adam.v/x.W': ('f32', [64, 64]),
+         'adam.m/x.b': ('f32', [64]), 'adam.v/x.b': ('f32', [64]), 'adam.m/block1.W1': ('f32', [64, 128]),
+         'adam.v/block1.W1': ('f32', [64, 128]), 'adam.m/block1.b1': ('f32', [128]), 'adam.v/block1.b1': ('f32', [128]),
+         'adam.m/block1.W2': ('f32', [128, 64]), 'adam.v/block1.W2': ('f32', [128, 64]),
+         'adam.m/block1.b2': ('f32', [64]), 'adam.v/block1.b2': ('f32', [64]), 'adam.m/block2.W1': ('f32', [64, 128]),
+         'adam.v/block2.W1': ('f32', [64, 128]), 'adam.m/block2.b1': ('f32', [128]), 'adam.v/block2.b1': ('f32', [128]),
+         'adam.m/block2.W2': ('f32', [128, 64]), 'adam.v/block2.W2': ('f32', [128, 64]),
+         'adam.m/block2.b2': ('f32', [64]), 'adam.v/block2.b2': ('f32', [64]), 'adam.m/W_out': ('f32', [64, 10]),
+         'adam.v/W_out': ('f32', [64, 10]), 'adam.m/b_out': ('f32', [10]), 'adam.v/b_out': ('f32', [10])}
 HYPER = {'lr': ('f32', [])}
 _NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -187,7 +198,8 @@ def train_step(params, state, batch, lr):
     logits = np.add(t9, b_out, out=t9)
     # examples/residual_mlp.bm:25: output probs = softmax(logits)
     probs = _softmax(logits, axis=-1)
-    # examples/residual_mlp.bm:26: loss = cross_entropy(logits, label) + 1e-4 * l2(W_out)   # an explicit L2 penalty on one weight
+    # examples/residual_mlp.bm:26: loss = cross_entropy(logits, label) + 1e-4 * l2(W_out)   # an explicit L2 penalty on
+    #   one weight
     t10 = _cross_entropy(logits, label)
     t11 = W_out * W_out
     t12 = t11.sum(axis=None)
@@ -486,7 +498,8 @@ def evaluate(params, batch):
     logits = np.add(t9, b_out, out=t9)
     # examples/residual_mlp.bm:25: output probs = softmax(logits)
     probs = _softmax(logits, axis=-1)
-    # examples/residual_mlp.bm:26: loss = cross_entropy(logits, label) + 1e-4 * l2(W_out)   # an explicit L2 penalty on one weight
+    # examples/residual_mlp.bm:26: loss = cross_entropy(logits, label) + 1e-4 * l2(W_out)   # an explicit L2 penalty on
+    #   one weight
     t10 = _cross_entropy(logits, label)
     t11 = W_out * W_out
     t12 = t11.sum(axis=None)
