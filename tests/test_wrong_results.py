@@ -501,3 +501,46 @@ def test_binary_cross_entropy_gradient_of_a_confident_right_logit_is_exact_in_fl
     # d/dw mean(bce(z w, y)) at w = 1 is mean((sigmoid(z) - y) z), in float64 from the definition
     want = np.mean((_exact_sigmoid(zz) - y.astype(np.float64)[:, 0]) * zz)
     assert abs(float(got[0, 0]) - want) <= 3e-7 * abs(want)
+
+
+# ---- found by the long differential run: batch norm's gradient scaled before it centered --------------------------
+
+
+def _bn_grad_definition(x, g, gamma, eps):
+    """dx of batch norm with batch statistics, in float64 from the definition."""
+    x, g = x.astype(np.float64), g.astype(np.float64)
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    return gamma / np.sqrt(var + eps) * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cuda emulator"])
+def test_batch_norm_gradient_of_a_constant_channel_is_centered_before_it_is_scaled(backend):
+    # a channel that does not vary over the batch has scale gamma / sqrt(eps) = 316 gamma: dx = a g + c scaled
+    # first and cancelled after, leaving 1e-3 of the gradients where the definition (and PyTorch) give 0; the
+    # shift before a second batch norm then trained by noise
+    graph = parse_graph("""graph bn(input %x: f32[N, 3], input %g: f32[N, 3], input %gamma: f32[3], input %mean: f32[3],
+                                     input %var: f32[3]) {
+      %dx: f32[N, 3], %dgamma: f32[3], %dbeta: f32[3] = batch_norm_train_grad(%x, %g, %gamma, %mean, %var, eps=1e-05)
+      return dx = %dx
+    }""")
+    x = np.array([[1.0, 5.0, 1.0], [1.0, 4.0, 3.0]], np.float32)  # channel 0 constant
+    g = np.array([[0.37, -1.3, 0.2], [-0.81, 0.6, 0.9]], np.float32)
+    gamma = np.array([1.1, 0.9, 1.0], np.float32)
+    feeds = {"x": x, "g": g, "gamma": gamma, "mean": x.mean(axis=0), "var": x.var(axis=0)}
+    if backend == "numpy":
+        from bmc.backends.numpy import compile_function
+
+        got = compile_function(graph)(feeds)["dx"]
+    else:
+        from bmc.backends import cuda
+        from bmc.backends.cuda.runtime import Library
+
+        from tests.cuda_emulator import emulate
+
+        prog = cuda.generate("bn", "bn.bm", "", {"run": graph})
+        got = Library(emulate.build(prog.source), prog.manifest).session().run("run", feeds)["dx"]
+    want = _bn_grad_definition(x, g, gamma.astype(np.float64), 1e-5)
+    # dx sums to zero over every channel: to the rounding of g, not of g scaled by 316 gamma
+    assert abs(float(got[:, 0].astype(np.float64).sum())) <= 1e-6 * float(np.abs(g).max())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))

@@ -68,8 +68,8 @@ def batch_norm_train(item, fn) -> None:
 
 @kernel(ops.BatchNormTrainGrad)
 def batch_norm_train_grad(item, fn) -> None:
-    """Per channel: dbeta = sum(g), dgamma = inv sum(g (x - mean)); then dx = a g + b (x - mean) + c (on centered
-    values: sum(g x) - mean sum(g) would cancel when the mean is large)."""
+    """Per channel: dbeta = sum(g), dgamma = inv sum(g (x - mean)) (on centered values: sum(g x) - mean sum(g) would
+    cancel when the mean is large); then dx = gamma inv (g - dbeta / count - xhat dgamma / count)."""
     node = item.node
     (x, g, gamma, mean, var), (dx, dgamma, dbeta) = node.inputs, node.outputs
     t = C_TYPES[x.type.dtype]
@@ -99,12 +99,12 @@ def batch_norm_train_grad(item, fn) -> None:
         xs, gs, gams, ms, vs = k.input(x), k.input(g), k.input(gamma), k.input(mean), k.input(var)
         dgs, dbs, dxs = k.input(dgamma), k.input(dbeta), k.output(dx)
         count = f"({t})({k.dim(lay.length)})"
+        # centered before the scale gamma inv (large where a channel barely varies), as the NumPy kernel
         return [f"const int chan = i / {k.dim(plane)} % {k.dim(channels)};",
                 f"const {t} inv = {one} / bmc_sqrt({vs}[chan] + {eps});",
-                f"const {t} ea = {gams}[chan] * inv;",
-                f"const {t} eb = -ea * inv * {dgs}[chan] / {count};",
-                f"const {t} ec = -ea * {dbs}[chan] / {count};",
-                f"{dxs}[i] = {gs}[i] * ea + ({xs}[i] - {ms}[chan]) * eb + ec;"]
+                f"const {t} xhat = ({xs}[i] - {ms}[chan]) * inv;",
+                f"const {t} centered = {gs}[i] - {dbs}[chan] / {count} - xhat * ({dgs}[chan] / {count});",
+                f"{dxs}[i] = centered * ({gams}[chan] * inv);"]
 
     _elementwise(fn, node, "batch_norm_grad_dx", product(x.type.shape), apply)
 
