@@ -87,6 +87,7 @@ class ModuleWriter:
     kernels: list[str] = field(default_factory=list)
     kernel_info: list[tuple[str, str]] = field(default_factory=list)
     counter: int = 0
+    by_body: dict[tuple, tuple[str, int]] = field(default_factory=dict)  # a kernel's text -> (name, index in kernels)
 
     def kernel_name(self, hint: str) -> str:
         name = c_word(f"k{self.counter}_{hint}")

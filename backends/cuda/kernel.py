@@ -70,17 +70,29 @@ class KernelBuilder:
         """Write the kernel (at most `threads` per block) and the host lines that launch it."""
         for c in self.symbols:
             self.params.append(("int", c, c))
-        kernel_id = self.fn.module.register_kernel(self.name, where(self.node))
-        head = [f"// bmc: {comment(where(self.node))}"]
-        if self.node.span is not None:
-            head.append(f"//   {comment(self.node.span.source.line(self.node.span.line).strip())}")
-        head += [f"//   {comment(n)}" for n in notes or []]
+        module = self.fn.module
         params = ", ".join(f"{t} {n}" for t, n, _ in self.params)
-        text = "\n".join([*head, f'extern "C" __global__ void __launch_bounds__({threads}) {self.name}({params}) {{',
-                          *("  " + line for line in body), "}"])
-        self.fn.module.kernels.append(text.replace("BMC_KERNEL_ID", str(kernel_id)))
+        # a kernel identical to one already written is launched again, not written again (the same layer twice);
+        # one that reports errors by its id (BMC_KERNEL_ID) names its own statement, so it is kept apart
+        key = (threads, params, tuple(body))
+        launched = self.name  # the host's own names made from self.name stay this launch's
+        if key in module.by_body and not any("BMC_KERNEL_ID" in line for line in body):
+            launched, index = module.by_body[key]
+            module.kernels[index] = module.kernels[index].replace(
+                '\nextern "C"', f"\n//   also for {comment(where(self.node))}\nextern \"C\"", 1)
+            kernel_id = module.register_kernel(launched, where(self.node))
+        else:
+            kernel_id = module.register_kernel(self.name, where(self.node))
+            head = [f"// bmc: {comment(where(self.node))}"]
+            if self.node.span is not None:
+                head.append(f"//   {comment(self.node.span.source.line(self.node.span.line).strip())}")
+            head += [f"//   {comment(n)}" for n in notes or []]
+            signature = f'extern "C" __global__ void __launch_bounds__({threads}) {self.name}({params}) {{'
+            text = "\n".join([*head, signature, *("  " + line for line in body), "}"])
+            module.by_body[key] = (self.name, len(module.kernels))
+            module.kernels.append(text.replace("BMC_KERNEL_ID", str(kernel_id)))
         args = ", ".join(host for _, _, host in self.params)
-        self.fn.emit(f"BMC_LAUNCH({self.name}, {grid}, {block}, {smem}, ctx->stream)({args});")
+        self.fn.emit(f"BMC_LAUNCH({launched}, {grid}, {block}, {smem}, ctx->stream)({args});")
         self.fn.emit(f"BMC_CHECK_LAUNCH({kernel_id});")
 
 
