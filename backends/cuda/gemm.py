@@ -149,7 +149,7 @@ def _split(item, fn, g: Gemm) -> None:
 def _workspace(build: Callable) -> Callable:
     def workspace(item, fn) -> list[Request]:
         g = build(item.node)
-        return [Request(str(g.split_bytes()))] if g.most_splits > 1 else []
+        return [Request(str(g.split_bytes()), why="split-K partial products")] if g.most_splits > 1 else []
 
     return workspace
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bmc.backends.cuda.codegen import FunctionWriter, ModuleWriter
-from bmc.backends.cuda.ctext import C_TYPES, SIZES, c_string
+from bmc.backends.cuda.ctext import C_TYPES, SIZES, c_string, comment
 from bmc.backends.cuda.memory import Slot, byte_size
 
 from bmc.ir.graph import Graph, Value
@@ -56,8 +56,17 @@ def _layout(slots: list[Slot], cursor: str, pad: str) -> list[str]:
         size = sizes[0]
         for s in sizes[1:]:
             size = f"bmc_max({size}, {s})"
-        lines.append(f"{pad}off[{slot.index}] = {cursor}; {cursor} += bmc_align({size});")
+        lines.append(f"{pad}off[{slot.index}] = {cursor}; {cursor} += bmc_align({size});{_holds(slot)}")
     return lines
+
+
+def _holds(slot: Slot, most: int = 3) -> str:
+    """What lives in the slot in turn, and so why it is the size of the largest: a comment after its line."""
+    holds = list(dict.fromkeys(slot.holds))
+    if not holds:
+        return ""
+    more = f", and {len(holds) - most} more" if len(holds) > most else ""
+    return f"  // {comment('; '.join(holds[:most]))}{more}"
 
 
 def run_source(fn: FunctionWriter, index: int, fname: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bmc.backends.cuda.ctext import SIZES
+from bmc.backends.cuda.kernel import where
 from bmc.backends.cuda.schedule import POINTWISE, Item, Schedule
 
 from bmc.ir import dims
@@ -39,6 +40,7 @@ def byte_size(t: TensorType, symbols: dict[str, str]) -> str:
 class Slot:
     index: int  # its position in the function's offset table
     sizes: list[str] = field(default_factory=list)  # C expressions; the slot is as large as the largest
+    holds: list[str] = field(default_factory=list)  # what lives there in turn (the layout's comment)
     nested: Plan | None = None  # a scan's workspace: the body's own plan lives inside it
 
 
@@ -65,6 +67,7 @@ class Request:
 
     size: str = ""
     nested: Plan | None = None
+    why: str = ""  # what the kernel keeps there, for the layout's comment
 
 
 class Planner:
@@ -98,6 +101,8 @@ class Planner:
 
     def place(self, v: Value, slot: Slot) -> None:
         slot.sizes.append(byte_size(v.type, self.symbols))
+        slot.holds.append(f"{v.name} {v.type}" if v.name else
+                          f"{v.type} of {where(v.producer)}" if v.producer is not None else str(v.type))
         self.plan.storage[v] = Storage("slot", slot)
 
     def run(self) -> Plan:
@@ -143,6 +148,7 @@ class Planner:
                 slot = self.new_slot() if request.nested else self.take(request.size)
                 slot.sizes.append(request.size)
                 slot.nested = request.nested
+                slot.holds.append(f"{request.why or 'workspace'} of {where(item.node)}")
                 scratch.append(slot)
             plan.workspaces[item] = scratch
             self.free.extend(x for x in scratch if x.nested is None)

@@ -171,7 +171,7 @@ def _rows_bytes(t: TensorType, rows: Dim, fn) -> str:
 
 def _ce_workspace(item, fn) -> list[Request]:
     z = item.node.inputs[0]
-    return [Request(_rows_bytes(z.type, product(z.type.shape[:-1]), fn))]
+    return [Request(_rows_bytes(z.type, product(z.type.shape[:-1]), fn), why="per-row losses")]
 
 
 @kernel(ops.CrossEntropy, workspace=_ce_workspace)
@@ -230,7 +230,7 @@ CHUNK = 8192  # elements per block in the first pass of an elementwise loss
 
 
 def _elementwise_loss_workspace(item, fn) -> list[Request]:
-    return [Request(str(1024 * 8))]  # at most 1024 partials of at most 8 bytes
+    return [Request(str(1024 * 8), why="per-block partial sums (at most 1024 of 8 bytes)")]
 
 
 @kernel(ops.BinaryCrossEntropy, ops.MeanSquaredError, workspace=_elementwise_loss_workspace)

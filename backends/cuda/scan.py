@@ -32,7 +32,7 @@ def body_writer(item, fn):
 
 
 def _workspace(item, fn) -> list[Request]:
-    return [Request("0", nested=body_writer(item, fn).plan)]
+    return [Request("0", nested=body_writer(item, fn).plan, why="the body's own buffers")]
 
 
 def _row_bytes(t: TensorType, fn) -> str:
