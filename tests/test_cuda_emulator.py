@@ -26,7 +26,8 @@ from bmc.train.step import gradient_graph, train_graph
 from tests.cuda_emulator import emulate
 from tests.test_model_gradients import random_data, small_model
 
-pytestmark = pytest.mark.skipif(emulate.compiler() is None, reason="no g++ for the CUDA emulator")
+pytestmark = [pytest.mark.skipif(emulate.compiler() is None, reason="no g++ for the CUDA emulator"),
+              pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.bm"))

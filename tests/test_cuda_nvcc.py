@@ -23,7 +23,8 @@ import bmc
 from bmc import ops
 from bmc.runtime import load_source
 
-pytestmark = pytest.mark.skipif(nvcc.find_nvcc() is None, reason="nvcc (the CUDA toolkit) is not installed")
+pytestmark = [pytest.mark.skipif(nvcc.find_nvcc() is None, reason="nvcc (the CUDA toolkit) is not installed"),
+              pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.bm"))

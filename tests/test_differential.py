@@ -75,6 +75,7 @@ PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if os.e
                                                           else [])
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, derandomize=not SHARDED, deadline=None, print_blob=True, phases=PHASES, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(programs())

@@ -58,6 +58,7 @@ def test_linear_regression_with_full_batch_gd_converges_to_least_squares():
     assert trained.history.final.loss <= best * 1.01
 
 
+@pytest.mark.slow
 def test_fashion_mnist_mlp_matches_keras(capsys):
     """Acceptance: 5 epochs, batch 64, Adam 1e-3 reach the Keras model's level (>= 0.865)."""
     fashion_mnist_or_skip()

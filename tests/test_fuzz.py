@@ -58,6 +58,7 @@ def test_mutants_are_reproducible_from_the_seed_and_their_index(tmp_path):
     assert len({m[2] for m in first}) == 6
 
 
+@pytest.mark.slow
 def test_fuzzing_finds_no_internal_error_traceback_hang_crash_memory_blow_up_or_code_execution(tmp_path):
     plan = Plan(MUTATIONS, PROGRAMS if HAS_TORCH else 0, seed=0, cuda_every=1_000_000,  # nvcc: the first input
                 failures=tmp_path / "failures")

@@ -319,6 +319,7 @@ def test_hostile_names_compile_for_cuda_and_compute_what_numpy_does(hostile):
     np.testing.assert_allclose(train["loss"], ref["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 @needs_nvcc
 def test_hostile_names_compile_with_nvcc(hostile):
     nvcc.compile_library(cuda_build.program(hostile[0]).source)
