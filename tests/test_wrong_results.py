@@ -544,3 +544,40 @@ def test_batch_norm_gradient_of_a_constant_channel_is_centered_before_it_is_scal
     # dx sums to zero over every channel: to the rounding of g, not of g scaled by 316 gamma
     assert abs(float(got[:, 0].astype(np.float64).sum())) <= 1e-6 * float(np.abs(g).max())
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+
+
+# ---- found by the long differential run: CUDA fused an indexed op with the value it reads ------------------------
+
+
+def test_cuda_keeps_an_indexed_ops_input_out_of_its_kernel():
+    # b5 = q4 * q0 merged q0's group (q0, b2 = q0 * p1) with q4 = max_pool(b2)'s: the pool then read b2, a value
+    # held in registers, which has no memory (a KeyError, exit 70, for any build of this model)
+    from bmc.backends import cuda
+    from bmc.backends.cuda.runtime import Library
+
+    from tests.cuda_emulator import emulate
+
+    model = compile_text("""
+        model m() {
+            input x: f64[N, 1, 2, 2]
+            target label: i64[N, 1, 1]
+            q0 = max_pool(x, size = [1, 3], stride = 2, padding = "same")
+            param p1: f64[] ~ xavier
+            b2 = q0 * p1
+            q4 = max_pool(b2, size = [3, 2], stride = 1, padding = "same")
+            b5 = q4 * q0
+            output logits6 = dense(b5, 2)
+            loss = cross_entropy(logits6, label)
+        }""")
+    graph = model.compiled.inference()
+    prog = cuda.generate("m", "m.bm", "", {"forward": graph}, "f64")
+    session = Library(emulate.build(prog.source), prog.manifest).session()
+    params, _ = model.init_params(0)
+    x = np.random.default_rng(0).standard_normal((3, 1, 2, 2))
+    session.load(params)
+    got = session.run("forward", {"x": x})["logits6"]
+    # the definition: 'same' pools of one element each here (a 1x1 map), so q0 = max(x[..., 0, 0:2]) over the window
+    q0 = np.max(x[:, :, :1, :2], axis=(2, 3), keepdims=True)
+    b5 = (q0 * params["p1"]) * q0
+    want = b5.reshape(3, 1, 1, 1) @ params["logits6.W"] + params["logits6.b"]
+    np.testing.assert_allclose(got, want.reshape(got.shape), rtol=1e-12)

@@ -120,6 +120,14 @@ class _Fuser:
                 if self.root(a) is v:
                     self.item_of[a] = self.item_of[v]
 
+    def indexed_reads_stored(self, members: list[Item]) -> bool:
+        """Whether every indexed node of the merged groups still reads values made outside them: it reads memory
+        at other positions, so a value computed in the same kernel (held in registers) cannot be its input (a max
+        pool of b2 merged with b2's group when a product read both)."""
+        made = {self.root(o) for g in members for n in g.nodes for o in n.outputs}
+        indexed = [n for g in members for n in g.nodes if self.kinds.get(n) == INDEXED]
+        return not any(self.root(v) in made for n in indexed for v in data_inputs(n, self.shape_only))
+
     def acyclic(self, members: list[Item], deps: set[Item]) -> bool:
         """Whether merging `members` (and a node that also reads `deps`) keeps the kernels acyclic: no item outside
         the merge may both depend on a member and be needed by one."""
@@ -192,7 +200,7 @@ class _Fuser:
                     if group is None or group in chosen or group.kind != "group" or group.shape != shape or \
                             v not in _members(group):
                         continue
-                    if self.acyclic([*chosen, group], deps):
+                    if self.acyclic([*chosen, group], deps) and self.indexed_reads_stored([*chosen, group]):
                         chosen.append(group)
             item = self.merge(chosen, node, deps) if chosen else self.new_item("group", node, shape, deps)
         for o in node.outputs:
