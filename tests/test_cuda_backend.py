@@ -161,3 +161,25 @@ def test_build_without_nvcc_writes_the_source_or_says_why(tmp_path, monkeypatch)
 def test_generate_rejects_symbolic_parameters():
     graph = bmc.compile(EXAMPLES / "mlp.bm").compiled.inference()
     assert cuda.persistent_tensors({"f": graph})[0]["shape"] == [784, 128]
+
+
+@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.bm")))
+def test_wrapping_model_cu_changes_only_whitespace_and_comment_breaks(example, monkeypatch):
+    """backends/cuda/wrap.py breaks long lines after commas inside parentheses and continues long comments; the code
+    the preprocessor reads is the same, strings included (a literal's text is never a place to break)."""
+
+    from bmc.backends.cuda import wrap
+
+    from tests.test_hostile_names import C_TEXT
+
+    wrapped = cuda_build.program(bmc.compile(EXAMPLES / f"{example}.bm")).source
+    monkeypatch.setattr(wrap, "wrap_source", lambda text, width=120: text)
+    monkeypatch.setattr(cuda, "wrap_source", lambda text, width=120: text)
+    plain = cuda_build.program(bmc.compile(EXAMPLES / f"{example}.bm")).source
+
+    def code(source: str) -> str:  # comments dropped, literals kept, whitespace dropped
+        return re.sub(r"\s+", "", C_TEXT.sub(lambda m: m.group() if m.group()[0] in "\"'" else " ", source))
+
+    assert code(wrapped) == code(plain)
+    assert sum(len(line) > 120 for line in wrapped.splitlines()) < sum(len(line) > 120 for line in plain.splitlines())
+    assert not any(line.rstrip().endswith(("\\", "??/")) for line in wrapped.splitlines() if "//" in line)

@@ -60,8 +60,9 @@ C_TEXT = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)
 
 def c_code(source: str) -> str:
     """model.cu without its text, read as the preprocessor reads it: line splices joined first, then comments and
-    string and character literals (leftmost first, so a `//` inside a string is string) blanked."""
-    return C_TEXT.sub(lambda m: '""' if m.group()[0] in "\"'" else " ", source.replace("\\\n", ""))
+    string and character literals (leftmost first, so a `//` inside a string is string) blanked, and its
+    whitespace one space (a longer name only continues a comment on more lines)."""
+    return " ".join(C_TEXT.sub(lambda m: '""' if m.group()[0] in "\"'" else " ", source.replace("\\\n", "")).split())
 
 
 def c_shape(source: str) -> str:
@@ -96,8 +97,10 @@ def test_a_file_or_folder_name_cannot_add_code_to_model_cu(tmp_path, monkeypatch
     path.write_text(MLP, encoding="utf-8")
     model = bmc.compile(path, defines=SMALL)
     prog = cuda_build.program(model)
-    assert prog.source.splitlines()[0].startswith("// Model mlp, compiled by bmc")
-    assert prog.source.splitlines()[0].count("__attribute__((constructor))") == 2  # quoted, inside the comment
+    lines = prog.source.splitlines()
+    assert lines[0].startswith("// Model mlp, compiled by bmc")
+    header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("//"))]  # a comment, wrapped
+    assert " ".join(header).count("__attribute__((constructor))") == 2  # quoted, inside the comment
     assert c_code(prog.source) == c_code(cuda_source("mlp.bm"))
     monkeypatch.chdir(tmp_path)
     session = Library(emulate.build(prog.source), prog.manifest).session()

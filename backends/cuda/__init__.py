@@ -18,6 +18,7 @@ from bmc.backends.cuda.codegen import ModuleWriter, render
 from bmc.backends.cuda.codegen import supports as supports
 from bmc.backends.cuda.ctext import SIZES
 from bmc.backends.cuda.host import function_source
+from bmc.backends.cuda.wrap import wrap_source
 
 from bmc.ir.graph import Graph
 from bmc.version import __version__
@@ -58,4 +59,4 @@ def generate(name: str, source: str, source_hash: str, functions: dict[str, Grap
                   max_symbols=max([len(s.symbols) for s in specs] + [1]), functions_source="\n\n".join(texts))
     manifest = {"abi": 1, "model": name, "source": source, "source_sha256": source_hash, "dtype": dtype,
                 "tensors": tensors, "functions": [asdict(s) for s in specs], "kernels": len(module.kernel_info)}
-    return Program(text, manifest)
+    return Program(wrap_source(text), manifest)

@@ -56,17 +56,18 @@ def _layout(slots: list[Slot], cursor: str, pad: str) -> list[str]:
         size = sizes[0]
         for s in sizes[1:]:
             size = f"bmc_max({size}, {s})"
-        lines.append(f"{pad}off[{slot.index}] = {cursor}; {cursor} += bmc_align({size});{_holds(slot)}")
+        lines += _holds(slot, pad)
+        lines.append(f"{pad}off[{slot.index}] = {cursor}; {cursor} += bmc_align({size});")
     return lines
 
 
-def _holds(slot: Slot, most: int = 3) -> str:
-    """What lives in the slot in turn, and so why it is the size of the largest: a comment after its line."""
+def _holds(slot: Slot, pad: str, most: int = 3) -> list[str]:
+    """What lives in the slot in turn, and so why it is the size of the largest: a comment above its line."""
     holds = list(dict.fromkeys(slot.holds))
     if not holds:
-        return ""
+        return []
     more = f", and {len(holds) - most} more" if len(holds) > most else ""
-    return f"  // {comment('; '.join(holds[:most]))}{more}"
+    return [f"{pad}// slot {slot.index}: {comment('; '.join(holds[:most]))}{more}"]
 
 
 def run_source(fn: FunctionWriter, index: int, fname: str) -> str:

@@ -1,0 +1,86 @@
+"""model.cu's lines kept under 120 characters: a long line is broken after a comma inside its parentheses (a
+kernel's parameters, a launch's arguments), the next line aligned after the parenthesis, and a long comment line is
+continued on comment lines. A small scanner skips string and character literals and comments, so nothing inside
+them is taken for a comma; preprocessor lines and lines with no place to break stay as they are.
+"""
+
+from __future__ import annotations
+
+WIDTH = 120
+
+
+def wrap_source(source: str, width: int = WIDTH) -> str:
+    out = []
+    for line in source.split("\n"):
+        if len(line) <= width or line.lstrip().startswith("#"):
+            out.append(line)
+        elif line.lstrip().startswith("//"):
+            out.append(_wrap_comment(line, width))
+        else:
+            out.append(_wrap_code(line, width))
+    return "\n".join(out)
+
+
+def _breaks(line: str) -> list[tuple[int, int, int, int]]:
+    """(end of this piece, start of the next, the offset after its bracket, the bracket depth) after each comma
+    inside parentheses or brackets, outside literals and comments (the outermost are preferred: see _wrap_code)."""
+    out, opened, i, quote = [], [], 0, ""
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif line.startswith("//", i) or line.startswith("/*", i):
+            break  # a trailing comment: nothing after it is code
+        elif ch in "([{":
+            opened.append(i + 1)
+        elif ch in ")]}":
+            if opened:
+                opened.pop()
+        elif ch == "," and opened:
+            nxt = i + 2 if line[i + 1:i + 2] == " " else i + 1
+            out.append((i + 1, nxt, opened[-1], len(opened)))
+        i += 1
+    return out
+
+
+def _wrap_code(line: str, width: int) -> str:
+    breaks = _breaks(line)
+    pieces, start, indent = [], 0, 0
+    placed: list[tuple[int, int]] = []  # (offset where a piece starts, its column there minus that offset)
+    while indent + len(line) - start > width:
+        fitting = [b for b in breaks if b[0] > start and indent + len(line[start:b[0]].rstrip()) <= width]
+        if not fitting:
+            break
+        outermost = min(b[3] for b in breaks if b[0] > start)
+        end, nxt, bracket, _ = ([b for b in fitting if b[3] == outermost] or fitting)[-1]
+        pieces.append(" " * indent + line[start:end].rstrip())
+        placed.append((start, indent - start))
+        shift = next(col for begin, col in reversed(placed) if begin <= bracket)
+        start, indent = nxt, bracket + shift
+        if indent > width // 2:  # aligned far right, what follows would not fit: a hanging indent instead
+            indent = len(line) - len(line.lstrip()) + 8
+    if not pieces:
+        return line
+    pieces.append(" " * indent + line[start:])
+    return "\n".join(pieces)
+
+
+def _wrap_comment(line: str, width: int) -> str:
+    indent = len(line) - len(line.lstrip())
+    lead = " " * indent + "//   "
+    pieces, rest = [], line
+    while len(rest) > width:
+        # never after a backslash or a ??/ trigraph: either at a line's end splices the next line into the comment
+        cuts = [i for i in range(len(lead) + 1, min(width, len(rest) - 1) + 1) if rest[i] == " " and
+                not rest[:i].rstrip(" ").endswith(("\\", "??/"))]
+        if not cuts:
+            break
+        cut = cuts[-1]
+        pieces.append(rest[:cut].rstrip())
+        rest = lead + rest[cut:].lstrip()
+    return "\n".join([*pieces, rest])
