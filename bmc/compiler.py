@@ -121,6 +121,8 @@ def compile_source(text: str, filename: str = "<string>", model: str | None = No
     the machine's memory) bounds what its parameters, optimizer state and activations may need."""
     if dtype not in ("f32", "f64"):
         raise UsageError(f"dtype must be f32 or f64, not {dtype}")
+    if len(text) > MAX_SOURCE_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        _too_large(len(text.encode("utf-8", "surrogatepass")), text.split("\n", 1)[0], filename)
     defines = parse_defines(defines)
     limit = memory.resolve_limit(memory_limit)
     return run_deep(_compile, text, filename, model, defines, dtype, warnings, preprocess, limit)
@@ -138,10 +140,25 @@ def _compile(text: str, filename: str, model: str | None, defines: dict[str, int
                     preprocess, memory_limit)
 
 
+MAX_SOURCE_BYTES = 16 * 2**20  # a .bm file is text a person writes: the largest example is 2 KB
+
+
+def _too_large(size: int, first_line: str, filename: str) -> None:
+    source = Source(source_name(filename), first_line)
+    raise BmcError(f"this file is {memory.show_bytes(size)}; bmc reads .bm files of at most "
+                   f"{memory.show_bytes(MAX_SOURCE_BYTES)}", Span(source, 1, 1, 1, 2),
+                   notes=("a .bm file describes a model in a few lines; is this the file you meant?",))
+
+
 def compile_file(path: str | Path, model: str | None = None, defines=None, dtype: str = "f32",
                  warnings: str = "default", memory_limit: int | None = None) -> Compiled:
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_SOURCE_BYTES:  # refused before it is read
+            with path.open("rb") as f:
+                head = f.read(4096)
+            _too_large(size, head.decode("utf-8", errors="replace").split("\n")[0], str(path))
         data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None

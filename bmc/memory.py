@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bmc.diagnostics import BmcError, Span, UsageError
 from bmc.frontend.model_ir import ModelIR
+from bmc.ir.graph import Value
 from bmc.ir.types import TensorType
 
 UNLIMITED = 2**256  # `--memory-limit none`
@@ -26,8 +27,8 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50, "e"
 
 
 def machine_memory() -> int:
-    """This machine's physical memory, or if smaller the memory limit of the cgroup (container) it runs in, or the
-    process's address-space limit (`ulimit -v`), which no allocation can pass."""
+    """This machine's physical memory, or if smaller the memory limit of the cgroup (container) it runs in, or what
+    the process's address-space limit (`ulimit -v`), which no allocation can pass, leaves beyond what it maps."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX: no default limit
@@ -44,7 +45,19 @@ def machine_memory() -> int:
     except ImportError:
         return total
     soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return total if soft == resource.RLIM_INFINITY or soft <= 0 else min(total, soft)
+    # an address-space limit counts what this process has mapped already (Python, NumPy, their libraries)
+    return total if soft == resource.RLIM_INFINITY or soft <= 0 else min(total, max(soft - _mapped(), 0))
+
+
+def _mapped() -> int:
+    """The bytes of address space this process maps now (Linux's VmSize; 0 where it cannot be read)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def parse_size(text: str) -> int:
@@ -150,10 +163,12 @@ def check(model: ModelIR, config, dtype: str, limit: int, batch: int = 1) -> Non
 
 
 def _values(model: ModelIR):
-    """The values a forward pass holds: the data inputs and every node's results."""
+    """The values a forward pass holds: the data inputs, every node's results and what its op holds meanwhile."""
     yield from model.graph.inputs_with_role("input", "target")
     for node in model.graph.nodes:
         yield from node.outputs
+        for t in node.op.working_set(*(v.type for v in node.inputs)):
+            yield Value(t, f"{node.op.name}'s working set", span=node.span)
 
 
 def _limit_notes(limit: int) -> tuple[str, ...]:

@@ -129,7 +129,9 @@ def fuse_gemm(em: Emitter, protected: set[str]) -> None:
             mm.input.append(bias)
             mm.output[:] = list(add.output)
             mm.name = add.name
-            em.nodes.remove(add)
+            # the Gemm stands where the Add stood: the bias may be computed after the product (x @ w + b ** 1)
+            em.nodes.remove(mm)
+            em.nodes[em.nodes.index(add)] = mm
             break
 
 

@@ -49,6 +49,11 @@ class Op:
     def decompose(self, b: Builder, *inputs: Value) -> Value | tuple[Value, ...]:
         raise NotImplementedError(f"{self.name} has no decomposition")
 
+    def working_set(self, *types: TensorType) -> tuple[TensorType, ...]:
+        """Arrays an evaluation of the op holds besides its inputs and outputs (a convolution's unfolded input), for
+        the memory check (bmc/memory.py)."""
+        return ()
+
     def dim_limit(self, *types: TensorType) -> tuple[str, int] | None:
         """(symbolic dim, bound) when the op needs that dim to be at most the bound (a slice from 0 to T of a table
         with 64 rows); see `Graph.dim_limits`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bmc.ir import dims
 from bmc.ir.types import TensorType, TypeError_
 from bmc.ops import emit as E
 from bmc.ops.base import Op
@@ -73,6 +74,11 @@ class Conv2d(Op):
             raise TypeError_(f"conv2d: dtypes of {x}, {w} and {b} differ")
         oh, ow = self.window(w).spatial_out(x)
         return x.with_shape((x.shape[0], w.shape[0], oh, ow))
+
+    def working_set(self, x: TensorType, w: TensorType, b: TensorType) -> tuple[TensorType, ...]:
+        # computed as one matrix product: every window of the input unfolded, [N, C kh kw, H' W']
+        oh, ow = self.window(w).spatial_out(x)
+        return (x.with_shape((x.shape[0], dims.product([x.shape[1], w.shape[2], w.shape[3]]), dims.product([oh, ow]))),)
 
     def vjp(self, b, node, grads):
         (x, w, _), g = node.inputs, grads[0]

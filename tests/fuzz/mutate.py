@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmc.compiler import MAX_SOURCE_BYTES
 from tests.fuzz import payloads
 from tests.fuzz.tokens import Token, join, significant, tokenize
 
@@ -245,4 +246,7 @@ def mutants(seed: int, count: int, markers: Path, root: Path = ROOT, start: int 
             text = MUTATIONS[kind][0](c, text)
             applied.append(kind)
         data = text if isinstance(text, bytes) else text.encode("utf-8")
+        # a long line inside deep nesting can reach a gigabyte: past bmc's source limit any size is refused alike,
+        # so the mutant is cut to just over it (the harness does not ship a gigabyte to a worker)
+        data = data[:MAX_SOURCE_BYTES + 1024]
         yield Mutant(index, origin, applied, data, c.filename)

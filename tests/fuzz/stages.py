@@ -130,10 +130,17 @@ def run_module(path: Path, work: Path) -> Result | None:
     """forward and train_step of the NumPy build on random data; the module's InputError is a user error. Integer
     inputs are drawn from [0, 2), and if the module refuses them (a vocabulary or a class count of 1), all 0."""
     import bmc
+    from bmc import memory
     from bmc.diagnostics import BmcError
 
     build = bmc.load(work / "numpy")
     module = build.module
+    try:  # what `bmc train` checks before it runs a batch: the memory the batch needs
+        model = bmc.compile(path, warnings="ignore")
+        memory.check(model.compiled.model, model.config, model.compiled.dtype, model.compiled.memory_limit,
+                     DIMS["N"])
+    except BmcError as e:
+        return Result(USER_ERROR, "run", str(e)[-4000:], located=bool(re.search(r":\d+", str(e))))
     for ids in (2, 1):
         try:
             with np.errstate(all="ignore"):
