@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bmc import targets
+from bmc.frontend.builtins import UNARY
 from bmc.ops import REGISTRY, Op
 from bmc.ops.scan import Scan
 
@@ -110,7 +111,14 @@ def markdown() -> str:
         cells = [f"`{r.name}`", f"`{r.defined}`", f"`{r.shape}`", _md(r.gradient), *(_md(r.lowerings[t])
                                                                                       for t in names)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Elementwise functions", "",
+              "Each unary op that says it is a builtin (`Unary.builtin`) is a `.bm` function of its name, "
+              "`y = tanh(x)`: " + ", ".join(f"`{name}`" for name in builtin_functions()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def builtin_functions() -> list[str]:
+    return sorted(UNARY)
 
 
 def _md(cell: str) -> str:

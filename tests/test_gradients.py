@@ -21,6 +21,7 @@ import pytest
 from bmc.backends.numpy import compile_function
 
 from bmc import ops
+from bmc.frontend.builtins import UNARY
 from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.parse import parse_type
 from bmc.ir.types import TensorType
@@ -29,6 +30,7 @@ from bmc.ops import emit as E
 from bmc.passes import autodiff, decompose
 from bmc.reference.interpret import run_graph
 from bmc.reference.rules import supports
+from tests import elementwise_ops
 
 EPS = 1e-5
 RTOL = 1e-6
@@ -104,6 +106,11 @@ class Case:
         return outs if self.outputs is None else tuple(outs[i] for i in self.outputs)
 
 
+DOMAIN: dict[str, Callable[..., Arg]] = {
+    "real": normal, "wide": lambda *shape: Arg(3 * normal(*shape).value), "positive": positive,
+    "nonzero": away_from_zero}
+
+
 def case(op: ops.Op, *args: Arg, note: str = "", build=None, outputs=None, bug: str = "") -> Case:
     return Case(op, args, note, build, outputs, bug)
 
@@ -126,14 +133,7 @@ def tanh_cell() -> Graph:
 CASES = [
     # elementwise unary
     case(ops.Neg(), normal(2, 3)),
-    case(ops.Exp(), normal(2, 3)),
-    case(ops.Log(), positive(2, 3)),
-    case(ops.Sqrt(), positive(2, 3)),
-    case(ops.Abs(), away_from_zero(2, 3)),
-    case(ops.Tanh(), normal(2, 3)),
-    case(ops.Sigmoid(), Arg(3 * normal(2, 3).value)),
-    case(ops.Relu(), away_from_zero(2, 3)),
-    case(ops.Gelu(), Arg(2 * normal(2, 3).value), note="through GeluGrad"),
+    *(case(r.op(), DOMAIN[r.domain](2, 3), note=r.note) for r in elementwise_ops.ROWS if r.op.differentiable),
     # elementwise binary, with broadcasting
     case(ops.Add(), normal(2, 3), normal(2, 3)),
     case(ops.Add(), normal(2, 3), normal(3), note="row broadcast"),
@@ -355,6 +355,10 @@ def test_pow_exponent_gradient_at_a_zero_base_is_zero():
     graph, feeds, _ = build(case(ops.Pow(), Arg(np.array([0.0, 1.5])), Arg(np.array([2.0, 2.0]))))
     feeds["w0"] = np.ones(2)
     assert run_graph(graph, feeds)["grad/x1"][0] == 0.0
+
+
+def test_every_bm_function_has_a_row_in_the_elementwise_table():
+    assert set(UNARY.values()) == {r.op for r in elementwise_ops.ROWS}
 
 
 def test_every_differentiable_op_has_a_gradient_case():

@@ -37,6 +37,7 @@ class Const(Op):
 class Unary(Op):
     elementwise: ClassVar[bool] = True
     float_only: ClassVar[bool] = True
+    builtin: ClassVar[bool] = True  # a `.bm` function of its name (bmc/frontend/builtins.py reads this)
 
     def infer(self, x: TensorType) -> TensorType:
         if self.float_only and not x.is_float:
@@ -56,6 +57,7 @@ def no_bool(name: str, *types: TensorType) -> None:
 class Neg(Unary):
     name: ClassVar[str] = "neg"
     float_only: ClassVar[bool] = False
+    builtin: ClassVar[bool] = False  # written -x
 
     def vjp(self, b, node, grads):
         return (E.neg(b, grads[0]),)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
+from tests import elementwise_ops
 from tests.differential import nn
 from tests.differential.program import Ctx, Layer, Param, Stmt, Val, shape_text
 
@@ -109,33 +110,23 @@ def fmt(x: float) -> str:
 
 # ---- elementwise ------------------------------------------------------------------------------------------------
 
-UNARY = {
-    "exp": torch.exp, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
-    "gelu": lambda t: F.gelu(t, approximate="tanh"), "abs": torch.abs, "sign": torch.sign,
-}
-
-
 def unary(g: Gen) -> Val | None:
+    """A `.bm` elementwise function of tests/elementwise_ops.py, or a negation."""
     x = g.pick(floats)
     if x is None:
         return None
-    op = g.choice(["exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "sign", "neg"])
-    if op == "exp" and x.scale > 3:
-        op = "tanh"
+    name = g.choice([r.name for r in elementwise_ops.ROWS] + ["neg"])
     n = x.name
-    if op in ("log", "sqrt"):
-        fn = torch.log if op == "log" else torch.sqrt
-        if x.positive:
-            return stmt(g, "u", f"{op}({n})", Val("", x.dtype, x.shape, scale=x.scale + 3, positive=op == "sqrt"),
-                        lambda c: fn(c.v(n)), [op])
-        out = Val("", x.dtype, x.shape, scale=x.scale + 1, positive=op == "sqrt")
-        return stmt(g, "u", f"{op}(abs({n}) + 0.5)", out, lambda c: fn(torch.abs(c.v(n)) + 0.5), [op, "abs", "add"])
-    if op == "neg":
+    if name == "neg":
         return stmt(g, "u", f"-{n}", Val("", x.dtype, x.shape, scale=x.scale), lambda c: -c.v(n), ["neg"])
-    scale = {"exp": math.exp(min(x.scale, 80.0)), "tanh": 1, "sigmoid": 1, "sign": 1}.get(op, x.scale)
-    fn = UNARY[op]
-    return stmt(g, "u", f"{op}({n})", Val("", x.dtype, x.shape, scale=scale, positive=op in ("exp", "sigmoid")),
-                lambda c: fn(c.v(n)), [op])
+    row = elementwise_ops.BY_NAME[name]
+    if x.scale > row.max_scale:
+        row = elementwise_ops.BY_NAME["tanh"]
+    fn, out = row.torch, Val("", x.dtype, x.shape, scale=row.scale(x.scale), positive=row.positive)
+    if row.domain == "positive" and not x.positive:
+        return stmt(g, "u", f"{row.name}(abs({n}) + 0.5)", out, lambda c: fn(torch.abs(c.v(n)) + 0.5),
+                    [row.name, "abs", "add"])
+    return stmt(g, "u", f"{row.name}({n})", out, lambda c: fn(c.v(n)), [row.name])
 
 
 def partner(g: Gen, x: Val) -> tuple[str, Val | None, Any]:
