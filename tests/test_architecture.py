@@ -111,3 +111,20 @@ def test_the_core_imports_no_backend():
     assert {m: d for m, d in offenders.items() if d} == {}
     assert "bmc.backends.numpy" in edges["bmc.backends.numpy.target"] | {"bmc.backends.numpy"}  # the reader works
     assert "bmc.reference.rules" in edges["bmc.backends.numpy.codegen"]
+
+
+def test_every_op_is_exported_by_its_module_and_by_bmc_ops():
+    """`bmc.ops.<Name>` is every op's one name: each ops module's `__all__` lists exactly the ops it defines, and
+    bmc.ops re-exports them all."""
+    import importlib
+
+    from bmc import ops
+
+    for cls in ops.REGISTRY.values():
+        module = importlib.import_module(cls.__module__)
+        assert cls.__name__ in module.__all__, f"{cls.__module__}.__all__ lacks {cls.__name__}"
+        assert getattr(ops, cls.__name__) is cls
+    for name in ops.__all__:
+        value = getattr(ops, name)
+        assert not isinstance(value, type) or not issubclass(value, ops.Op) or value is ops.Op \
+            or value in ops.REGISTRY.values(), f"bmc.ops exports {name}, which is not a registered op"

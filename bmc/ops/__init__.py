@@ -1,119 +1,33 @@
-"""Every op of the IR, defined once. Importing this package registers them all in `REGISTRY`."""
+"""Every op of the IR, defined once. Importing this package registers them all in `REGISTRY`, and each op class is
+`bmc.ops.<Name>`: a module's `__all__` lists its ops."""
 
 from bmc.ops import attention, conv, elementwise, gather, linalg, losses, nn, norm, random, reduce, rnn, scan, shape
-from bmc.ops.attention import CausalMask
+from bmc.ops.attention import *  # noqa: F403
 from bmc.ops.base import REGISTRY, NotDifferentiable, Op
-from bmc.ops.conv import AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dGradInput, Conv2dGradWeight, MaxPool2d, MaxPool2dGrad
-from bmc.ops.elementwise import (
-    Abs,
-    Add,
-    Cast,
-    Compare,
-    Const,
-    Div,
-    Exp,
-    Gelu,
-    GeluGrad,
-    Log,
-    Maximum,
-    Minimum,
-    Mul,
-    Neg,
-    Pow,
-    Relu,
-    Sigmoid,
-    Sign,
-    Sqrt,
-    Sub,
-    Tanh,
-    Where,
-)
-from bmc.ops.gather import Gather, ScatterAdd
-from bmc.ops.linalg import MatMul
-from bmc.ops.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
-from bmc.ops.nn import Dense, LogSoftmax, OneHot, Softmax
-from bmc.ops.norm import BatchNormInference, BatchNormTrain, BatchNormTrainGrad, LayerNorm
-from bmc.ops.random import RandomUniformLike
-from bmc.ops.reduce import Max, Mean, Sum
-from bmc.ops.rnn import GRU, LSTM, RNN
-from bmc.ops.scan import Scan
-from bmc.ops.shape import BroadcastTo, Concat, PadEnd, Reshape, SizeOf, Slice, Split, Transpose
+from bmc.ops.conv import *  # noqa: F403
+from bmc.ops.elementwise import *  # noqa: F403
+from bmc.ops.gather import *  # noqa: F403
+from bmc.ops.linalg import *  # noqa: F403
+from bmc.ops.losses import *  # noqa: F403
+from bmc.ops.nn import *  # noqa: F403
+from bmc.ops.norm import *  # noqa: F403
+from bmc.ops.random import *  # noqa: F403
+from bmc.ops.reduce import *  # noqa: F403
+from bmc.ops.rnn import *  # noqa: F403
+from bmc.ops.scan import *  # noqa: F403
+from bmc.ops.shape import *  # noqa: F403
 
-__all__ = [
-    "GRU",
-    "LSTM",
-    "REGISTRY",
-    "RNN",
-    "Abs",
-    "Add",
-    "AvgPool2d",
-    "AvgPool2dGrad",
-    "BatchNormInference",
-    "BatchNormTrain",
-    "BatchNormTrainGrad",
-    "BinaryCrossEntropy",
-    "BroadcastTo",
-    "Cast",
-    "CausalMask",
-    "Compare",
-    "Concat",
-    "Const",
-    "Conv2d",
-    "Conv2dGradInput",
-    "Conv2dGradWeight",
-    "CrossEntropy",
-    "Dense",
-    "Div",
-    "Exp",
-    "Gather",
-    "Gelu",
-    "GeluGrad",
-    "LayerNorm",
-    "Log",
-    "LogSoftmax",
-    "MatMul",
-    "Max",
-    "MaxPool2d",
-    "MaxPool2dGrad",
-    "Maximum",
-    "Mean",
-    "MeanSquaredError",
-    "Minimum",
-    "Mul",
-    "Neg",
-    "NotDifferentiable",
-    "OneHot",
-    "Op",
-    "PadEnd",
-    "Pow",
-    "RandomUniformLike",
-    "Relu",
-    "Reshape",
-    "Scan",
-    "ScatterAdd",
-    "Sigmoid",
-    "Sign",
-    "SizeOf",
-    "Slice",
-    "Softmax",
-    "Split",
-    "Sqrt",
-    "Sub",
-    "Sum",
-    "Tanh",
-    "Transpose",
-    "Where",
-    "attention",
-    "conv",
-    "elementwise",
-    "gather",
-    "linalg",
-    "losses",
-    "nn",
-    "norm",
-    "random",
-    "reduce",
-    "rnn",
-    "scan",
-    "shape",
-]
+__all__ = ["REGISTRY", "NotDifferentiable", "Op"]
+__all__ += attention.__all__
+__all__ += conv.__all__
+__all__ += elementwise.__all__
+__all__ += gather.__all__
+__all__ += linalg.__all__
+__all__ += losses.__all__
+__all__ += nn.__all__
+__all__ += norm.__all__
+__all__ += random.__all__
+__all__ += reduce.__all__
+__all__ += rnn.__all__
+__all__ += scan.__all__
+__all__ += shape.__all__

@@ -8,6 +8,8 @@ from typing import ClassVar
 from bmc.ir.types import TensorType, TypeError_
 from bmc.ops.base import Op
 
+__all__ = ["CausalMask"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class CausalMask(Op):

@@ -13,6 +13,10 @@ from bmc.ir.types import TensorType, TypeError_
 from bmc.ops import emit as E
 from bmc.ops.base import Op
 
+__all__ = [  # the ops, which bmc.ops re-exports
+    "AvgPool2d", "AvgPool2dGrad", "Conv2d", "Conv2dGradInput", "Conv2dGradWeight", "MaxPool2d", "MaxPool2dGrad",
+]
+
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
 

@@ -10,6 +10,11 @@ from bmc.ir.types import DTYPES, TensorType, TypeError_, broadcast_shapes, promo
 from bmc.ops import emit as E
 from bmc.ops.base import Op
 
+__all__ = [  # the ops, which bmc.ops re-exports
+    "Abs", "Add", "Cast", "Compare", "Const", "Div", "Exp", "Gelu", "GeluGrad", "Log", "Maximum", "Minimum", "Mul",
+    "Neg", "Pow", "Relu", "Sigmoid", "Sign", "Sqrt", "Sub", "Tanh", "Where",
+]
+
 
 @dataclass(frozen=True)
 class Const(Op):

@@ -9,6 +9,8 @@ from bmc.ir.types import TensorType, TypeError_, broadcast_shapes, promote
 from bmc.ops import emit as E
 from bmc.ops.base import Op
 
+__all__ = ["MatMul"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class MatMul(Op):

@@ -11,6 +11,8 @@ from bmc.ops.base import Op
 from bmc.ops.elementwise import Abs, Maximum, Sigmoid
 from bmc.ops.nn import LogSoftmax, OneHot, Softmax
 
+__all__ = ["BinaryCrossEntropy", "CrossEntropy", "MeanSquaredError"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class CrossEntropy(Op):

@@ -9,6 +9,8 @@ from bmc.ir.types import FLOAT_DTYPES, INT_DTYPES, TensorType, TypeError_, norma
 from bmc.ops import emit as E
 from bmc.ops.base import Op
 
+__all__ = ["Dense", "LogSoftmax", "OneHot", "Softmax"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class Dense(Op):

@@ -10,6 +10,10 @@ from bmc.ops import emit as E
 from bmc.ops.base import Op
 from bmc.ops.elementwise import Sqrt
 
+__all__ = [  # the ops, which bmc.ops re-exports
+    "BatchNormInference", "BatchNormTrain", "BatchNormTrainGrad", "LayerNorm",
+]
+
 
 def _normalize(b, x, mean, var, eps):
     return E.div(b, E.sub(b, x, mean), b.emit(Sqrt(), E.add(b, var, E.like(b, eps, x))))

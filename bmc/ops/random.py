@@ -8,6 +8,8 @@ from typing import ClassVar
 from bmc.ir.types import INT_DTYPES, TensorType, TypeError_
 from bmc.ops.base import Op
 
+__all__ = ["RandomUniformLike"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class RandomUniformLike(Op):

@@ -10,6 +10,8 @@ from bmc.ops import emit as E
 from bmc.ops.base import Op
 from bmc.ops.elementwise import no_bool
 
+__all__ = ["Max", "Mean", "Sum"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class Reduce(Op):

@@ -26,6 +26,8 @@ from bmc.ops.elementwise import Sigmoid, Tanh
 from bmc.ops.scan import Scan
 from bmc.ops.shape import Slice, Split
 
+__all__ = ["GRU", "LSTM", "RNN"]  # the ops, which bmc.ops re-exports
+
 
 @dataclass(frozen=True)
 class Recurrent(Op):

@@ -21,6 +21,8 @@ from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.types import TensorType, TypeError_
 from bmc.ops.base import Op
 
+__all__ = ["Scan"]  # the ops, which bmc.ops re-exports
+
 
 def step_type(seq: TensorType) -> TensorType:
     return seq.with_shape((seq.shape[0], *seq.shape[2:]))

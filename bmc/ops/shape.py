@@ -10,6 +10,10 @@ from bmc.ir.types import Dim, TensorType, TypeError_, broadcast_shapes, normaliz
 from bmc.ops import emit as E
 from bmc.ops.base import Op
 
+__all__ = [  # the ops, which bmc.ops re-exports
+    "BroadcastTo", "Concat", "PadEnd", "Reshape", "SizeOf", "Slice", "Split", "Transpose",
+]
+
 
 @dataclass(frozen=True)
 class Reshape(Op):
