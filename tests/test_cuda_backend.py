@@ -165,8 +165,10 @@ def test_generate_rejects_symbolic_parameters():
 
 @pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.bm")))
 def test_wrapping_model_cu_changes_only_whitespace_and_comment_breaks(example, monkeypatch):
-    """backends/cuda/wrap.py breaks long lines after commas inside parentheses and continues long comments; the code
-    the preprocessor reads is the same, strings included (a literal's text is never a place to break)."""
+    """backends/cuda/wrap.py breaks long lines after commas inside parentheses, before `?`, `:`, `&&` and `||`, or
+    after an opening parenthesis, opens one-line blocks over lines and continues long comments; the code the
+    preprocessor reads is the same, strings included (a literal's text is never a place to break), and no line of
+    any example is over 120 characters."""
 
     from bmc.backends.cuda import wrap
 
@@ -181,5 +183,20 @@ def test_wrapping_model_cu_changes_only_whitespace_and_comment_breaks(example, m
         return re.sub(r"\s+", "", C_TEXT.sub(lambda m: m.group() if m.group()[0] in "\"'" else " ", source))
 
     assert code(wrapped) == code(plain)
-    assert sum(len(line) > 120 for line in wrapped.splitlines()) < sum(len(line) > 120 for line in plain.splitlines())
+    assert [line for line in wrapped.splitlines() if len(line) > 120] == []
     assert not any(line.rstrip().endswith(("\\", "??/")) for line in wrapped.splitlines() if "//" in line)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("  if (live) for (int r = 0; r < n; r += 32) { const int eo = row * n + r; y[eo] = " + "x" * 80 + "[eo]; }",
+     ["  if (live) for (int r = 0; r < n; r += 32) {", "    const int eo = row * n + r;", "    y[eo] = " + "x" * 80
+      + "[eo];", "  }"]),
+    ('  if (a) { printf("%d; }", ' + "b" * 90 + "); }",  # a ';' or '}' in a literal is not code
+     ["  if (a) {", '    printf("%d; }", ' + "b" * 90 + ");", "  }"]),
+    ("  return (i >= 0 && i < 28) ? " + "v" * 80 + "[i] : (float)0;",
+     ["  return (i >= 0 && i < 28) ? " + "v" * 80 + "[i]", "          : (float)0;"]),
+])
+def test_wrap_opens_blocks_and_breaks_at_operators(line, expected):
+    from bmc.backends.cuda.wrap import wrap_source
+
+    assert wrap_source(line).split("\n") == expected

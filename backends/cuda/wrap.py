@@ -1,6 +1,7 @@
 """model.cu's lines kept under 120 characters: a long line is broken after a comma inside its parentheses (a
-kernel's parameters, a launch's arguments), the next line aligned after the parenthesis, and a long comment line is
-continued on comment lines. A small scanner skips string and character literals and comments, so nothing inside
+kernel's parameters, a launch's arguments), the next line aligned after the parenthesis; a block written on one line
+(`for (...) { a; b; }`) is opened over lines, one statement each; and a long comment line is continued on comment
+lines. A small scanner skips string and character literals and comments, so nothing inside
 them is taken for a comma; preprocessor lines and lines with no place to break stay as they are.
 """
 
@@ -17,8 +18,55 @@ def wrap_source(source: str, width: int = WIDTH) -> str:
         elif line.lstrip().startswith("//"):
             out.append(_wrap_comment(line, width))
         else:
-            out.append(_wrap_code(line, width))
+            out.append("\n".join(_wrap_code(piece, width) for piece in _open_block(line)))
     return "\n".join(out)
+
+
+def _code(line: str):
+    """(offset, character) of each character of code: outside string and character literals, up to a comment."""
+    i, quote = 0, ""
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif line.startswith("//", i) or line.startswith("/*", i):
+            return
+        else:
+            yield i, ch
+        i += 1
+
+
+def _open_block(line: str) -> list[str]:
+    """`head { s1; s2; }` as `head {`, each statement on its own line two columns in, and `}`; any other line as it
+    is. Only a block that closes at the line's end, with nothing but statements inside, is opened."""
+    body = line.rstrip()
+    if not body.endswith("}"):
+        return [line]
+    depth, opening, ends = 0, None, []
+    for i, ch in _code(body):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "{":
+            if depth == 0 and opening is None:
+                opening = i
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == ";" and depth == 1 and opening is not None:
+            ends.append(i)
+    if opening is None or not ends or body[ends[-1] + 1:-1].strip():
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    starts = [opening + 1, *(e + 1 for e in ends[:-1])]
+    statements = [indent + body[a:e + 1].strip() for a, e in zip(starts, ends, strict=True)]
+    return [body[:opening + 1], *statements, line[:len(line) - len(line.lstrip())] + "}"]
 
 
 def _breaks(line: str) -> list[tuple[int, int, int, int]]:
@@ -55,7 +103,13 @@ def _wrap_code(line: str, width: int) -> str:
     while indent + len(line) - start > width:
         fitting = [b for b in breaks if b[0] > start and indent + len(line[start:b[0]].rstrip()) <= width]
         if not fitting:
-            break
+            after = _operator_break(line, start, width - indent) or _hanging_break(line, start, width - indent)
+            if after is None:
+                break
+            pieces.append(" " * indent + line[start:after].rstrip())
+            placed.append((start, indent - start))
+            start, indent = after, len(line) - len(line.lstrip()) + 8
+            continue
         outermost = min(b[3] for b in breaks if b[0] > start)
         end, nxt, bracket, _ = ([b for b in fitting if b[3] == outermost] or fitting)[-1]
         pieces.append(" " * indent + line[start:end].rstrip())
@@ -68,6 +122,43 @@ def _wrap_code(line: str, width: int) -> str:
         return line
     pieces.append(" " * indent + line[start:])
     return "\n".join(pieces)
+
+
+OPERATORS = (" ? ", " : ", " && ", " || ")
+
+
+def _operator_break(line: str, start: int, room: int) -> int | None:
+    """Where a piece too long for any comma break may end instead: before the last `?`, `:`, `&&` or `||` within
+    `room` at the shallowest parenthesis depth there is one (the next line starts with the operator)."""
+    depth, found = 0, []
+    for i, ch in _code(line):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif start < i < start + room and line.startswith(OPERATORS, i - 1) and ch != " ":
+            found.append((depth, i))
+    if not found:
+        return None
+    shallowest = min(d for d, _ in found)
+    return max(i for d, i in found if d == shallowest)
+
+
+def _hanging_break(line: str, start: int, room: int) -> int | None:
+    """Where a piece too long for any comma break may end instead: just after the last opening parenthesis within
+    `room` whose list runs past it (a kernel whose name and first parameter overflow the line)."""
+    opened, best = [], None
+    for i, ch in _code(line):
+        if ch == "(":
+            opened.append(i)
+        elif ch == ")" and opened:
+            p = opened.pop()
+            if start <= p < start + room - 1 and i >= start + room:
+                best = p if best is None else max(best, p)
+    for p in opened:  # never closed on this line
+        if start <= p < start + room - 1:
+            best = p if best is None else max(best, p)
+    return None if best is None else best + 1
 
 
 def _wrap_comment(line: str, width: int) -> str:
