@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 Dim = int | str  # a static size, or the name of a symbolic dim such as "N"
@@ -65,6 +66,7 @@ def shape_str(shape: tuple[Dim, ...]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+@functools.lru_cache(maxsize=4096)  # the verifier asks again after every pass
 def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
     """NumPy broadcasting with symbolic dims: equal dims match, 1 stretches, anything else is an error."""
     rank = max(len(s) for s in shapes)

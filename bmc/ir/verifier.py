@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from bmc.ir.graph import ROLES, Graph
 from bmc.ir.printer import print_graph
 
@@ -25,7 +27,8 @@ def verify(graph: Graph, after: str = "") -> None:
         body = getattr(node.op, "body", None)
         if isinstance(body, Graph):
             verify(body, after)
-        types = node.op.infer(*(v.type for v in node.inputs))
+        types = _inferred(node.op, tuple(v.type for v in node.inputs)) if body is None else \
+            node.op.infer(*(v.type for v in node.inputs))
         types = types if isinstance(types, tuple) else (types,)
         if tuple(o.type for o in node.outputs) != types:
             raise _fail(graph, after, f"node {i} ({node.op.name}) has output types that its shape rule does not give")
@@ -38,6 +41,13 @@ def verify(graph: Graph, after: str = "") -> None:
     for name, v in graph.outputs.items():
         if v not in defined:
             raise _fail(graph, after, f"output {name} is not defined")
+
+
+@functools.lru_cache(maxsize=8192)
+def _inferred(op, types: tuple):
+    """An op's shape rule on its input types; ops and types are frozen values, and a pass leaves most nodes as they
+    were, so the verifier after each pass asks mostly what it asked before."""
+    return op.infer(*types)
 
 
 def _fail(graph: Graph, after: str, message: str) -> VerifyError:
