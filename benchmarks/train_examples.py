@@ -22,9 +22,9 @@ def main(names: list[str]) -> None:
         build = model.train(progress=False, log=lambda line, n=name: print(f"[{n}] {line}", flush=True))
         final = build.history.final
         seconds = sum(e.seconds for e in build.history.epochs) / len(build.history.epochs)
-        label = final.test_label
-        score = final.test.get("accuracy") or final.test.get("perplexity")
-        metric = "accuracy" if "accuracy" in final.test else "perplexity"
+        label, scores = ("test", final.test) if final.test else ("valid", final.valid)
+        score = scores.get("accuracy") or scores.get("perplexity")
+        metric = "accuracy" if "accuracy" in scores else "perplexity"
         rows.append((name, len(build.history.epochs), final.step, f"{label} {metric}", score, seconds))
         build.save(f"build/examples/{name}")
     print(f"\n{'example':<10} {'epochs':>6} {'steps':>6}  {'metric':<20} {'value':>8}  {'s/epoch':>8}")

@@ -30,7 +30,7 @@ from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
 from bmc.ir.types import NUMPY_NAMES
 from bmc.runtime import load_source
-from bmc.train import agree
+from bmc.train import agree, run_setup
 from bmc.train.loop import ArrayTask, History, TextTask, unfit_metrics, usable_metrics
 from bmc.train.numerics import Watch, require_finite
 
@@ -151,6 +151,22 @@ class Model:
             lines.append(f"  loss    {m.graph.outputs['loss'].type}")
         return "\n".join(lines)
 
+    def summary_json(self) -> dict:
+        """What `summary` prints, for `bmc check --json`."""
+        m = self.compiled.model
+        roles = m.graph.roles
+        return {
+            "model": m.name, "file": m.source.name, "constants": dict(m.constants),
+            "inputs": {v.name: str(v.type) for v in m.graph.inputs if roles[v] == "input"},
+            "targets": {v.name: str(v.type) for v in m.graph.inputs if roles[v] == "target"},
+            "parameters": {p.name: {"type": str(p.type), "count": math.prod(p.type.shape),
+                                    "init": str(m.graph.param_info[p].init),
+                                    "trainable": m.graph.param_info[p].trainable} for p in m.params},
+            "parameter_count": sum(math.prod(p.type.shape) for p in m.params),
+            "outputs": {name: str(m.graph.outputs[name].type) for name in m.outputs},
+            "loss": str(m.graph.outputs["loss"].type) if m.loss else None,
+        }
+
     def ir(self, train: bool = False, optimized: bool = True) -> str:
         g = self.compiled.train_step(optimized) if train else self.compiled.inference(optimized)
         return print_graph(g)
@@ -201,22 +217,34 @@ class Model:
 
     def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
-              steps: int | None = None, backend: str = "numpy", log=print, progress: bool = True,
-              warn: Callable[[BmcWarning], None] = _print_warning, check_numerics: bool = False) -> Build:
+              steps: int | None = None, backend: str = "numpy", log=print, progress: bool | None = True,
+              warn: Callable[[BmcWarning], None] = _print_warning, check_numerics: bool = False,
+              checkpoint_dir: str | Path | None = None, checkpoint_every: str | int | None = None,
+              keep: int | None = None, resume: str | Path | None = None, early_stop: int | None = None,
+              early_stop_on: str | None = None, test_every_epoch: bool | None = None,
+              on_epoch: list[Callable] | None = None) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
         step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data,
         non-finite outputs, a diverging loss) go to `warn`, by default printed on stderr. `check_numerics` checks
         every step's outputs, parameters and state, and stops at the first step that makes one non-finite with an
         error at the `.bm` statement of the op that did (bmc/train/numerics.py); without it a non-finite loss still
-        stops training."""
+        stops training.
+
+        Checkpoints (bmc/train/checkpoint.py) go to `checkpoint_dir` every `checkpoint_every` epochs (or "500s":
+        steps), keeping the last `keep`; `resume` continues from the last checkpoint in that directory. With
+        `early_stop` (a patience in epochs) training stops when `early_stop_on` (default val_loss) has not improved
+        for that long, and the best epoch's parameters are restored. `on_epoch` functions get each epoch's
+        `EpochLog` (bmc/train/logs.py writes CSV, JSON lines and TensorBoard files)."""
         targets.runner(backend)  # an unknown one is an error before any work
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
                                       steps=steps)
+        config = run_setup.override(config, checkpoint_every, keep, early_stop, early_stop_on, test_every_epoch)
+        options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend)
         self = self.with_config(config)  # the train step is built from the overridden configuration
         spec = data if isinstance(data, Dataset) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
-            return self._train_text(spec, config, log, progress, backend, warn, check_numerics)
+            return self._train_text(spec, config, log, progress, backend, warn, check_numerics, options)
         dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         preprocess = agree.preprocessing(config, self.compiled.model, dataset)
@@ -228,11 +256,10 @@ class Model:
         agree.check_augment(config, model.compiled.model)
         model._check_memory(config, len(dataset.x_train))
         train_feed, test_feed = agree.shape_batch(model.compiled.model, dataset)  # raw: the model preprocesses
-        label = "test"
+        valid_feed: dict = {}
         if config.validation:
-            train_feed, test_feed = agree.hold_out(train_feed, config.validation, config.seed,
-                                                   config.spans.get("validation"))
-            label = "valid"
+            train_feed, valid_feed = agree.hold_out(train_feed, config.validation, config.seed,
+                                                    config.spans.get("validation"))
         outputs = model.compiled.model.outputs
         has_target = bool(model.compiled.model.targets)  # without one (an autoencoder) the samples are the data
         if outputs or not has_target:
@@ -243,11 +270,13 @@ class Model:
                                   ("mark what it predicts with 'output' ('output pred = ...', or 'output pred' "
                                    "for an existing name)",)), warn)
         metrics = usable_metrics(config.metrics, dataset.num_classes) if has_target else ()
-        task = ArrayTask(train_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes, metrics,
-                         config.batch, config.augment, label)
-        return model._fit(config, task, dataset.description, log, progress, {}, backend, warn, check_numerics)
+        task = ArrayTask(train_feed, valid_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
+                         metrics, config.batch, config.augment)
+        return model._fit(config, task, dataset.description, log, progress, {}, backend, warn, check_numerics,
+                          options)
 
-    def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool) -> Build:
+    def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool,
+                    options) -> Build:
         text = load_text(spec, config.validation or 0.1)
         self._warn(unfit_metrics(config, spec, text=True), warn)
         defines = {}
@@ -262,7 +291,7 @@ class Model:
         model._check_memory(config, config.batch or 32)
         task = TextTask(text.train, text.valid, window, config.batch or 32, tokens.name, target.name)
         return model._fit(config, task, text.description, log, progress, {"vocab": text.vocab, "window": window},
-                          backend, warn, check_numerics)
+                          backend, warn, check_numerics, options)
 
     def _check_memory(self, config, samples: int) -> None:
         """The compile-time memory check again, with the configuration training runs (command-line overrides) and
@@ -276,21 +305,38 @@ class Model:
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
 
     def _fit(self, config, task, description: str, log, progress, extra: dict, backend: str, warn,
-             check_numerics: bool) -> Build:
+             check_numerics: bool, options) -> Build:
         source = self.generate("numpy", train=True)
         module = load_source(source, f"<bmc {self.name}>")
         params, state = self.init_params(config.seed)
+
+        def build(params, state, history) -> Build:
+            return Build(self, module, source, params, state, history, description, config, extra=extra)
+
+        run, resumed = run_setup.prepare(self, config, description, options, build, log)
+        if resumed is not None:
+            params, state = resumed
         budget = f"{config.steps} steps" if config.steps else f"{config.epochs} epochs"
         log(f"training {self.name} on {description}: {budget}, batch {config.batch or 'full'}, {config.optimizer}"
             + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
-               else "") + (f", clip {config.clip:g}" if config.clip else ""))
+               else "") + (f", clip {config.clip:g}" if config.clip else "")
+            + (f", early stop {config.early_stop}" if config.early_stop else ""))
         watch = Watch(check_numerics, self.compiled.train_step, self._spans(), config.optimizer.lr)
         history = targets.runner(backend).fit(self, module, config, params, state, task, log=log,
-                                              progress=progress, watch=watch)
+                                              progress=progress, watch=watch, run=run)
         for warning in watch.warnings:
             self._warn(warning, warn)
-        return Build(self, module, source, params, state, history, description, config, extra=extra)
-
+        if history.best is not None:  # early stopping: the best epoch's parameters
+            params.update(history.best[0])
+            state.update(history.best[1])
+        if history.epochs and not config.test_every_epoch:
+            with np.errstate(all="ignore"):  # non-finite values are the watch's to report, as in training
+                history.final.test = task.test_scores(module, params)
+            if history.final.test:
+                log("test  " + "  ".join(f"{k} {v:.4f}" for k, v in history.final.test.items()))
+        for logger in options.on_epoch:  # once more, with the test scores
+            logger(history)
+        return build(params, state, history)
 
     def _spans(self) -> dict[str, Span]:
         """Where the results of a train step are defined: outputs by name, parameters as `params/<name>`, and the

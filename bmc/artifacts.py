@@ -177,6 +177,19 @@ def check_target(out_dir: str | Path) -> Path:
     return target
 
 
+def check_writable(path: Path) -> None:
+    """A UsageError unless a file can be written at `path` (its nearest existing ancestor is a writable
+    directory)."""
+    _check_parent(Path(os.path.realpath(path)).parent)
+
+
+def check_unchanged_build(path: Path) -> None:
+    """A UsageError unless `path` is a non-empty bmc build with nothing added or changed: what bmc may remove."""
+    if not path.is_dir() or path.is_symlink() or not any(path.iterdir()):
+        raise UsageError(f"{path} is not a bmc build")
+    _check_contents(path, path)
+
+
 def _check_parent(parent: Path) -> None:
     ancestor = parent
     while not ancestor.exists() and not ancestor.is_symlink() and ancestor != ancestor.parent:

@@ -57,8 +57,9 @@ class Build:
                                 "history": self.history.as_json()}
         return info
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how).
+    def save(self, out_dir: str | Path, extra_files: dict[str, artifacts.Content] | None = None) -> Path:
+        """Write the build directory `out_dir` (see bmc/artifacts.py for what may be replaced, and how), with
+        `extra_files` beside the build's own (a checkpoint's training state).
 
         Non-finite parameters or state are refused (a BmcError), never saved silently."""
         spans = self.model._spans() if self.model is not None else {}
@@ -66,7 +67,7 @@ class Build:
         files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
         if self.state or hasattr(self.module, "load_state"):  # a train step without state (gd) loads an empty one
             files["state.npz"] = self.state
-        return artifacts.write_build(out_dir, files, self.manifest)
+        return artifacts.write_build(out_dir, {**files, **(extra_files or {})}, self.manifest)
 
     def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for raw inputs: samples as the training data set stores them (the manifest's

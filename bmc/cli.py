@@ -8,6 +8,7 @@ change the exit status, unless `-W error` makes them errors.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)
+    sp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     sp = sub.add_parser("ir", help="print the IR of the inference graph (or --train: the whole train step)")
     model_args(sp)
@@ -82,7 +84,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="run the train step in the generated NumPy module (default), as ONNX in onnxruntime, or "
                          "as generated CUDA kernels on a GPU")
     sp.add_argument("-o", "--out", help="write the trained build here")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--quiet", action="store_true", help="no progress line")
+    sp.add_argument("--progress", action="store_true", help="the progress line even when stderr is not a terminal")
+    sp.add_argument("--checkpoint-dir", metavar="DIR",
+                    help="write checkpoints here (default with a checkpoint setting: OUT.checkpoints)")
+    sp.add_argument("--checkpoint-every", metavar="N|Ns",
+                    help="a checkpoint every N epochs, or every N steps (500s); default: the train block's, else 1")
+    sp.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the last K checkpoints (default 3)")
+    sp.add_argument("--resume", metavar="DIR", help="continue from the last checkpoint in DIR")
+    sp.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                    help="stop after PATIENCE epochs without improvement, and restore the best epoch's parameters")
+    sp.add_argument("--early-stop-on", metavar="NAME", help="what early stopping watches (default val_loss)")
+    sp.add_argument("--test-every-epoch", action="store_true",
+                    help="score the test set after every epoch (default: after the last)")
+    sp.add_argument("--log", metavar="FILE", help="one row per epoch, as FILE.csv or FILE.jsonl")
+    sp.add_argument("--tensorboard", metavar="DIR", help="TensorBoard event files in DIR")
+    sp.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
     sp.add_argument("--check-numerics", action="store_true",
                     help="check every step's outputs, parameters and state, and stop at the first non-finite value "
                          "with the .bm statement of the op that produced it")
@@ -99,11 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("build", help="a build directory")
     sp.add_argument("--data", required=True)
     sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    sp.add_argument("--json", action="store_true", help="print the scores (and the confusion matrix) as JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from bmc import artifacts
     from bmc.api import Model, load
 
     if args.command == "ops":
@@ -117,14 +134,14 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         build = load(args.build)
         scores = build.evaluate(args.data)
-        print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        print(json.dumps(scores, indent=2) if args.json else "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return 0
     model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"), args.warnings,
                             args.memory_limit)
     for warning in model.warnings:
         print(warning.render(), file=sys.stderr)
     if args.command == "check":
-        print(model.summary())
+        print(json.dumps(model.summary_json(), indent=2) if args.json else model.summary())
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":
@@ -132,17 +149,45 @@ def run(args: argparse.Namespace) -> int:
         out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train)
         print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":
-        if args.out:
-            artifacts.check_target(args.out)  # now, not after the whole run
-        trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                              optimizer=args.optimizer, steps=args.steps, backend=args.backend,
-                              progress=not args.quiet, check_numerics=args.check_numerics)
-        if args.out:
-            out = trained.save(args.out)
-            print(f"wrote the trained build to {out}")
-        else:
-            print("note: the trained build was not saved; pass -o DIR to write it", file=sys.stderr)
+        _train(args, model)
     return 0
+
+
+def _train(args: argparse.Namespace, model) -> None:
+    from bmc import artifacts
+    from bmc.train import checkpoint, logs, run_setup
+
+    if args.out:
+        artifacts.check_target(args.out)  # now, not after the whole run
+    wants = args.checkpoint_dir or args.checkpoint_every or args.keep_checkpoints or model.config.checkpoint
+    directory = args.checkpoint_dir or args.resume or (run_setup.default_dir(model, args.out) if wants else None)
+    resume_step = checkpoint.read_state(checkpoint.latest(args.resume)).step if args.resume else 0
+    loggers = []
+    if args.log:
+        loggers.append(logs.FileLog(args.log, resuming=bool(args.resume)))
+    if args.tensorboard:
+        loggers.append(logs.TensorBoardLog(args.tensorboard, resume_step))
+    say = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                          optimizer=args.optimizer, steps=args.steps, backend=args.backend, log=say,
+                          progress=None if args.progress else not args.quiet, check_numerics=args.check_numerics,
+                          checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
+                          keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
+                          early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
+                          on_epoch=loggers)
+    for logger in loggers:
+        getattr(logger, "close", lambda: None)()
+    out = trained.save(args.out) if args.out else None
+    if out:
+        say(f"wrote the trained build to {out}")
+    else:
+        print("note: the trained build was not saved; pass -o DIR to write it", file=sys.stderr)
+    if args.json:
+        history = trained.history
+        print(json.dumps({"model": model.name, "data": trained.data, "build": str(out) if out else None,
+                          "epochs": [logs.row(e) for e in history.epochs],
+                          "final": history.final.columns() if history.epochs else {},
+                          "stopped_early": history.stopped_early or None}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,7 +113,7 @@ def test_mlp_loss_only_and_device_resident_params(mlp):
 
 def test_cuda_module_drives_the_training_loop(mlp):
     """CudaModule (the NumPy module's interface) in bmc's own fit loop, against the NumPy module in the same loop."""
-    from bmc.train.loop import ArrayTask, fit
+    from bmc.train.loop import ArrayTask, Run, fit
 
     model, s = mlp
     lib = s.library
@@ -124,14 +124,15 @@ def test_cuda_module_drives_the_training_loop(mlp):
     results = []
     for mod in (cuda_build.CudaModule(lib), load_source(model.generate("numpy", train=True))):
         params, state = model.init_params(0)
-        task = ArrayTask(train, test, "probs", 10, ("accuracy",), 16)
-        history = fit(mod, config, params, state, task, log=lambda _: None, progress=False)
+        task = ArrayTask(train, {}, test, "probs", 10, ("accuracy",), 16)
+        history = fit(mod, config, params, state, task, log=lambda _: None, progress=False,
+                      run=Run(test_every_epoch=True))
         if isinstance(mod, cuda_build.CudaModule):
             mod.download(params, state)
         results.append((history, params))
     (h_cuda, p_cuda), (h_np, p_np) = results
     assert abs(h_cuda.final.loss - h_np.final.loss) < 1e-5
-    assert h_cuda.final.test == h_np.final.test
+    assert h_cuda.final.test == h_np.final.test and h_np.final.test
     for name in p_np:
         assert rel_norm(p_cuda[name], p_np[name]) < 1e-4, name
 

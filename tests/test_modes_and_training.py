@@ -151,7 +151,8 @@ def test_normalization_is_saved_and_computed_by_the_model(tmp_path):
     raw = digits.x_train.astype(np.float64)
     assert pre["input"] == "x" and pre["scale"] == 1 / 16 and pre["raw"].startswith("pixels 0..16")
     assert pre["mean"] == pytest.approx(raw.mean() / 16) and pre["std"] == pytest.approx(raw.std() / 16)
-    assert trained.history.final.test_label == "valid"
+    final = trained.history.final
+    assert set(final.valid) == {"loss", "accuracy"} and set(final.test) == {"accuracy"}  # the test set, at the end
     trained.save(tmp_path / "b")
     again = bmc.load(tmp_path / "b")
     x = np.random.default_rng(0).integers(0, 17, (3, 64)).astype(np.float32)  # raw pixels
@@ -174,7 +175,7 @@ def test_text_training_and_generation(tmp_path):
     model = bmc.compile("examples/char_lm.bm", defines={"width": 16, "context": 16, "blocks": 1})
     trained = model.train(f"text:{corpus}", steps=30, batch=8, log=lambda s: None, progress=False)
     final = trained.history.final
-    assert math.isfinite(final.test["perplexity"]) and final.test["perplexity"] < 30
+    assert math.isfinite(final.valid["perplexity"]) and final.valid["perplexity"] < 30
     assert trained.manifest["vocab"] == "".join(sorted(set(corpus.read_text())))
     trained.save(tmp_path / "lm")
     text = bmc.load(tmp_path / "lm").generate("the ", length=20, seed=1)

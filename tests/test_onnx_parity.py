@@ -191,7 +191,7 @@ def test_a_train_step_in_the_reference_evaluator_matches_numpy(make):
 def test_training_loop_through_onnxruntime_matches_numpy():
     from bmc.data import load_dataset
     from bmc.runtime import load_source
-    from bmc.train.loop import ArrayTask, fit
+    from bmc.train.loop import ArrayTask, Run, fit
 
     digits = load_dataset("digits")
     model = bmc.compile(EXAMPLES / "mlp.bm", defines={"features": 64, "hidden": 16})
@@ -201,17 +201,17 @@ def test_training_loop_through_onnxruntime_matches_numpy():
     test = {"image": digits.x_test, "label": digits.y_test}
 
     def task():
-        return ArrayTask(train, test, "probs", 10, ("accuracy",), config.batch)
+        return ArrayTask(train, {}, test, "probs", 10, ("accuracy",), config.batch)
 
     runs = []
     for backend in ("numpy", "onnxruntime"):
         params, state = model.init_params(0)
         if backend == "numpy":
             history = fit(load_source(model.generate("numpy", train=True)), config, params, state, task(),
-                          log=lambda s: None, progress=False)
+                          log=lambda s: None, progress=False, run=Run(test_every_epoch=True))
         else:
             history = onnx_backend.fit(model, config, params, state, task(), log=lambda s: None, progress=False,
-                                       provider_list=CPU)
+                                       provider_list=CPU, run=Run(test_every_epoch=True))
         runs.append((params, state, history))
     (p_np, s_np, h_np), (p_ort, s_ort, h_ort) = runs
     assert all(relative_error(p_ort[k], p_np[k]) < 1e-4 for k in p_np)

@@ -103,7 +103,7 @@ def test_binary_labels_in_a_float_target_are_scored_as_classes():
 
 def test_an_autoencoder_trains_on_its_inputs_alone(tmp_path, capsys):
     """A loss without a target: every sample is both input and target; the score is the loss on the test set."""
-    trained = bmc.compile_string(AUTOENCODER).train("digits", epochs=3, **QUIET)
+    trained = bmc.compile_string(AUTOENCODER).train("digits", epochs=3, test_every_epoch=True, **QUIET)
     epochs = trained.history.epochs
     assert [set(e.test) for e in epochs] == [{"loss"}] * 3
     assert epochs[-1].test["loss"] < epochs[0].test["loss"]

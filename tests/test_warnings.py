@@ -200,4 +200,4 @@ def test_text_models_warn_about_metrics_they_do_not_report(tmp_path):
     assert str(warning.span) == "lm.bm:13:5"
     assert warning.message.startswith("metric accuracy does not fit a text model (text:")
     assert warning.message.endswith("): training reports loss, perplexity instead")
-    assert list(trained.history.final.test) == ["loss", "perplexity"]
+    assert list(trained.history.final.valid) == ["loss", "perplexity"]

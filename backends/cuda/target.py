@@ -31,9 +31,9 @@ def load(build_dir: Path, manifest: dict) -> Build:
                  manifest=manifest)
 
 
-def fit(model, module, config, params, state, task, *, log, progress, watch):
+def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):
     device = cuda_build.module(model)  # generated kernels, compiled by nvcc (cached); needs a GPU to load
     log("train step: generated CUDA kernels, on the device")
-    history = loop_fit(device, config, params, state, task, log=log, progress=progress, watch=watch)
+    history = loop_fit(device, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
     device.download(params, state)
     return history

@@ -43,5 +43,5 @@ def load(build_dir: Path, manifest: dict):
     return Build(None, module, source, params, state, manifest=manifest)
 
 
-def fit(model, module, config, params, state, task, *, log, progress, watch):
-    return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch)
+def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):
+    return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch, run=run)

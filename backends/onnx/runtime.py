@@ -246,13 +246,13 @@ def _signature(values) -> dict:
 
 
 def fit(model, config, params: dict[str, np.ndarray], state: dict[str, np.ndarray], task, log=print,
-        progress: bool = True, provider_list: list[str] | None = None, watch=None):
+        progress: bool = True, provider_list: list[str] | None = None, watch=None, run=None):
     """`bmc.train.loop.fit` through onnxruntime: the same loop, schedule, metrics and history; `params` and `state`
     are updated in place when it returns (or fails)."""
     from bmc.train.loop import fit as loop_fit
 
     module = OrtTrainModule(model, params, state, provider_list)
     try:
-        return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch)
+        return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
     finally:
         module.write_back(params, state)

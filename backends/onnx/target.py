@@ -45,8 +45,8 @@ def load(build_dir: Path, manifest: dict):
                      "load a NumPy or CUDA build")
 
 
-def fit(model, module, config, params, state, task, *, log, progress, watch):
+def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):
     from . import runtime  # onnxruntime: only to run, not to export
 
     log(f"train step: ONNX, onnxruntime on {', '.join(runtime.providers())}")
-    return runtime.fit(model, config, params, state, task, log=log, progress=progress, watch=watch)
+    return runtime.fit(model, config, params, state, task, log=log, progress=progress, watch=watch, run=run)

@@ -20,6 +20,7 @@ from bmc.frontend.domains import (
 )
 from bmc.syntax import ast
 from bmc.train.augment import Augment
+from bmc.train.checkpoint import Policy
 from bmc.train.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bmc.train.schedules import SCHEDULES, Schedule
 
@@ -30,7 +31,11 @@ DOMAINS: dict[str, Number] = {
     "l1": NON_NEGATIVE, "l2": NON_NEGATIVE, "clip": NON_NEGATIVE, "validation": FRACTION,
     "warmup": Number(0, integer=True), "every": COUNT, "gamma": NON_NEGATIVE, "final": NON_NEGATIVE,
     "shift": Number(1, MAX_SIZE, integer=True), "mean": FINITE, "std": POSITIVE,
+    "keep": COUNT, "patience": COUNT, "min_delta": NON_NEGATIVE,
 }
+# the epoch-log columns early stopping and checkpoints may watch (bmc/train/loop.py:EpochLog.columns)
+SCORES = ("loss", *CLASSIFICATION_METRICS, *REGRESSION_METRICS, "perplexity")
+COLUMNS = (*SCORES, *(f"val_{k}" for k in SCORES), *(f"test_{k}" for k in SCORES))
 OPTIMIZERS: dict[str, dict[str, float | bool]] = {
     # full-batch gradient descent: plain steps, and the batch defaults to the whole training set
     "gd": {"lr": 0.01},
@@ -55,6 +60,16 @@ class OptimizerConfig:
         return f"{self.kind}({', '.join(f'{k}={v}' for k, v in self.args.items())})"
 
 
+@dataclass(frozen=True)
+class EarlyStopSpec:
+    patience: int
+    on: str = "val_loss"
+    min_delta: float = 0.0
+
+    def __str__(self) -> str:
+        return f"patience {self.patience} on {self.on}" + (f", min_delta {self.min_delta:g}" if self.min_delta else "")
+
+
 @dataclass
 class TrainConfig:
     data: str = "digits"
@@ -72,6 +87,9 @@ class TrainConfig:
     normalize: bool | tuple[float, float] = False  # standardize inputs: true (train mean/std) or (mean, std)
     augment: Augment = field(default_factory=Augment)
     sequence: int | None = None  # the window length of text batches (default: the model's `context`)
+    checkpoint: Policy | None = None  # checkpoints: how often, how many to keep
+    early_stop: EarlyStopSpec | None = None
+    test_every_epoch: bool = False  # score the test set every epoch, not only after the last
     spans: dict[str, Span] = field(default_factory=dict)
 
     def override(self, **values: Any) -> TrainConfig:
@@ -102,7 +120,7 @@ def _flag(key: str, value: Any) -> Any:
 
 
 SETTINGS = ("data", "optimizer", "epochs", "steps", "batch", "seed", "metrics", "l1", "l2", "schedule", "clip",
-            "validation", "normalize", "augment", "sequence")
+            "validation", "normalize", "augment", "sequence", "checkpoint", "early_stop", "test")
 
 
 def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
@@ -144,6 +162,15 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
             setattr(config, s.key, _number(v, s.key))
         elif s.key == "schedule":
             config.schedule = _schedule(v)
+        elif s.key == "checkpoint":
+            config.checkpoint = _checkpoint(v)
+        elif s.key == "early_stop":
+            config.early_stop = _early_stop(v)
+        elif s.key == "test":
+            if not isinstance(v, ast.Name) or v.id not in ("end", "every_epoch"):
+                raise BmcError("test takes end (the test set scored after the last epoch, the default) or "
+                               "every_epoch", v.span)
+            config.test_every_epoch = v.id == "every_epoch"
         elif s.key == "normalize":
             if not isinstance(v, ast.Name) or v.id not in ("true", "false"):
                 raise BmcError("normalize takes true (the training set's mean and std) or two numbers: mean, std",
@@ -187,6 +214,61 @@ def _schedule(v: ast.Expr) -> Schedule:
                            notes=(f"settings: {', '.join(SCHEDULES[name])}",))
         args[kw.name] = _number(kw.value, kw.name)
     return Schedule(name, **args)
+
+
+def _call(v: ast.Expr, name: str, example: str) -> ast.Call:
+    if isinstance(v, ast.Name) and v.id == name:
+        return ast.Call(name, v.span, (), (), v.span)
+    if not isinstance(v, ast.Call) or v.func != name:
+        raise BmcError(f"expected {example}", v.span)
+    return v
+
+
+def _kwargs(call: ast.Call, allowed: tuple[str, ...]) -> dict[str, ast.Expr]:
+    out = {}
+    for kw in call.kwargs:
+        if kw.name not in allowed:
+            raise BmcError(f"{call.func}() has no setting '{kw.name}'", kw.span,
+                           notes=suggest(kw.name, list(allowed)) or (f"settings: {', '.join(allowed)}",))
+        out[kw.name] = kw.value
+    return out
+
+
+def column(v: ast.Expr, what: str) -> str:
+    """An epoch-log column (val_loss, accuracy, ...), checked where it is written."""
+    if not isinstance(v, ast.Name) or v.id not in COLUMNS:
+        name = v.id if isinstance(v, ast.Name) else v.span.text()
+        raise BmcError(f"{what} watches '{name}', which is not a quantity training measures", v.span,
+                       notes=suggest(name, list(COLUMNS)) or ("e.g. val_loss, val_accuracy, loss, accuracy",))
+    return v.id
+
+
+def _checkpoint(v: ast.Expr) -> Policy:
+    example = "checkpoint = every(1) (epochs), every(500, unit = steps), with keep = 3 and best = val_loss"
+    call = _call(v, "every", example)
+    if len(call.args) > 1:
+        raise BmcError("every() takes the count as its only positional argument", call.args[1].span)
+    kw = _kwargs(call, ("unit", "keep", "best"))
+    every = _number(call.args[0], "every") if call.args else 1
+    unit = "epochs"
+    if "unit" in kw:
+        u = kw["unit"]
+        if not isinstance(u, ast.Name) or u.id not in ("epochs", "steps"):
+            raise BmcError("unit takes epochs or steps", u.span)
+        unit = u.id
+    keep = _number(kw["keep"], "keep") if "keep" in kw else 3
+    best = column(kw["best"], "checkpoint's best") if "best" in kw else None
+    return Policy(int(every), unit, int(keep), best)
+
+
+def _early_stop(v: ast.Expr) -> EarlyStopSpec:
+    call = _call(v, "patience", "early_stop = patience(5, on = val_loss, min_delta = 0)")
+    if len(call.args) != 1:
+        raise BmcError("patience() takes the number of epochs without improvement, e.g. patience(5)", call.span)
+    kw = _kwargs(call, ("on", "min_delta"))
+    on = column(kw["on"], "early_stop") if "on" in kw else "val_loss"
+    min_delta = float(_number(kw["min_delta"], "min_delta")) if "min_delta" in kw else 0.0
+    return EarlyStopSpec(int(_number(call.args[0], "patience")), on, min_delta)
 
 
 def _augment(values: tuple[ast.Expr, ...]) -> Augment:

@@ -20,7 +20,9 @@ from bmc.diagnostics import BmcError, BmcWarning, DataError
 from bmc.runtime import predict_batches
 from bmc.train import metrics as M
 from bmc.train.augment import Augment
+from bmc.train.checkpoint import Checkpointer, TrainState
 from bmc.train.config import TrainConfig
+from bmc.train.early_stop import EarlyStop
 from bmc.train.numerics import Watch
 from bmc.train.progress import Progress
 
@@ -33,15 +35,25 @@ class EpochLog:
     step: int
     loss: float
     train: dict[str, float]
-    test: dict[str, float]
+    valid: dict[str, float]  # the validation split's loss and metrics (empty without one)
+    test: dict[str, float]  # the test set's metrics: after the last epoch, or every epoch when asked
     seconds: float
     samples_per_second: float
-    test_label: str = "test"
+    lr: float = 0.0  # the learning rate of the epoch's last step
+
+    def columns(self) -> dict[str, float]:
+        """The epoch's numbers by name, as early stopping, checkpoints and logs call them: loss and the train
+        metrics (accuracy, ...), val_loss and val_<metric>, test_<metric>."""
+        out = {"loss": self.loss, **self.train}
+        out.update({f"val_{k}": v for k, v in self.valid.items()})
+        out.update({f"test_{k}": v for k, v in self.test.items()})
+        return out
 
     def line(self, epochs: int) -> str:
         parts = [f"epoch {self.epoch}/{epochs}", f"step {self.step}", f"loss {self.loss:.4f}"]
         parts += [f"train {k} {v:.4f}" for k, v in self.train.items()]
-        parts += [f"{self.test_label} {k} {v:.4f}" for k, v in self.test.items()]
+        parts += [f"valid {k} {v:.4f}" for k, v in self.valid.items()]
+        parts += [f"test {k} {v:.4f}" for k, v in self.test.items()]
         parts.append(f"{self.seconds:.2f}s ({self.samples_per_second:,.0f} samples/s)")
         return "  ".join(parts)
 
@@ -49,13 +61,28 @@ class EpochLog:
 @dataclass
 class History:
     epochs: list[EpochLog] = field(default_factory=list)
+    stopped_early: str = ""  # what early stopping said, when it stopped the run
+    best: tuple[dict, dict] | None = None  # early stopping's best parameters and state, to restore
 
     @property
     def final(self) -> EpochLog:
         return self.epochs[-1]
 
     def as_json(self) -> list[dict]:
-        return [e.__dict__ for e in self.epochs]
+        return [dict(e.__dict__) for e in self.epochs]
+
+
+@dataclass
+class Run:
+    """What a run does besides training: checkpoints, resuming, early stopping, test scores each epoch, and
+    per-epoch loggers."""
+
+    checkpoints: Checkpointer | None = None
+    resume: TrainState | None = None
+    early_stop: EarlyStop | None = None
+    test_every_epoch: bool = False
+    fingerprint: dict = field(default_factory=dict)
+    on_epoch: list[Callable[[History], None]] = field(default_factory=list)  # loggers, after each epoch
 
 
 # ---- scoring -----------------------------------------------------------------------------------------------------
@@ -139,16 +166,17 @@ def mean_loss(module: ModuleType, params: dict[str, np.ndarray], data: Feed, bat
 
 @dataclass
 class ArrayTask:
-    """Labelled arrays: shuffled mini-batches each epoch, optionally augmented; scored on a held-out split."""
+    """Labelled arrays: shuffled mini-batches each epoch, optionally augmented; scored on a validation split each
+    epoch and on the test set."""
 
     train: Feed
+    valid: Feed
     test: Feed
     output: str | None
     num_classes: int | None
     metrics: tuple[str, ...]
     batch: int | None
     augment: Augment = field(default_factory=Augment)
-    test_label: str = "test"
 
     def __post_init__(self) -> None:
         self.n = len(next(iter(self.train.values())))
@@ -176,6 +204,13 @@ class ArrayTask:
     def start_epoch(self) -> None:
         self.acc = M.new_accumulator(self.num_classes)
 
+    def epoch_state(self) -> dict | None:
+        return self.acc.to_json() if self.acc is not None else None
+
+    def restore_epoch(self, saved: dict | None) -> None:
+        if saved is not None and self.acc is not None:
+            self.acc.restore(saved)
+
     def track(self, result: dict, feed: Feed) -> None:
         if self.output is not None and self.target is not None:
             update(self.acc, self.num_classes, np.asarray(result[self.output]), feed[self.target])
@@ -185,7 +220,14 @@ class ArrayTask:
             return {}
         return {k: M.compute(k, self.acc) for k in self.metrics}
 
-    def scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+    def valid_scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+        """The validation loss and metrics."""
+        if not self.valid or not len(next(iter(self.valid.values()))):
+            return {}
+        scores = evaluate(module, params, self.valid, self.output, self.num_classes, self.metrics)
+        return scores if "loss" in scores else {"loss": mean_loss(module, params, self.valid), **scores}
+
+    def test_scores(self, module: ModuleType, params: dict) -> dict[str, float]:
         if not self.test or not len(next(iter(self.test.values()))):
             return {}
         return evaluate(module, params, self.test, self.output, self.num_classes, self.metrics)
@@ -202,7 +244,6 @@ class TextTask:
     batch: int
     input_name: str
     target_name: str
-    test_label: str = "valid"
 
     def __post_init__(self) -> None:
         if len(self.train_ids) <= self.window + 1:
@@ -222,13 +263,22 @@ class TextTask:
     def start_epoch(self) -> None:
         self.losses = []
 
+    def epoch_state(self) -> dict:
+        return {"losses": list(self.losses)}
+
+    def restore_epoch(self, saved: dict | None) -> None:
+        self.losses = list(saved["losses"]) if saved else []
+
     def track(self, result: dict, feed: Feed) -> None:
         self.losses.append(float(result["loss"]))
 
     def train_scores(self) -> dict[str, float]:
         return {"perplexity": math.exp(float(np.mean(self.losses)))} if self.losses else {}
 
-    def scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+    def test_scores(self, module: ModuleType, params: dict) -> dict[str, float]:
+        return {}  # the validation text is the held-out text
+
+    def valid_scores(self, module: ModuleType, params: dict) -> dict[str, float]:
         count = (len(self.valid_ids) - 1) // self.window
         if count < 1:
             return {}
@@ -249,9 +299,11 @@ class TextTask:
 @np.errstate(all="ignore")  # no NumPy warnings: `watch` reports non-finite values itself, once, with their cause
 def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
         task: ArrayTask | TextTask, log: Callable[[str], None] = print, progress: bool = True,
-        watch: Watch | None = None) -> History:
+        watch: Watch | None = None, run: Run | None = None) -> History:
     """Train in place (params and state are updated) and return the per-epoch history. `watch` checks each step's
-    numbers (bmc/train/numerics.py) and collects warnings about them; a non-finite loss always stops training."""
+    numbers (bmc/train/numerics.py) and collects warnings about them; a non-finite loss always stops training.
+    `run` adds checkpoints, resuming from one, early stopping and loggers."""
+    run = run or Run()
     watch = watch or Watch(lr=config.optimizer.lr)
     values = functools.partial(current_values, module, params, state)
     per_epoch = task.steps_per_epoch
@@ -263,18 +315,46 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
     history = History()
     log_every = max(1, epochs // 20)  # at most about 20 lines for long runs
     rng = np.random.default_rng(config.seed)
-    step = 0
-    for epoch in range(1, epochs + 1):
+    step, first, skip = 0, 1, 0
+    resumed = run.resume
+    if resumed is not None:
+        history.epochs = [EpochLog(**e) for e in resumed.history]
+        step, first, skip = resumed.step, resumed.epoch, resumed.batches
+        rng.bit_generator.state = resumed.rng
+        log(f"resuming at epoch {first}, step {step}" + (f" ({skip} of its {per_epoch} batches done)" if skip else ""))
+    ckpt = run.checkpoints
+
+    def train_state(epoch: int, batches: int, epoch_rng: dict, loss: float, seen: int, acc) -> TrainState:
+        return TrainState(epoch, step, batches, epoch_rng, loss, seen, acc, history.as_json(),
+                          run.early_stop.to_json() if run.early_stop else None,
+                          history.final.columns() if history.epochs else {}, run.fingerprint,
+                          history.stopped_early)
+
+    def save(ts: TrainState) -> None:
+        p, s = values()
+        best = (run.early_stop.best_params, run.early_stop.best_state) if run.early_stop else None
+        ckpt.save(p, s, ts.history, ts, best)
+
+    lr = 0.0
+    history.stopped_early = resumed.stopped_early if resumed is not None else ""
+    for epoch in range(first, epochs + 1 if not history.stopped_early else first):
+        epoch_rng = rng.bit_generator.state
         task.start_epoch()
-        todo = min(per_epoch, total - step)
-        bar = Progress(f"epoch {epoch}/{epochs}", todo, enabled=progress)
+        total_loss, seen, seen_before = 0.0, 0, 0
+        if resumed is not None and epoch == first:
+            total_loss, seen = resumed.epoch_loss, resumed.epoch_seen
+            seen_before = seen  # trained by the run that wrote the checkpoint: not in this run's rate
+            task.restore_epoch(resumed.accumulator)
+        todo = min(per_epoch, total - (step - skip))
+        bar = Progress(f"epoch {epoch}/{epochs}", todo, enabled=progress, done=skip)
         start = time.perf_counter()
-        total_loss, seen = 0.0, 0
         for i, feed in enumerate(task.batches(rng)):
             if i >= todo:
                 break
-            hyper = {"lr": lr_type(config.schedule.lr(base_lr, step, total)),
-                     "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh random key per step
+            if i < skip:  # done before the checkpoint: replayed for the batch order and augmentation draws only
+                continue
+            lr = config.schedule.lr(base_lr, step, total)
+            hyper = {"lr": lr_type(lr), "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh key per step
             hyper = {k: hyper[k] for k in module.HYPER}
             watch.before(values)
             try:
@@ -295,13 +375,36 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
             seen += n
             task.track(result, feed)
             bar.update(i + 1, seen, total_loss / seen)
+            if ckpt is not None and i + 1 < todo and ckpt.due(step, epoch, epoch_end=False):
+                save(train_state(epoch, i + 1, epoch_rng, total_loss, seen, task.epoch_state()))
+        skip = 0
         seconds = time.perf_counter() - start
         bar.close()
-        entry = EpochLog(epoch, step, total_loss / seen, task.train_scores(), task.scores(module, params), seconds,
-                         seen / seconds, task.test_label)
+        test = task.test_scores(module, params) if run.test_every_epoch else {}
+        entry = EpochLog(epoch, step, total_loss / max(seen, 1), task.train_scores(), task.valid_scores(module, params),
+                         test, seconds, (seen - seen_before) / max(seconds, 1e-9), float(lr))
         history.epochs.append(entry)
-        if epoch % log_every == 0 or epoch in (1, epochs):
+        if run.early_stop is not None and run.early_stop.update(epoch, entry.columns(), values):
+            es = run.early_stop
+            history.stopped_early = (f"early stopping: {es.on} has not improved for {es.patience} epoch"
+                                     f"{'s' * (es.patience != 1)}; the parameters of epoch {es.best_epoch} "
+                                     f"({es.on} {es.best:.4f}) are restored")
+        if epoch % log_every == 0 or epoch in (1, epochs) or history.stopped_early:
             log(entry.line(epochs))
+        for logger in run.on_epoch:
+            logger(history)
+        if ckpt is not None and (ckpt.due(step, epoch, epoch_end=True) or history.stopped_early or epoch == epochs):
+            save(train_state(epoch + 1, 0, rng.bit_generator.state, 0.0, 0, None))
+        if history.stopped_early:
+            break
+    if run.early_stop is not None and run.early_stop.best_params:
+        history.best = (run.early_stop.best_params, run.early_stop.best_state)
+        if not history.stopped_early and run.early_stop.best_epoch != history.final.epoch:
+            es = run.early_stop
+            history.stopped_early = (f"early stopping: the best {es.on} was at epoch {es.best_epoch} "
+                                     f"({es.best:.4f}); its parameters are restored")
+    if history.stopped_early:
+        log(history.stopped_early)
     watch.finish(values()[0], history.final.loss if history.epochs else None)
     return history
 

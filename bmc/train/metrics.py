@@ -54,6 +54,12 @@ class ConfusionMatrix:
     def total(self) -> int:
         return int(self.counts.sum())
 
+    def to_json(self) -> dict:
+        return {"counts": self.counts.tolist()}
+
+    def restore(self, saved: dict) -> None:
+        self.counts[...] = np.asarray(saved["counts"], dtype=np.int64)
+
     def accuracy(self) -> float:
         """Fraction of samples predicted correctly (0.0 before any update)."""
         total = self.total
@@ -113,6 +119,14 @@ class RegressionMetrics:
         self.count += err.size
         self.sum_squared_error += float(np.dot(err, err))
         self.sum_absolute_error += float(np.abs(err).sum())
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "sum_squared_error": self.sum_squared_error,
+                "sum_absolute_error": self.sum_absolute_error}
+
+    def restore(self, saved: dict) -> None:
+        self.count, self.sum_squared_error = int(saved["count"]), float(saved["sum_squared_error"])
+        self.sum_absolute_error = float(saved["sum_absolute_error"])
 
     def mse(self) -> float:
         """Mean squared error (0.0 before any update)."""

@@ -1,36 +1,38 @@
-"""A one-line progress bar for training epochs, redrawn at most ten times a second."""
+"""The progress line of a training epoch, drawn by tqdm: the epoch, a bar, steps done, the time left, the rate and
+the running loss, fitted to the terminal's width and cleared when the epoch ends (its summary line follows). In
+Jupyter it is tqdm's notebook widget. Silent when stderr is not a terminal (a log file, a pipe), unless forced.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm.auto import tqdm
+
+# at 60 columns the bar shrinks first; everything else fits
+FORMAT = "{desc} {bar} {n_fmt}/{total_fmt} {remaining} left {rate_fmt}{postfix}"
+
+
+def in_notebook() -> bool:
+    return "ipykernel" in sys.modules
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool = True):
-        self.label = label
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.start = time.perf_counter()
-        self.last = 0.0
+    def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = True,
+                 done: int = 0):
+        """`enabled`: True shows the line where stderr is a terminal or a notebook, None always (`--progress`),
+        False never (`--quiet`)."""
+        stream = stream or sys.stderr
+        show = enabled is None or (enabled and (stream.isatty() or in_notebook()))
+        self.bar = tqdm(total=total, initial=done, desc=label, unit="step", file=stream, leave=False,
+                        disable=not show, dynamic_ncols=True, mininterval=0.1, bar_format=FORMAT, ascii=" =")
 
     def update(self, done: int, samples: int, loss: float) -> None:
-        if not self.enabled:
+        if self.bar.disable:
             return
-        now = time.perf_counter()
-        if now - self.last < 0.1 and done < self.total:
-            return
-        self.last = now
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
-        rate = samples / max(now - self.start, 1e-9)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total}  loss {loss:.4f}  {rate:,.0f} samples/s")
-        self.stream.flush()
+        self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.bar.close()
