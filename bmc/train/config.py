@@ -220,7 +220,8 @@ def _call(v: ast.Expr, name: str, example: str) -> ast.Call:
     if isinstance(v, ast.Name) and v.id == name:
         return ast.Call(name, v.span, (), (), v.span)
     if not isinstance(v, ast.Call) or v.func != name:
-        raise BmcError(f"expected {example}", v.span)
+        written = v.func if isinstance(v, ast.Call) else v.id if isinstance(v, ast.Name) else ""
+        raise BmcError(f"expected {example}", v.span, notes=suggest(written, [name]) if written else ())
     return v
 
 

@@ -106,6 +106,10 @@ def prepare(model, config: TrainConfig, description: str, options: Options, buil
         def write(path: Path, params: dict, state: dict, history: list, files: dict) -> Path:
             return build(params, state, History([EpochLog(**e) for e in history])).save(path, files)
 
+        if options.resume is None and ckpt.checkpoints(directory):
+            raise UsageError(f"checkpoint directory {directory} holds checkpoints of another run",
+                             notes=(f"continue that run with --resume {directory}, or choose another "
+                                    "--checkpoint-dir",))
         run.checkpoints = ckpt.Checkpointer(directory, policy, write)
         log(f"checkpoints: {directory}, {policy}")
     resumed = None
