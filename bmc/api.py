@@ -22,13 +22,13 @@ import numpy as np
 from bmc import artifacts, init, memory, targets
 from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
-from bmc.data import Dataset, load_dataset
+from bmc.data import Dataset, from_arrays, load_dataset
 from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, BmcWarning, Span, UsageError, check_policy
 from bmc.frontend.domains import SEED
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
-from bmc.ir.types import NUMPY_NAMES
+from bmc.ir.types import INT_DTYPES, NUMPY_NAMES
 from bmc.runtime import load_source
 from bmc.train import agree, run_setup
 from bmc.train.loop import ArrayTask, History, TextTask, unfit_metrics, usable_metrics
@@ -215,14 +215,14 @@ class Model:
         return backend.build(self, out_dir, params, state or {}, seed=seed, history=history, data=data,
                              trained=trained, train_step=train_step)
 
-    def train(self, data: str | Dataset | None = None, *, epochs: int | None = None, batch: int | None = None,
+    def train(self, data: str | Dataset | tuple | None = None, *, epochs: int | None = None, batch: int | None = None,
               lr: float | None = None, seed: int | None = None, optimizer: str | None = None,
               steps: int | None = None, backend: str = "numpy", log=print, progress: bool | None = True,
               warn: Callable[[BmcWarning], None] = _print_warning, check_numerics: bool = False,
               checkpoint_dir: str | Path | None = None, checkpoint_every: str | int | None = None,
               keep: int | None = None, resume: str | Path | None = None, early_stop: int | None = None,
               early_stop_on: str | None = None, test_every_epoch: bool | None = None,
-              on_epoch: list[Callable] | None = None) -> Build:
+              on_epoch: list[Callable] | None = None, target: str | None = None) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
         step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data,
@@ -238,14 +238,19 @@ class Model:
         `EpochLog` (bmc/train/logs.py writes CSV, JSON lines and TensorBoard files)."""
         targets.runner(backend)  # an unknown one is an error before any work
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
-                                      steps=steps)
+                                      steps=steps, target=target)
         config = run_setup.override(config, checkpoint_every, keep, early_stop, early_stop_on, test_every_epoch)
         options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend)
         self = self.with_config(config)  # the train step is built from the overridden configuration
-        spec = data if isinstance(data, Dataset) else (data or config.data)
+        spec = data if isinstance(data, Dataset | tuple | list) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
             return self._train_text(spec, config, log, progress, backend, warn, check_numerics, options)
-        dataset = spec if isinstance(spec, Dataset) else load_dataset(spec)
+        targets_ = self.compiled.model.targets
+        classes = not targets_ or targets_[0].type.dtype in INT_DTYPES
+        if isinstance(spec, tuple | list):
+            dataset = from_arrays(spec, classes)
+        else:
+            dataset = spec if isinstance(spec, Dataset) else load_dataset(spec, config.target, classes)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         preprocess = agree.preprocessing(config, self.compiled.model, dataset)
         model = self._recompiled({**self._defines, **binding.defines}, self.compiled.dtype, preprocess)
@@ -272,8 +277,10 @@ class Model:
         metrics = usable_metrics(config.metrics, dataset.num_classes) if has_target else ()
         task = ArrayTask(train_feed, valid_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
                          metrics, config.batch, config.augment)
-        return model._fit(config, task, dataset.description, log, progress, {}, backend, warn, check_numerics,
-                          options)
+        about = {"classes": dataset.class_names, "image": dataset.image, "columns": dataset.columns,
+                 "target_column": dataset.target_column}  # what `bmc predict` needs to read new files
+        return model._fit(config, task, dataset.description, log, progress,
+                          {k: v for k, v in about.items() if v}, backend, warn, check_numerics, options)
 
     def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool,
                     options) -> Build:

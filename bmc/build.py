@@ -17,6 +17,7 @@ from bmc.manifest import describe
 from bmc.runtime import predict_batches
 from bmc.train import agree
 from bmc.train.loop import History, evaluate, mean_loss, usable_metrics
+from bmc.train.metrics import ConfusionMatrix, new_accumulator
 from bmc.train.numerics import require_finite
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Build:
             out.append(vocab[nxt])
         return prompt + "".join(out)
 
-    def evaluate(self, data: str | Dataset) -> dict[str, float]:
+    def evaluate(self, data: str | Dataset, report: dict | None = None) -> dict[str, float]:
         """Metrics on a data set's test split, fed its raw samples. A data set whose raw samples have another scale
         than the build's training data (a build trained on [0, 1] floats, evaluated on uint8 IDX images) is
         converted to the build's raw units first: x * (the data set's scale / the build's scale)."""
@@ -145,7 +146,13 @@ class Build:
                 raise UsageError(f"{wrong[0]}: this build cannot be scored on it")
         names = usable_metrics(tuple(manifest.get("metrics", ("accuracy",))), dataset.num_classes)
         feed = {name: x, "__target__": dataset.y_test}
-        return evaluate(self.module, self.params, feed, outputs[0] if outputs else None, dataset.num_classes, names)
+        acc = new_accumulator(dataset.num_classes)
+        scores = evaluate(self.module, self.params, feed, outputs[0] if outputs else None, dataset.num_classes,
+                          names, acc)
+        if report is not None and isinstance(acc, ConfusionMatrix) and outputs:
+            report["confusion_matrix"] = acc.counts.tolist()
+            report["classes"] = manifest.get("classes") or dataset.class_names or list(range(acc.num_classes))
+        return scores
 
 
 def _config_json(config) -> dict:

@@ -72,8 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train on a data set and write the trained build")
     model_args(sp)
-    sp.add_argument("--data", help="digits, fashion_mnist, breast_cancer, diabetes, an IDX directory, a .npz, or "
+    sp.add_argument("--data", help="digits, fashion_mnist, breast_cancer, diabetes, an IDX directory, a folder of "
+                    "images per class, a .npz, a .csv, or "
                     "text:FILE[,FILE...] for a character-level language model")
+    sp.add_argument("--target-column", metavar="NAME", help="a CSV file's target column (default: the last)")
     sp.add_argument("--epochs", type=int)
     sp.add_argument("--batch", type=int)
     sp.add_argument("--lr", type=float)
@@ -112,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
 
+    sp = sub.add_parser("predict", help="a build's predictions on .npy, .npz, CSV or image files")
+    sp.add_argument("build", help="a build directory")
+    sp.add_argument("files", nargs="+", help="the files: an image is one sample, an array or a CSV file many")
+    sp.add_argument("-o", "--out", metavar="FILE.csv", help="write the predictions to a CSV file")
+    sp.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+
     sp = sub.add_parser("eval", help="evaluate a build on a data set's test split")
     sp.add_argument("build", help="a build directory")
     sp.add_argument("--data", required=True)
@@ -133,8 +142,29 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         build = load(args.build)
-        scores = build.evaluate(args.data)
-        print(json.dumps(scores, indent=2) if args.json else "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        report: dict = {}
+        scores = build.evaluate(args.data, report)
+        if args.json:
+            print(json.dumps({**scores, **report}, indent=2))
+        else:
+            print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            if "confusion_matrix" in report:
+                print(confusion_text(report["confusion_matrix"], report["classes"]))
+        return 0
+    if args.command == "predict":
+        from bmc.predict import predict_files
+
+        rows = predict_files(load(args.build), args.files)
+        if args.out:
+            from bmc import artifacts
+
+            artifacts.write_file(args.out, csv_text_rows(rows))
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not args.out:
+            for r in rows:
+                print(f"{r['file']}  {r['class']}  {r['probability']:.4f}" if "class" in r else
+                      f"{r['file']}  {' '.join(f'{v:.6g}' for v in r['value'])}")
         return 0
     model = Model.from_file(args.file, args.model, args.defines, getattr(args, "dtype", "f32"), args.warnings,
                             args.memory_limit)
@@ -151,6 +181,32 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         _train(args, model)
     return 0
+
+
+def csv_text_rows(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if rows and "class" in rows[0]:
+        writer.writerow(["file", "class", "probability"])
+        writer.writerows([r["file"], r["class"], r["probability"]] for r in rows)
+    else:
+        width = max((len(r["value"]) for r in rows), default=0)
+        writer.writerow(["file", *(f"value{i}" for i in range(width))])
+        writer.writerows([r["file"], *r["value"]] for r in rows)
+    return out.getvalue()
+
+
+def confusion_text(matrix: list[list[int]], classes: list) -> str:
+    """Rows: the true class; columns: the predicted one."""
+    names = [str(c) for c in classes]
+    width = max(6, *(len(n) for n in names), *(len(str(v)) for row in matrix for v in row))
+    lines = ["confusion matrix (rows: true class, columns: predicted)",
+             " " * width + " " + " ".join(f"{n:>{width}}" for n in names)]
+    lines += [f"{names[i]:>{width}} " + " ".join(f"{v:>{width}}" for v in row) for i, row in enumerate(matrix)]
+    return "\n".join(lines)
 
 
 def _train(args: argparse.Namespace, model) -> None:
@@ -174,7 +230,7 @@ def _train(args: argparse.Namespace, model) -> None:
                           checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
                           keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
                           early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
-                          on_epoch=loggers)
+                          on_epoch=loggers, target=args.target_column)
     for logger in loggers:
         getattr(logger, "close", lambda: None)()
     out = trained.save(args.out) if args.out else None

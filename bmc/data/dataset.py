@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,10 @@ class Dataset:
     description: str
     scale: float = 1.0
     raw_format: str = "numbers, as given"
+    class_names: list[str] = field(default_factory=list)  # the classes' names, where the data names them
+    columns: list[str] = field(default_factory=list)  # a CSV file's feature columns, in order
+    target_column: str | None = None  # a CSV file's target column
+    image: dict | None = None  # an image folder's {"mode": "L" or "RGB", "size": [width, height]}
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

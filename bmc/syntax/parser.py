@@ -214,6 +214,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Setting(str(key), self._tok(key), tuple(values), self._span(meta))
 
     @v_args(meta=True)
+    def target_setting(self, meta, children):
+        key = Span(self.source, meta.line, meta.column, meta.line, meta.column + len("target"))
+        return ast.Setting("target", key, tuple(children), self._span(meta))
+
+    @v_args(meta=True)
     def train_def(self, meta, children):
         model, *settings = children
         return ast.TrainDef(str(model), self._tok(model), tuple(settings), self._span(meta))

@@ -90,6 +90,7 @@ class TrainConfig:
     checkpoint: Policy | None = None  # checkpoints: how often, how many to keep
     early_stop: EarlyStopSpec | None = None
     test_every_epoch: bool = False  # score the test set every epoch, not only after the last
+    target: str | None = None  # a CSV file's target column
     spans: dict[str, Span] = field(default_factory=dict)
 
     def override(self, **values: Any) -> TrainConfig:
@@ -120,7 +121,7 @@ def _flag(key: str, value: Any) -> Any:
 
 
 SETTINGS = ("data", "optimizer", "epochs", "steps", "batch", "seed", "metrics", "l1", "l2", "schedule", "clip",
-            "validation", "normalize", "augment", "sequence", "checkpoint", "early_stop", "test")
+            "validation", "normalize", "augment", "sequence", "checkpoint", "early_stop", "test", "target")
 
 
 def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
@@ -166,6 +167,10 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
             config.checkpoint = _checkpoint(v)
         elif s.key == "early_stop":
             config.early_stop = _early_stop(v)
+        elif s.key == "target":
+            if not isinstance(v, ast.Str | ast.Name):
+                raise BmcError('target takes the name of a CSV column, e.g. target = "price"', v.span)
+            config.target = v.value if isinstance(v, ast.Str) else v.id
         elif s.key == "test":
             if not isinstance(v, ast.Name) or v.id not in ("end", "every_epoch"):
                 raise BmcError("test takes end (the test set scored after the last epoch, the default) or "

@@ -137,8 +137,9 @@ def unfit_metrics(config: TrainConfig, data: str, num_classes: int | None = None
 
 
 def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: Feed, output: str | None,
-             num_classes: int | None, names: tuple[str, ...]) -> dict[str, float]:
-    """The metrics of `output` against the feed's target; for a model without a target (an autoencoder) its loss."""
+             num_classes: int | None, names: tuple[str, ...], acc=None) -> dict[str, float]:
+    """The metrics of `output` against the feed's target; for a model without a target (an autoencoder) its loss.
+    `acc`: the accumulator to count into (a confusion matrix the caller reads afterwards)."""
     target = next((k for k in data if k not in module.INPUTS), None)
     if target is None:
         return {"loss": mean_loss(module, params, data)}
@@ -146,7 +147,7 @@ def evaluate(module: ModuleType, params: dict[str, np.ndarray], data: Feed, outp
         return {}
     inputs = {k: v for k, v in data.items() if k in module.INPUTS}
     outputs = predict_batches(module, params, inputs)
-    acc = M.new_accumulator(num_classes)
+    acc = M.new_accumulator(num_classes) if acc is None else acc
     update(acc, num_classes, outputs[output], data[target])
     return {n: M.compute(n, acc) for n in names}
 
