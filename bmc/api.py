@@ -24,7 +24,7 @@ from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.data import Dataset, from_arrays, load_dataset
 from bmc.data.text import is_text_spec, load_text
-from bmc.diagnostics import BmcError, BmcWarning, Span, UsageError, check_policy
+from bmc.diagnostics import BmcError, BmcWarning, DataError, Span, UsageError, check_policy
 from bmc.frontend.domains import SEED
 from bmc.frontend.preprocess import Preprocess
 from bmc.ir.printer import print_graph
@@ -250,7 +250,7 @@ class Model:
         if isinstance(spec, tuple | list):
             dataset = from_arrays(spec, classes)
         else:
-            dataset = spec if isinstance(spec, Dataset) else load_dataset(spec, config.target, classes)
+            dataset = spec if isinstance(spec, Dataset) else self._load(spec, data is None, config, classes)
         binding = agree.bind_from_data(self.compiled.model, self.compiled.module, dataset, set(self._defines))
         preprocess = agree.preprocessing(config, self.compiled.model, dataset)
         model = self._recompiled({**self._defines, **binding.defines}, self.compiled.dtype, preprocess)
@@ -281,6 +281,16 @@ class Model:
                  "target_column": dataset.target_column}  # what `bmc predict` needs to read new files
         return model._fit(config, task, dataset.description, log, progress,
                           {k: v for k, v in about.items() if v}, backend, warn, check_numerics, options)
+
+    @staticmethod
+    def _load(spec: str, from_block: bool, config, classes: bool) -> Dataset:
+        """The data set; an error about the train block's `data` setting points at it."""
+        try:
+            return load_dataset(spec, config.target, classes)
+        except DataError as e:
+            if from_block and "data" in config.spans and e.span is None:
+                raise DataError(e.message, config.spans["data"], notes=e.notes) from None
+            raise
 
     def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool,
                     options) -> Build:

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from bmc.api import Model
 
 
+# what a build carries about its training data beyond the model: a text model's vocabulary and window; the class
+# names, image mode and size, and CSV columns `bmc predict` reads new files with
+EXTRA = ("vocab", "window", "classes", "image", "columns", "target_column")
+
+
 class Build:
     """A built model: generated module, parameters, optimizer state; trained or freshly initialized."""
 
@@ -44,7 +49,7 @@ class Build:
     def extra_info(self) -> dict:
         """What predicting on new data needs beyond the parameters and the model: a text model's vocabulary."""
         if self._manifest is not None:
-            return {k: self._manifest[k] for k in ("vocab", "window") if k in self._manifest}
+            return {k: self._manifest[k] for k in EXTRA if k in self._manifest}
         return dict(self.extra)
 
     @property

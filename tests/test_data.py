@@ -243,9 +243,12 @@ def test_missing_path(spec: str) -> None:
 
 
 def test_existing_file_of_other_kind(tmp_path: Path) -> None:
-    (tmp_path / "data.csv").write_text("1,2\n")
-    with pytest.raises(DataError, match=r"expected a \.npz file or a directory of IDX files"):
+    (tmp_path / "data.csv").write_text("1,2\n")  # a CSV file with a header and no rows
+    with pytest.raises(DataError, match="expected a header row and at least one row of data"):
         load_dataset(str(tmp_path / "data.csv"))
+    (tmp_path / "data.txt").write_text("1,2\n")
+    with pytest.raises(DataError, match=r"expected a \.npz or \.csv file, or a directory of IDX files or images"):
+        load_dataset(str(tmp_path / "data.txt"))
 
 
 def test_mnist_explains_how_to_get_it() -> None:

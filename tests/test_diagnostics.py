@@ -104,7 +104,9 @@ DATA_SPECS = (
     "note: a built-in name (digits, diabetes, breast_cancer, fashion_mnist, mnist)\n"
     "note: a directory of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
     "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])\n"
+    "note: a directory with a subfolder of images per class (cat/1.png, dog/2.jpg, ...)\n"
     "note: a .npz file with arrays x_train, y_train, x_test, y_test\n"
+    'note: a .csv file with a header row (the target column: target = "price", else the last)\n'
 )
 
 CLI_CASES = {
@@ -140,7 +142,7 @@ CLI_CASES = {
     "unknown_data_set": (
         ["train", "mlp.bm", "--data", "digitz", "--epochs", "1", "--quiet"],
         "error: unknown data set 'digitz': expected one of digits, diabetes, breast_cancer, fashion_mnist, mnist, "
-        "a directory of IDX files, or a .npz file\n" + DATA_SPECS,
+        "a directory of IDX files or images, or a .npz or .csv file\nnote: did you mean 'digits'?\n" + DATA_SPECS,
     ),
     "missing_data_file": (
         ["train", "mlp.bm", "--data", "data/train.npz", "--epochs", "1", "--quiet"],

@@ -151,3 +151,22 @@ def test_an_image_folder_trains_and_predict_agrees_with_eval_on_png_npy_and_csv(
     correct = sum(r["class"] == ["left", "right"][k] for r, k in zip(rows, data.y_test, strict=True))
     assert correct / len(rows) == pytest.approx(report["accuracy"])
     assert report["confusion_matrix"] and sum(map(sum, report["confusion_matrix"])) == len(data.y_test)
+
+
+def test_eval_and_predict_on_an_onnx_build_match_the_numpy_build(tmp_path):
+    model = bmc.compile(ROOT / "examples" / "mlp.bm", defines={"hidden": 16})
+    trained = model.train("digits", epochs=2, **QUIET)
+    trained.save(tmp_path / "np")
+    onnx_dir = model.build(tmp_path / "onnx", "onnx", params=trained.params, state=trained.state, trained=trained)
+    data = bmc.data.load_dataset("digits")
+    report: dict = {}
+    numpy_scores = bmc.load(tmp_path / "np").evaluate("digits", report)
+    onnx_scores = bmc.load(onnx_dir).evaluate("digits")
+    assert onnx_scores == pytest.approx(numpy_scores, abs=1e-9)
+    assert np.array(report["confusion_matrix"]).trace() == round(numpy_scores["accuracy"] * len(data.y_test))
+    np.save(tmp_path / "x.npy", data.x_test[:20])
+    classes = [json.loads(run_bmc("predict", str(d), str(tmp_path / "x.npy"), "--json").stdout)
+               for d in (tmp_path / "np", onnx_dir)]
+    assert [r["class"] for r in classes[0]] == [r["class"] for r in classes[1]]
+    written = run_bmc("predict", str(onnx_dir), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.csv"))
+    assert written.returncode == 0 and (tmp_path / "p.csv").read_text().startswith("file,class,probability\n")

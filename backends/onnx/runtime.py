@@ -256,3 +256,19 @@ def fit(model, config, params: dict[str, np.ndarray], state: dict[str, np.ndarra
         return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
     finally:
         module.write_back(params, state)
+
+
+class InferenceModule:
+    """A loaded ONNX build's model.onnx in onnxruntime, with the face of a generated module's inference half
+    (INPUTS, OUTPUTS, forward), so `Build.predict` and `Build.evaluate` run it as they run the others."""
+
+    def __init__(self, path, manifest: dict, provider_list: list[str] | None = None):
+        quiet = ort.SessionOptions()
+        quiet.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), quiet, providers=provider_list or providers())
+        self.INPUTS = {k: (v["dtype"], v["shape"]) for k, v in manifest["inputs"].items()}
+        self.OUTPUTS = {k: (v["dtype"], v["shape"]) for k, v in manifest["outputs"].items()}
+
+    def forward(self, params, *inputs: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = dict(zip(self.INPUTS, inputs, strict=True))
+        return dict(zip(self.OUTPUTS, self.session.run(list(self.OUTPUTS), feeds), strict=True))

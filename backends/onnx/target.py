@@ -24,7 +24,7 @@ def generate(model, train: bool) -> str:
 
 def build(model, out_dir, params, state, *, seed, history, data, trained, train_step) -> Path:
     info = trained.extra_info() if trained is not None else {}
-    metadata = {k: info[k] for k in ("vocab", "window") if k in info}
+    metadata = {k: info[k] for k in ("vocab", "window") if k in info}  # what a text model's reader needs
     files: dict[str, artifacts.Content] = {}
     if model.compiled.model.outputs or not train_step:  # a model with only a loss exports its train step alone
         proto = inference_model(model, params, metadata)
@@ -41,8 +41,16 @@ def build(model, out_dir, params, state, *, seed, history, data, trained, train_
 
 
 def load(build_dir: Path, manifest: dict):
-    raise UsageError(f"{build_dir} is an ONNX build: run its model.onnx with onnxruntime (examples/run_onnx.py), or "
-                     "load a NumPy or CUDA build")
+    """model.onnx in onnxruntime, for predict and evaluate (training an ONNX build: its train_step.onnx, as
+    examples/run_onnx.py shows)."""
+    from bmc.build import Build
+
+    from . import runtime
+
+    if not (build_dir / "model.onnx").is_file():
+        raise UsageError(f"{build_dir} holds no model.onnx (a model with only a loss exports its train step alone)")
+    module = runtime.InferenceModule(build_dir / "model.onnx", manifest)
+    return Build(None, module, "", {}, {}, manifest=manifest)
 
 
 def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):

@@ -23,7 +23,7 @@ from bmc.data.idx import load_idx_dir, read_idx
 from bmc.data.images import is_image_folder, load_image_folder
 from bmc.data.npz import load_npz
 from bmc.data.table import load_csv
-from bmc.diagnostics import DataError
+from bmc.diagnostics import DataError, suggest
 
 __all__ = ["BUILTIN", "Dataset", "find_fashion_mnist", "from_arrays", "load_csv", "load_dataset", "load_idx_dir",
            "load_image_folder", "load_npz", "read_idx"]
@@ -58,8 +58,9 @@ def load_dataset(spec: str, target: str | None = None, classes: bool = True) -> 
     if "/" in spec or "\\" in spec or path.suffix:
         raise DataError(f"no such file or directory: {spec}", notes=ACCEPTED_SPECS)
     raise DataError(
-        f"unknown data set {spec!r}: expected one of {names}, a directory of IDX files, or a .npz file",
-        notes=ACCEPTED_SPECS,
+        f"unknown data set {spec!r}: expected one of {names}, a directory of IDX files or images, or a .npz or "
+        ".csv file",
+        notes=(*suggest(key, list(BUILTIN)), *ACCEPTED_SPECS),
     )
 
 
