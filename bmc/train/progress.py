@@ -11,7 +11,7 @@ from typing import TextIO
 from tqdm.auto import tqdm
 
 # at 60 columns the bar shrinks first; everything else fits
-FORMAT = "{desc} {bar} {n_fmt}/{total_fmt} {remaining} left {rate_fmt}{postfix}"
+FORMAT = "{desc} {bar} {n_fmt}/{total_fmt} ETA {remaining} {rate_fmt}{postfix}"
 
 
 def in_notebook() -> bool:
@@ -26,7 +26,8 @@ class Progress:
         stream = stream or sys.stderr
         show = enabled is None or (enabled and (stream.isatty() or in_notebook()))
         self.bar = tqdm(total=total, initial=done, desc=label, unit="step", file=stream, leave=False,
-                        disable=not show, dynamic_ncols=True, mininterval=0.1, bar_format=FORMAT, ascii=" =")
+                        disable=not show, dynamic_ncols=True, mininterval=0.1, bar_format=FORMAT, ascii=" =",
+                        unit_scale=True)
 
     def update(self, done: int, samples: int, loss: float) -> None:
         if self.bar.disable:
