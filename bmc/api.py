@@ -275,8 +275,9 @@ class Model:
                                   ("mark what it predicts with 'output' ('output pred = ...', or 'output pred' "
                                    "for an existing name)",)), warn)
         metrics = usable_metrics(config.metrics, dataset.num_classes) if has_target else ()
+        targets_ = model.compiled.model.targets
         task = ArrayTask(train_feed, valid_feed, test_feed, outputs[0] if outputs else None, dataset.num_classes,
-                         metrics, config.batch, config.augment)
+                         metrics, config.batch, config.augment, targets_[0].name if targets_ else None)
         about = {"classes": dataset.class_names, "image": dataset.image, "columns": dataset.columns,
                  "target_column": dataset.target_column}  # what `bmc predict` needs to read new files
         return model._fit(config, task, dataset.description, log, progress,

@@ -170,3 +170,34 @@ def test_eval_and_predict_on_an_onnx_build_match_the_numpy_build(tmp_path):
     assert [r["class"] for r in classes[0]] == [r["class"] for r in classes[1]]
     written = run_bmc("predict", str(onnx_dir), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.csv"))
     assert written.returncode == 0 and (tmp_path / "p.csv").read_text().startswith("file,class,probability\n")
+
+
+TWO_INPUTS = """model pair(a_features = 3, b_features = 2) {
+    input  a: f32[N, a_features]
+    input  b: f32[N, b_features]
+    target label: i64[N]
+    logits = dense(concat([relu(dense(a, 8)), relu(dense(b, 8))], axis = 1), 2)
+    output probs = softmax(logits)
+    loss = cross_entropy(logits, label)
+}
+train pair { epochs = 40  batch = 16  optimizer = adam(lr = 0.02) }
+"""
+
+
+def test_a_two_input_model_trains_on_named_arrays_of_an_npz(tmp_path):
+    """The label is 1 when a's first feature plus b's first exceeds 0: neither input alone decides it."""
+    rng = np.random.default_rng(4)
+
+    def split(n):
+        a, b = rng.standard_normal((n, 3)), rng.standard_normal((n, 2))
+        return a.astype(np.float32), b.astype(np.float32), (a[:, 0] + b[:, 0] > 0).astype(np.int64)
+
+    (a, b, y), (at, bt, yt) = split(400), split(100)
+    np.savez(tmp_path / "pair.npz", a_train=a, a_test=at, b_train=b, b_test=bt, y_train=y, y_test=yt)
+    trained = bmc.compile_string(TWO_INPUTS).train(str(tmp_path / "pair.npz"), **QUIET)
+    assert trained.history.final.test["accuracy"] > 0.9
+    out = trained.predict(at, bt)["probs"].argmax(axis=1)
+    assert trained.history.final.test["accuracy"] == pytest.approx(np.mean(out == yt))
+    np.savez(tmp_path / "half.npz", a_train=a, a_test=at, y_train=y, y_test=yt)
+    with pytest.raises(bmc.diagnostics.BmcError, match="has no arrays for b"):
+        bmc.compile_string(TWO_INPUTS).train(str(tmp_path / "half.npz"), **QUIET)

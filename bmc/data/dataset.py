@@ -35,6 +35,8 @@ class Dataset:
     columns: list[str] = field(default_factory=list)  # a CSV file's feature columns, in order
     target_column: str | None = None  # a CSV file's target column
     image: dict | None = None  # an image folder's {"mode": "L" or "RGB", "size": [width, height]}
+    # a model with several inputs: each input's (train, test) arrays by name (x_train, x_test are the first's)
+    inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

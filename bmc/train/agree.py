@@ -31,8 +31,15 @@ def bind_from_data(model: ModelIR, module: ast.Module, data: Dataset, explicit: 
     """Model parameters to set from the data's sample shape (empty if the shapes already agree)."""
     inputs = model.data_inputs
     if len(inputs) != 1:
-        raise BmcError(f"model '{model.name}' has {len(inputs)} inputs; training data sets provide exactly one",
-                       model.span)
+        names = [v.name for v in inputs]
+        missing = [n for n in names if n not in data.inputs]
+        if missing:
+            raise BmcError(f"model '{model.name}' has {len(inputs)} inputs ({', '.join(names)}), and {data.name} "
+                           f"has no arrays for {', '.join(missing)}", model.span,
+                           notes=("give each input its arrays by name in a .npz: np.savez(path, "
+                                  + ", ".join(f"{n}_train=..., {n}_test=..." for n in names)
+                                  + ", y_train=..., y_test=...)",))
+        return Binding({}, [])
     x = inputs[0]
     sample = data.sample_shape
     static = x.type.shape[1:]
@@ -82,15 +89,25 @@ def to_dtype(a: np.ndarray, dtype: str, what: str, span=None) -> np.ndarray:
 def shape_batch(model: ModelIR, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Train and test feeds {input/target name: array} in the model's shapes and dtypes; the inputs are raw samples
     (the model's prologue scales and standardizes them: see `preprocessing`)."""
-    x = model.data_inputs[0]
     feeds = []
-    for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
-        feed = {x.name: to_dtype(xs.reshape((len(xs), *x.type.shape[1:])), x.type.dtype,
-                                 f"input '{x.name}'", model.input_spans.get(x.name))}
+    for split, (xs, ys) in enumerate(((data.x_train, data.y_train), (data.x_test, data.y_test))):
+        feed = {}
+        for x in model.data_inputs:
+            arr = data.inputs[x.name][split] if len(model.data_inputs) > 1 else xs
+            feed[x.name] = to_dtype(_shaped(arr, x, model), x.type.dtype, f"input '{x.name}'",
+                                    model.input_spans.get(x.name))
         for t in model.targets[:1]:
             feed[t.name] = _target(model, t, ys, data)
         feeds.append(feed)
     return feeds[0], feeds[1]
+
+
+def _shaped(arr: np.ndarray, x, model: ModelIR) -> np.ndarray:
+    want = x.type.shape[1:]
+    if all(isinstance(d, int) for d in want) and math.prod(arr.shape[1:]) != math.prod(want):
+        raise BmcError(f"the data's samples for input '{x.name}' have shape {shape_str(arr.shape[1:])}, but it is "
+                       f"{x.type}", model.input_spans.get(x.name))
+    return arr.reshape((len(arr), *want))
 
 
 def _target(model: ModelIR, t, y: np.ndarray, data: Dataset) -> np.ndarray:
@@ -178,6 +195,12 @@ def preprocessing(config, model: ModelIR, data: Dataset) -> Preprocess:
     scaled values, or the given ones)."""
     x = model.data_inputs[0]
     mean, std = 0.0, 1.0
+    if len(model.data_inputs) > 1:
+        if config.normalize:
+            raise BmcError(f"normalize standardizes a model's one input; model '{model.name}' has "
+                           f"{len(model.data_inputs)}", config.spans.get("normalize"),
+                           notes=("standardize the arrays before saving them",))
+        return Preprocess(x.name, data.scale, mean, std, data.raw_format)
     if isinstance(config.normalize, tuple):
         mean, std = config.normalize
     elif config.normalize:

@@ -178,12 +178,13 @@ class ArrayTask:
     metrics: tuple[str, ...]
     batch: int | None
     augment: Augment = field(default_factory=Augment)
+    target_name: str | None = None  # the feeds' target (default: the key after the one input)
 
     def __post_init__(self) -> None:
         self.n = len(next(iter(self.train.values())))
         self.batch_size = self.n if self.batch is None else min(self.batch, self.n)
         self.steps_per_epoch = math.ceil(self.n / self.batch_size)
-        self.target = next((k for k in self.train if k != self.input), None)
+        self.target = self.target_name or next((k for k in self.train if k != self.input), None)
         self.acc = M.new_accumulator(self.num_classes)
 
     @property
