@@ -72,19 +72,9 @@ def _open_block(line: str) -> list[str]:
 def _breaks(line: str) -> list[tuple[int, int, int, int]]:
     """(end of this piece, start of the next, the offset after its bracket, the bracket depth) after each comma
     inside parentheses or brackets, outside literals and comments (the outermost are preferred: see _wrap_code)."""
-    out, opened, i, quote = [], [], 0, ""
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif line.startswith("//", i) or line.startswith("/*", i):
-            break  # a trailing comment: nothing after it is code
-        elif ch in "([{":
+    out, opened = [], []
+    for i, ch in _code(line):
+        if ch in "([{":
             opened.append(i + 1)
         elif ch in ")]}":
             if opened:
@@ -92,7 +82,6 @@ def _breaks(line: str) -> list[tuple[int, int, int, int]]:
         elif ch == "," and opened:
             nxt = i + 2 if line[i + 1:i + 2] == " " else i + 1
             out.append((i + 1, nxt, opened[-1], len(opened)))
-        i += 1
     return out
 
 

@@ -17,17 +17,6 @@ from bmc.ops.rnn import *  # noqa: F403
 from bmc.ops.scan import *  # noqa: F403
 from bmc.ops.shape import *  # noqa: F403
 
-__all__ = ["REGISTRY", "NotDifferentiable", "Op"]
-__all__ += attention.__all__
-__all__ += conv.__all__
-__all__ += elementwise.__all__
-__all__ += gather.__all__
-__all__ += linalg.__all__
-__all__ += losses.__all__
-__all__ += nn.__all__
-__all__ += norm.__all__
-__all__ += random.__all__
-__all__ += reduce.__all__
-__all__ += rnn.__all__
-__all__ += scan.__all__
-__all__ += shape.__all__
+__all__ = ["REGISTRY", "NotDifferentiable", "Op", *attention.__all__, *conv.__all__, *elementwise.__all__,
+           *gather.__all__, *linalg.__all__, *losses.__all__, *nn.__all__, *norm.__all__, *random.__all__,
+           *reduce.__all__, *rnn.__all__, *scan.__all__, *shape.__all__]
