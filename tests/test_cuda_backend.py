@@ -183,7 +183,8 @@ def test_wrapping_model_cu_changes_only_whitespace_and_comment_breaks(example, m
         return re.sub(r"\s+", "", C_TEXT.sub(lambda m: m.group() if m.group()[0] in "\"'" else " ", source))
 
     assert code(wrapped) == code(plain)
-    assert [line for line in wrapped.splitlines() if len(line) > 120] == []
+    lone_literal = re.compile(r'\s*"([^"\\]|\\.)*",?')  # a string no break can shorten (a long checkout path)
+    assert [line for line in wrapped.splitlines() if len(line) > 120 and not lone_literal.fullmatch(line)] == []
     assert not any(line.rstrip().endswith(("\\", "??/")) for line in wrapped.splitlines() if "//" in line)
 
 
