@@ -53,7 +53,18 @@ def synopsis(prog: str, parser: argparse.ArgumentParser) -> str:
         word = _word(a)
         repeated = "..." if isinstance(a, argparse._AppendAction) else ""
         parts.append(word if (a.required or not a.option_strings) else f"[{word}]{repeated}")
-    return " ".join(parts)
+    return _wrap(parts, " " * (len(prog) + 1))
+
+
+def _wrap(words: list[str], indent: str, width: int = 100) -> str:
+    """Words on lines of at most `width` characters (a longer word alone), continued under the first argument."""
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + 1 + len(w) > width and lines[-1].strip():
+            lines.append(indent + w)
+        else:
+            lines[-1] += " " + w
+    return "\n".join(lines)
 
 
 def _default(action: argparse.Action) -> str:

@@ -20,8 +20,9 @@ def slug(heading: str) -> str:
 
 
 def cell(text: str) -> str:
-    """Text for a table cell: a pipe would end the cell."""
-    return text.replace("|", "&#124;").replace("\n", " ")
+    """Text for a table cell: a pipe outside a code span would end the cell (inside one, tables leave it)."""
+    parts = text.replace("\n", " ").split("`")
+    return "`".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
