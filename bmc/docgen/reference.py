@@ -48,7 +48,10 @@ BASES = {
     "classifier": "input  image: f32[N, 64]\ntarget label: i64[N]\nlogits = dense(image, 10)\n"
                   "output probs = softmax(logits)\nloss = cross_entropy(logits, label)",
     "regression": "input  x: f32[N, 10]\ntarget y: f32[N]\noutput prediction = dense(x, 1)\nloss = mse(prediction, y)",
+    "images": "input  image: f32[N, 784]\ntarget label: i64[N]\nlogits = dense(relu(dense(image, 128)), 10)\n"
+              "output probs = softmax(logits)\nloss = cross_entropy(logits, label)",
 }
+SHOWN = 6  # parameters a result names; `bmc check` lists them all
 
 
 def _train_file(e: Entry) -> str:
@@ -60,7 +63,9 @@ def _train_file(e: Entry) -> str:
 def _shapes(m: Model, name: str) -> str:
     s = m.summary_json()
     outputs = ", ".join(f"`{k}: {t}`" for k, t in s["outputs"].items())
-    params = ", ".join(f"`{k}: {p['type']} ~ {p['init']}`" for k, p in s["parameters"].items())
+    shown = [f"`{k}: {p['type']} ~ {p['init']}`" for k, p in s["parameters"].items()]
+    more = len(shown) - SHOWN
+    params = ", ".join(shown[:SHOWN]) + (f" and {more} more (`bmc check` lists them)" if more > 0 else "")
     loss = f"; loss `{s['loss']}`" if s["loss"] else ""
     word = "outputs" if len(s["outputs"]) > 1 else "output"
     return f"{word} {outputs}{loss}; " + (f"parameters {params}." if params else "no parameters.")

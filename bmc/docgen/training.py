@@ -82,7 +82,8 @@ METRICS: dict[str, Entry] = {
 SETTINGS: dict[str, Entry] = {
     "data": Entry("The data set: a name below, or a path in quotes (an IDX directory, a folder of images per "
                   "class, a .npz, a .csv, or \"text:FILE[,FILE...]\").", "data = digits"),
-    "target": Entry("A CSV file's target column (default: the last).", "data   = \"houses.csv\"\ntarget = \"price\""),
+    "target": Entry("A CSV file's target column (default: the last).", "data   = \"houses.csv\"\ntarget = \"price\"",
+                    base="regression"),
     "optimizer": Entry("The optimizer and its settings (below); `--optimizer NAME` starts from that optimizer's "
                        "defaults and `--lr` sets its learning rate.", "optimizer = sgd(lr = 0.05, momentum = 0.9)"),
     "epochs": Entry("Passes over the training set (at least 1; default 5).", "epochs = 20"),
@@ -126,16 +127,7 @@ DATASETS: dict[str, Entry] = {
                     "10 classes, a stratified 80/20 split; no download.", "data = digits"),
     "fashion_mnist": Entry("Fashion-MNIST from the Debian package (`apt-get install dataset-fashion-mnist`): 60,000 "
                            "train and 10,000 test images 28x28, uint8 pixels 0..255 (scale 1/255), 10 classes.",
-                           "model mlp {\n"
-                           "    input  image: f32[N, 784]\n"
-                           "    target label: i64[N]\n"
-                           "    logits = dense(relu(dense(image, 128)), 10)\n"
-                           "    output probs = softmax(logits)\n"
-                           "    loss = cross_entropy(logits, label)\n"
-                           "}\n\n"
-                           "train mlp {\n"
-                           "    data = fashion_mnist\n"
-                           "}"),
+                           "data = fashion_mnist", base="images"),
     "breast_cancer": Entry("scikit-learn's bundled breast-cancer set: 569 samples of 30 standardized features, two "
                            "classes.",
                            "model logistic {\n"
@@ -163,5 +155,5 @@ DATASETS: dict[str, Entry] = {
                       "}"),
     "mnist": Entry("Not bundled anywhere bmc can rely on: the error names the IDX files to download; pass their "
                    "directory as the data (`data = \"mnist/\"`), or use fashion_mnist, which has the same format.",
-                   "data = \"mnist/\""),
+                   "data = \"mnist/\"", base="images"),
 }
