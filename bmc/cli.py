@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("ops", help="every op: its shape rule, its gradient and its lowering in each target")
     sp.add_argument("--markdown", action="store_true", help="as the Markdown table of docs/ops.md")
 
+    sp = sub.add_parser("fmt", help="rewrite .bm files in the canonical layout, keeping comments")
+    sp.add_argument("files", nargs="+", metavar="FILE", help="the .bm files; - reads stdin and writes stdout")
+    sp.add_argument("--check", action="store_true", help="write nothing; exit 1 listing the files that would change")
+    sp.add_argument("--diff", action="store_true", help="write nothing; print the changes as a unified diff")
+
     sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
     model_args(sp)
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -137,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(op_index.markdown() if args.markdown else op_index.text())
         return 0
+    if args.command == "fmt":
+        from bmc.syntax import fmt_command
+
+        return fmt_command.run(args.files, args.check, args.diff)
     if args.command == "generate":
         print(load(args.build).generate(args.prompt, args.length, args.temperature, args.seed))
         return 0
