@@ -122,7 +122,7 @@ class _Layout:
         toks = self.toks
         lhs = start + (kind == "output_decl")  # the token before the `=`
         eq = lhs + 1
-        if kind in ("input_decl", "target_decl"):
+        if kind in ("input_decl", "target_decl") and not toks[start + 1].is_comment:
             return _Stmt("decl", len(toks[start].text), start + 1, _gap(toks[start], toks[start + 1]) >= 2, last)
         if (kind in ("assign", "output_decl", "setting", "target_setting") and eq <= last and toks[eq].text == "="
                 and not any(t.is_comment for t in toks[start : eq + 1])):
