@@ -230,6 +230,10 @@ CASES = {
         "model m {\n    input  x: f32[N, 4]\n    target t: f32[N]\n    h        = x\n    logits   = h\n"
         "    output y = h\n\n    a = h\n    bb = h\n    loss = mean(t)\n}\n",
     ),
+    "an aligned declaration lines up with target": (
+        "model m {\n    input   x: f32[N, 4]\n    input z: f32[N]\n\n    input y: f32[N]\n    output o = x\n}\n",
+        "model m {\n    input  x: f32[N, 4]\n    input  z: f32[N]\n\n    input y: f32[N]\n    output o = x\n}\n",
+    ),
     "blank lines": (
         "\n\n# top\n\n\n\nmodel m {\n\n    input x: f32[N, 4]\n\n\n    output y = x\n\n}\ntrain m {\n}\n\n\n",
         "# top\n\nmodel m {\n    input x: f32[N, 4]\n\n    output y = x\n}\n\ntrain m {}\n",

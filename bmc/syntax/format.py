@@ -12,7 +12,7 @@ except that a `;` (an empty statement) is dropped. The layout:
 - alignment is the author's choice, redone exactly: in a run of consecutive statements (no blank line between) of
   the form `name = ...`, `output name = ...` or `key = ...` (train settings), the `=` signs are aligned when the
   author aligned any of them (two or more spaces before its `=`), else each has one space. Runs of `input`/`target`
-  declarations align their names the same way;
+  declarations align their names the same way, at the column after `target ` (so a lone `input  x` stays);
 - a trailing comment keeps its column if that leaves two spaces after the code, else it follows two spaces after.
 
 Formatting twice changes nothing, and `format_source` checks before returning that the new text parses to the same
@@ -147,7 +147,7 @@ class _Layout:
                     runs.append([s])
             for run in runs:
                 if run[0].kind is not None and any(s.padded for s in run):
-                    width = max(s.width for s in run)
+                    width = max(s.width for s in run) if run[0].kind == "assign" else len("target")
                     pads.update((s.pad_at, width - s.width + 1) for s in run)
         return pads
 
