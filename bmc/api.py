@@ -22,6 +22,7 @@ import numpy as np
 from bmc import artifacts, init, memory, targets
 from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
+from bmc.cost import cost_report
 from bmc.data import Dataset, from_arrays, load_dataset
 from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, BmcWarning, DataError, Span, UsageError, check_policy
@@ -122,7 +123,9 @@ class Model:
 
     # ---- inspection ------------------------------------------------------------------------------------------
 
-    def summary(self) -> str:
+    def summary(self, batch: int | None = None) -> str:
+        """The inputs, parameters and outputs, then the cost report (bmc/cost.py) at `batch` samples (default: the
+        train block's batch, else 64)."""
         m = self.compiled.model
         lines = [f"model {m.name} ({m.source.name})"]
         if m.constants:
@@ -149,9 +152,10 @@ class Model:
             lines.append(f"  output  {name}: {m.graph.outputs[name].type}")
         if m.loss:
             lines.append(f"  loss    {m.graph.outputs['loss'].type}")
+        lines.append(cost_report(self, batch).render())
         return "\n".join(lines)
 
-    def summary_json(self) -> dict:
+    def summary_json(self, batch: int | None = None) -> dict:
         """What `summary` prints, for `bmc check --json`."""
         m = self.compiled.model
         roles = m.graph.roles
@@ -165,6 +169,7 @@ class Model:
             "parameter_count": sum(math.prod(p.type.shape) for p in m.params),
             "outputs": {name: str(m.graph.outputs[name].type) for name in m.outputs},
             "loss": str(m.graph.outputs["loss"].type) if m.loss else None,
+            "cost": cost_report(self, batch).to_json(),
         }
 
     def ir(self, train: bool = False, optimized: bool = True) -> str:

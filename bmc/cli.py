@@ -54,9 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true", help="write nothing; exit 1 listing the files that would change")
     sp.add_argument("--diff", action="store_true", help="write nothing; print the changes as a unified diff")
 
-    sp = sub.add_parser("check", help="parse and type-check; print parameters and output shapes")
+    sp = sub.add_parser("check", help="parse and type-check; print parameters, output shapes and the cost report")
     model_args(sp)
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sp.add_argument("--batch", type=int, metavar="N",
+                    help="the batch size of the cost report (default: the train block's batch, else 64)")
 
     sp = sub.add_parser("ir", help="print the IR of the inference graph (or --train: the whole train step)")
     model_args(sp)
@@ -180,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in model.warnings:
         print(warning.render(), file=sys.stderr)
     if args.command == "check":
-        print(json.dumps(model.summary_json(), indent=2) if args.json else model.summary())
+        batch = {} if args.batch is None else {"batch": args.batch}
+        print(json.dumps(model.summary_json(**batch), indent=2) if args.json else model.summary(**batch))
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":

@@ -5,7 +5,8 @@ An op is defined once, backend-neutral, as a frozen dataclass whose fields are i
 * `infer(*types)`: the shape/dtype rule; raises `TypeError_` with a readable message;
 * `vjp(b, node, grads)`: the gradient rule, emitting ordinary IR through the builder `b`;
 * `decompose(b, *inputs)` (composite ops only): the op in smaller ops, so a backend without a dedicated lowering
-  still works.
+  still works;
+* `flops(inputs, outputs)`: its cost for the cost report (bmc/cost.py), as polynomials in the symbolic dims.
 
 Backends register lowerings per op class in their own modules; nothing backend-specific lives here.
 """
@@ -15,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bmc.ir.flops import NONE, Flops, elementwise, graph_flops
+from bmc.ir.graph import Builder, Graph
 from bmc.ir.types import TensorType
 
 if TYPE_CHECKING:
-    from bmc.ir.graph import Builder, Node, Value
+    from bmc.ir.graph import Node, Value
 
 REGISTRY: dict[str, type[Op]] = {}
 
@@ -48,6 +51,18 @@ class Op:
 
     def decompose(self, b: Builder, *inputs: Value) -> Value | tuple[Value, ...]:
         raise NotImplementedError(f"{self.name} has no decomposition")
+
+    def flops(self, inputs: tuple[TensorType, ...], outputs: tuple[TensorType, ...]) -> Flops:
+        """The FLOPs of one application (bmc/ir/flops.py): by default one per output element for an elementwise op,
+        a composite's are those of its decomposition, and any other op only moves data (free)."""
+        if self.elementwise:
+            return elementwise(outputs)
+        if self.has_decomposition():
+            g = Graph(f"{self.name}_cost")
+            args = [g.add_input(t, f"x{i}", "input") for i, t in enumerate(inputs)]
+            self.decompose(Builder(g), *args)
+            return graph_flops(g)
+        return NONE
 
     def working_set(self, *types: TensorType) -> tuple[TensorType, ...]:
         """Arrays an evaluation of the op holds besides its inputs and outputs (a convolution's unfolded input), for

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bmc.ir import dims
+from bmc.ir.flops import Flops, Poly
 from bmc.ir.types import TensorType, TypeError_
 from bmc.ops import emit as E
 from bmc.ops.base import Op
@@ -52,6 +53,17 @@ class Window:
         return oh, ow
 
 
+def _correlation(out: TensorType, channels, kernel: Pair) -> Poly:
+    """A multiply-add per output element and window element (of `channels` input channels): convolution and both of
+    its gradients, as PyTorch's FlopCounterMode counts them."""
+    return 2 * Poly.elements(out.shape) * Poly.elements((channels, *kernel))
+
+
+def _windows(out: TensorType, kernel: Pair) -> Flops:
+    """One FLOP per output element and window element (pooling and its gradients)."""
+    return Flops(other=Poly.elements(out.shape) * Poly.elements(kernel))
+
+
 def _image(x: TensorType, what: str) -> None:
     if x.rank != 4 or not x.is_float:
         raise TypeError_(f"{what} expects a float image batch [N, C, H, W], got {x}")
@@ -79,6 +91,10 @@ class Conv2d(Op):
         oh, ow = self.window(w).spatial_out(x)
         return x.with_shape((x.shape[0], w.shape[0], oh, ow))
 
+    def flops(self, inputs, outputs):  # the correlation, then the bias
+        w, (out,) = inputs[1], outputs
+        return Flops(matmul=_correlation(out, w.shape[1], w.shape[2:]), other=Poly.elements(out.shape))
+
     def working_set(self, x: TensorType, w: TensorType, b: TensorType) -> tuple[TensorType, ...]:
         # computed as one matrix product: every window of the input unfolded, [N, C kh kw, H' W']
         oh, ow = self.window(w).spatial_out(x)
@@ -105,6 +121,10 @@ class Conv2dGradInput(Op):
     def infer(self, g: TensorType, w: TensorType) -> TensorType:
         return g.with_shape((g.shape[0], w.shape[1], *self.input_size))
 
+    def flops(self, inputs, outputs):
+        g, w = inputs
+        return Flops(matmul=_correlation(g, w.shape[1], w.shape[2:]))
+
 
 @dataclass(frozen=True)
 class Conv2dGradWeight(Op):
@@ -120,6 +140,10 @@ class Conv2dGradWeight(Op):
     def infer(self, x: TensorType, g: TensorType) -> TensorType:
         return x.with_shape((g.shape[1], x.shape[1], *self.kernel))
 
+    def flops(self, inputs, outputs):
+        x, g = inputs
+        return Flops(matmul=_correlation(g, x.shape[1], self.kernel))
+
 
 @dataclass(frozen=True)
 class MaxPool2d(Op):
@@ -132,6 +156,9 @@ class MaxPool2d(Op):
         _image(x, "max_pool")
         oh, ow = Window(self.kernel, self.stride, self.padding).spatial_out(x)
         return x.with_shape((*x.shape[:2], oh, ow))
+
+    def flops(self, inputs, outputs):
+        return _windows(outputs[0], self.kernel)
 
     def vjp(self, b, node, grads):  # to the first maximum of each window
         return (b.emit(MaxPool2dGrad(self.kernel, self.stride, self.padding), node.inputs[0], grads[0]),)
@@ -148,6 +175,9 @@ class MaxPool2dGrad(Op):
     def infer(self, x: TensorType, g: TensorType) -> TensorType:
         return x
 
+    def flops(self, inputs, outputs):  # each window's maximum found again
+        return _windows(inputs[1], self.kernel)
+
 
 @dataclass(frozen=True)
 class AvgPool2d(Op):
@@ -162,6 +192,9 @@ class AvgPool2d(Op):
         _image(x, "avg_pool")
         oh, ow = Window(self.kernel, self.stride, self.padding).spatial_out(x)
         return x.with_shape((*x.shape[:2], oh, ow))
+
+    def flops(self, inputs, outputs):
+        return _windows(outputs[0], self.kernel)
 
     def vjp(self, b, node, grads):
         x = node.inputs[0]
@@ -179,3 +212,6 @@ class AvgPool2dGrad(Op):
 
     def infer(self, g: TensorType) -> TensorType:
         return g.with_shape((*g.shape[:2], *self.input_size))
+
+    def flops(self, inputs, outputs):
+        return _windows(inputs[0], self.kernel)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bmc.ir.flops import NONE
 from bmc.ir.types import DTYPES, TensorType, TypeError_, broadcast_shapes, promote, scalar
 from bmc.ops import emit as E
 from bmc.ops.base import Op
@@ -30,6 +31,9 @@ class Const(Op):
 
     def key(self) -> object:  # -0.0 == 0.0 in Python, but 1 / -0.0 is -inf: keep them apart
         return (Const, repr(self.value), self.dtype)
+
+    def flops(self, inputs, outputs):  # a value, not arithmetic
+        return NONE
 
     def vjp(self, b, node, grads):
         return ()
@@ -328,6 +332,9 @@ class Cast(Op):
         if self.dtype not in DTYPES:
             raise TypeError_(f"unknown dtype {self.dtype!r}")
         return x.with_dtype(self.dtype)
+
+    def flops(self, inputs, outputs):  # a conversion, not arithmetic
+        return NONE
 
     def vjp(self, b, node, grads):
         x = node.inputs[0]

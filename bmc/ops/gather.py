@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bmc.ir.flops import elementwise
 from bmc.ir.types import INT_DTYPES, TensorType, TypeError_
 from bmc.ops.base import Op
 
@@ -41,3 +42,6 @@ class ScatterAdd(Op):
         if updates.shape[: ids.rank] != ids.shape:
             raise TypeError_(f"scatter_add: updates {updates} do not start with the ids' shape {ids}")
         return updates.with_shape((self.rows, *updates.shape[ids.rank:]))
+
+    def flops(self, inputs, outputs):  # an add per update
+        return elementwise(inputs[1:])

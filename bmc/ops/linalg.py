@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bmc.ir.flops import Flops, Poly
 from bmc.ir.types import TensorType, TypeError_, broadcast_shapes, promote
 from bmc.ops import emit as E
 from bmc.ops.base import Op
@@ -33,6 +34,11 @@ class MatMul(Op):
             raise TypeError_(f"@ contracts {a} with {b}: inner dims {ka} and {kb} differ")
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return TensorType(promote(a.dtype, b.dtype), (*batch, m, n))
+
+    def flops(self, inputs, outputs):  # a multiply-add per output element and contracted index
+        a, (out,) = inputs[0], outputs
+        k = a.shape[-2] if self.transpose_a else a.shape[-1]
+        return Flops(matmul=2 * Poly.elements(out.shape) * Poly.dim(k))
 
     def vjp(self, b, node, grads):
         (x, y), g = node.inputs, grads[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bmc.ir.flops import Flops, Poly
 from bmc.ir.types import TensorType, TypeError_, normalize_axes
 from bmc.ops import emit as E
 from bmc.ops.base import Op
@@ -23,6 +24,9 @@ class Reduce(Op):
         if self.keepdims:
             return x.with_shape(E.keepdims_shape(x.shape, axes))
         return x.with_shape(tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+    def flops(self, inputs, outputs):  # one per input element
+        return Flops(other=Poly.elements(inputs[0].shape))
 
     def _spread(self, b, g, x):
         """The output gradient broadcast back over the reduced axes."""

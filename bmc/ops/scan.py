@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from bmc.ir.flops import Poly, graph_flops
 from bmc.ir.graph import Builder, Graph, Value
 from bmc.ir.types import TensorType, TypeError_
 from bmc.ops.base import Op
@@ -66,6 +67,9 @@ class Scan(Op):
         ys = [seq_type(t, length) for t in outs[k:]]
         history = [seq_type(t, length) for t in carries]
         return (*carries, *ys, *history)
+
+    def flops(self, inputs, outputs):  # the body once per step
+        return graph_flops(self.body) * Poly.dim(inputs[self.num_carries].shape[1])
 
 def inline(b: Builder, body: Graph, inputs: list[Value], env: dict | None = None) -> list[Value]:
     """Copy a body graph's nodes into `b`, reading `inputs`; return its outputs (`env` receives the mapping)."""
