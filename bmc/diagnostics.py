@@ -15,7 +15,7 @@ Internal errors (bugs in bmc) are not `BmcError`s; the CLI reports them separate
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,19 @@ class Source:
 
 @dataclass(frozen=True)
 class Span:
-    """A region of a source: 1-based line and column of its start and end (end column exclusive)."""
+    """A region of a source: 1-based line and column of its start and end (end column exclusive).
+
+    `origin` says, for the span of an op, which unrolled statement made it: the keys of the statements and layer
+    calls it was lowered under, outermost first (`("h", "h.0", "h.0.a")` for statement `a` of the first copy of a
+    repeated layer called from statement `h`; see bmc/frontend/origin.py). It travels with the span through every
+    pass, and takes no part in comparing spans."""
 
     source: Source
     line: int
     column: int
     end_line: int
     end_column: int
+    origin: tuple[str, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.source.name}:{self.line}:{self.column}"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bmc.diagnostics import BmcError, Span, suggest
 from bmc.frontend.domains import Number
+from bmc.frontend.origin import calls
 from bmc.frontend.scope import Bound, Naming, Scope, count_owners
 from bmc.frontend.signature import REQUIRED, Param, Signature
 from bmc.ir.graph import Value
@@ -35,11 +36,15 @@ def repeat(lw: Lowerer, e: ast.Call) -> Value:
                        call.span)
     x = lw.tensor(call.args[0], "the repeated layer's first argument")
     base = lw.owner_prefix("repeat")
+    saved = lw.origins.enter(base, "repeat", f"repeat {count} × {call.func}", e.span)
+    lw.origins.table[base].repeat = count
+    lw.origins.table[base].layer = call.func
     for i in range(count):
         step = ast.Call(call.func, call.func_span, (Bound(x, call.args[0].span), *call.args[1:]), call.kwargs,
                         call.span)
         with lw.within(naming=Naming(f"{base}.{i}")):
             x = call_layer(lw, lw.module.layers[call.func], step)
+    lw.origins.leave(saved)
     return x
 
 def call_layer(lw: Lowerer, layer: ast.LayerDef, e: ast.Call) -> Value:
@@ -50,6 +55,11 @@ def call_layer(lw: Lowerer, layer: ast.LayerDef, e: ast.Call) -> Value:
                                       for a in layer.args))
     bound = sig.bind(e)
     inner = Scope("layer", layer.name, lw.owner_prefix(layer.name) + ".")
+    frame = inner.prefix.removesuffix(".")
+    caller = lw.origins.enter(frame, "layer", layer.name, e.span)
+    lw.origins.table[frame].layer = layer.name
+    inner.path = tuple(lw.origins.path)
+    lw.origins.leave(caller)  # the arguments belong to the calling statement
     for arg in layer.args:
         expr = bound[arg.name]
         value = lw.expr(expr)
@@ -77,7 +87,16 @@ def call_layer(lw: Lowerer, layer: ast.LayerDef, e: ast.Call) -> Value:
         for stmt in list(inner.statements.values()):
             lw.lower_statement(stmt)
         with lw.within(naming=Naming(inner.prefix.rstrip("."), count_owners(ret.value, lw.module.layers))):
-            result = lw.expr(ret.value)
+            saved = lw.origins.path[:]
+            lw.origins.path[:] = inner.path
+            lw.origins.enter(inner.prefix + "return", "return", "return", ret.span)
+            lw.origins.table[inner.prefix + "return"].calls = calls(ret.value, inner.is_number)
+            try:
+                result = lw.expr(ret.value)
+            finally:
+                lw.origins.leave(tuple(saved))
+            if isinstance(result, Value):
+                lw.origins.table[inner.prefix + "return"].value = result
     if not isinstance(result, Value):
         raise BmcError(f"layer '{layer.name}' must return a tensor", ret.span)
     return result

@@ -19,6 +19,7 @@ from bmc.frontend.constants import checked_number, constant_arith, model_constan
 from bmc.frontend.domains import MAX_SIZE
 from bmc.frontend.layer_calls import call_layer, repeat
 from bmc.frontend.model_ir import ModelIR
+from bmc.frontend.origin import Origins, calls
 from bmc.frontend.scope import Bound, Naming, Result, Scalar, Scope, count_owners
 from bmc.frontend.signature import Signature
 from bmc.init import ALIASES, INITIALIZERS, Init, relation_error
@@ -37,8 +38,12 @@ class CheckedBuilder(Builder):
     result with a dim past MAX_SIZE (padding of 2**31, an overflowing reshape) or a graph that unrolled without
     bound (`repeat` in `repeat`); both are errors at the op's `.bm` span."""
 
+    origins: Origins | None = None  # set by the Lowerer: every op's span says which statement made it
+
     def emit(self, op: Op, *inputs: Value, span: Span | None = None, name: str = "") -> Any:
         span = span or self.span
+        if self.origins is not None:
+            span = self.origins.stamp(span)
         if len(self.graph.nodes) >= MAX_NODES:
             raise BmcError(f"this model has more than {MAX_NODES:,} operations; bmc compiles models up to that size",
                            span, notes=("is a repeat count (or a layer calling a repeated layer) larger than meant?",))
@@ -63,6 +68,7 @@ class Lowerer:
         self.salts = 0
         self.key: Value | None = None
         self.b = CheckedBuilder(graph)
+        self.origins = self.b.origins = Origins()
         self.depth = 0  # levels of `expr` in progress: nested expressions, names used before their definition
         self.scope: Scope | None = None
         self.naming = Naming("")  # names the implicit parameters of the statement being lowered
@@ -152,6 +158,13 @@ class Lowerer:
             cycle = [*scope.in_progress[scope.in_progress.index(name):], name]
             raise BmcError(f"'{name}' depends on itself: {' -> '.join(cycle)}", stmt.name_span)
         scope.in_progress.append(name)
+        saved = self.origins.path[:]
+        self.origins.path[:] = scope.path
+        kind = (stmt.role if isinstance(stmt, ast.InputDecl) else
+                "param" if isinstance(stmt, ast.ParamDecl) else "statement")
+        self.origins.enter(scope.prefix + name, kind, name, stmt.span)
+        if isinstance(stmt, ast.Assign):
+            self.origins.table[scope.prefix + name].calls = calls(stmt.value, scope.is_number)
         try:
             if isinstance(stmt, ast.InputDecl):
                 value = self.declare_input(stmt)
@@ -164,12 +177,16 @@ class Lowerer:
                     value.name = scope.prefix + name
         finally:
             scope.in_progress.pop()
+            here = self.origins.here()
+            self.origins.path[:] = saved
+        if isinstance(value, Value) and here is not None:
+            here.value = value
         scope.values[name] = value
         return value
 
     def declare_input(self, stmt: ast.InputDecl) -> Value:
         t = self.tensor_type(stmt.type, allow_symbols=True)
-        return self.graph.add_input(t, stmt.name, stmt.role, stmt.span)
+        return self.graph.add_input(t, stmt.name, stmt.role, self.origins.stamp(stmt.span))
 
     def declare_param(self, stmt: ast.ParamDecl) -> Value:
         try:
@@ -186,7 +203,9 @@ class Lowerer:
                   trainable: bool = True, fans: tuple[int, int] | None = None) -> Value:
         if any(v.name == name for v in self.graph.params):
             raise BmcError(f"parameter '{name}' is defined twice", span)
-        v = self.graph.add_input(t, name, "param", span)
+        v = self.graph.add_input(t, name, "param", self.origins.stamp(span))
+        if (here := self.origins.here()) is not None:
+            here.params += t.size or 0
         self.graph.param_info[v] = ParamInfo(init, trainable=trainable, decay=decay, span=span, fans=fans)
         return v
 
@@ -473,7 +492,7 @@ def lower_model(module: ast.Module, name: str | None = None, defines: dict[str, 
         raise BmcError(f"model '{name}' has no output and no loss", mdef.name_span,
                        notes=("declare a result with 'output name = ...' or a training objective with 'loss = ...'",))
     return ModelIR(name, module.source, graph, outputs, loss, dict(lw.scope.constants), spans, input_spans, mdef.span,
-                   {p.name: v for p, v in lw.updates.items()}, training)
+                   {p.name: v for p, v in lw.updates.items()}, training, lw.origins.table)
 
 
 def _check_unique_items(module: ast.Module) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bmc.diagnostics import Source, Span
+from bmc.frontend.origin import Origin
 from bmc.ir.graph import Graph, Value
 
 
@@ -21,6 +22,8 @@ class ModelIR:
     span: Span | None = None
     updates: dict[str, Value] = field(default_factory=dict)  # running statistics the train step replaces
     training: bool = True  # lowered for the train step (dropout, batch statistics) or for inference
+    # the statements and layer calls each op's `span.origin` names (bmc/frontend/origin.py), in lowering order
+    origins: dict[str, Origin] = field(default_factory=dict)
 
     def value(self, name: str) -> Value:
         return self.graph.outputs[name]

@@ -30,6 +30,11 @@ class Scope:
     constants: dict[str, Scalar] = field(default_factory=dict)
     dim_vars: dict[str, Dim] = field(default_factory=dict)
     in_progress: list[str] = field(default_factory=list)
+    path: tuple[str, ...] = ()  # the origin path of the body (bmc/frontend/origin.py): () for a model
+
+    def is_number(self, name: str) -> bool:
+        """Whether `name` is a compile-time number here (a constant or a dim bound by a shape pattern)."""
+        return name in self.constants or name in self.dim_vars
 
 
 @dataclass

@@ -92,6 +92,9 @@ class Graph:
     outputs: dict[str, Value] = field(default_factory=dict)
     param_info: dict[Value, ParamInfo] = field(default_factory=dict)
     doc: dict[str, str] = field(default_factory=dict)  # output name -> one-line description
+    # where the parts of a graph built in pieces begin, as node indices (the unoptimized train step's "backward" and
+    # "optimizer"): what `bmc graph --train` sets apart; a pass that rebuilds the graph starts a new one without them
+    sections: dict[str, int] = field(default_factory=dict)
 
     def add_input(self, type: TensorType, name: str, role: str, span: Span | None = None) -> Value:
         assert role in ROLES, role

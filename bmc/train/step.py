@@ -107,11 +107,13 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
     # forward scan by one that also saves residuals, and redirects the graph's outputs to it
     g.outputs = {"loss": objective, **{k: src.outputs[k] for k in model.outputs}}
     g.outputs.update({f"params/{name}": v for name, v in updates.items()})
+    g.sections["backward"] = len(g.nodes)
     grads = gradients(b, objective, params)
     if config.clip:
         b.span = config.spans.get("clip") or loss.span
         grads = clip_by_global_norm(b, grads, config.clip)
     b.span = config.spans.get("optimizer") or loss.span
+    g.sections["optimizer"] = len(g.nodes)
     new_params, new_state = optimizer.update(b, params, grads, state, lr)
     forward = g.outputs
     g.outputs = {"loss": forward["loss"], **{k: forward[k] for k in model.outputs}}
