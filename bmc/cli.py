@@ -65,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--train", action="store_true", help="the train step: forward, backward, optimizer update")
     sp.add_argument("--no-opt", action="store_true", help="before optimization passes")
 
+    sp = sub.add_parser("graph", help="draw the model (or --train: the train step) as a picture with Graphviz")
+    model_args(sp)
+    sp.add_argument("-o", "--out", required=True, metavar="FILE",
+                    help="the picture: FILE.svg, FILE.png, FILE.pdf (drawn by Graphviz's dot) or FILE.dot")
+    sp.add_argument("--train", action="store_true", help="the train step: forward, backward and optimizer apart")
+    sp.add_argument("--depth", type=int, metavar="D",
+                    help="draw layers and repeat copies nested deeper than D levels as one box each (default: all)")
+    sp.add_argument("--kernels", nargs="?", const="cuda", choices=["cuda", "numpy"],
+                    help="the optimized graph's ops as the CUDA backend fuses them into kernels (default), or as the "
+                         "NumPy backend's memory plan shares buffers (--kernels numpy)")
+
+    sp = sub.add_parser("plot", help="draw the losses, metrics and learning rate of a training run")
+    sp.add_argument("run", help="a trained build directory, or a log written by bmc train --log FILE.csv/.jsonl")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: FILE.png, FILE.svg or FILE.pdf")
+
     sp = sub.add_parser("build", help="generate code for a target")
     model_args(sp)
     sp.add_argument("--target", default="numpy", choices=list(targets.TARGETS),
@@ -148,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
         from bmc.syntax import fmt_command
 
         return fmt_command.run(args.files, args.check, args.diff)
+    if args.command == "plot":
+        from bmc import plot
+
+        print(f"wrote {plot.plot(plot.read_run(args.run), args.out, f'{args.run}: losses, metrics and learning rate')}")
+        return 0
     if args.command == "generate":
         print(load(args.build).generate(args.prompt, args.length, args.temperature, args.seed))
         return 0
@@ -184,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "check":
         batch = {} if args.batch is None else {"batch": args.batch}
         print(json.dumps(model.summary_json(**batch), indent=2) if args.json else model.summary(**batch))
+    elif args.command == "graph":
+        _graph(args, model)
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":
@@ -193,6 +215,20 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         _train(args, model)
     return 0
+
+
+def _graph(args: argparse.Namespace, model) -> None:
+    from bmc.diagnostics import UsageError
+    from bmc.draw import kernels, picture, statements
+
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth {args.depth}: a depth is 0 (model statements only) or more")
+    compiled = model.compiled
+    if args.kernels:
+        pic = kernels.picture(compiled, args.kernels, args.train)
+    else:
+        pic = statements.picture(compiled, args.train, args.depth)
+    print(f"wrote {picture.save(pic, args.out)}")
 
 
 def csv_text_rows(rows: list[dict]) -> str:

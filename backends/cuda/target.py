@@ -37,3 +37,19 @@ def fit(model, module, config, params, state, task, *, log, progress, watch, run
     history = loop_fit(device, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
     device.download(params, state)
     return history
+
+
+def groups(graph):
+    """The ops of an optimized graph, as this backend prepares it, in the kernels it launches (in launch order):
+    the prepared graph and one (label, ops) per kernel (`bmc graph --kernels cuda`). Constants inlined into the
+    kernels and reshapes (views) are in none."""
+    from bmc.backends.cuda.codegen import classify, prepare
+    from bmc.backends.cuda.fused import shape_only
+    from bmc.backends.cuda.schedule import build as schedule
+
+    graph = prepare(graph)
+    out = []
+    for i, item in enumerate(schedule(graph, classify, shape_only).items):
+        what = "fused" if item.kind == "group" else item.node.op.name
+        out.append((f"kernel {i}: {what} ({len(item.nodes)} op{'s' if len(item.nodes) > 1 else ''})", item.nodes))
+    return graph, out, f"{len(out)} kernels"

@@ -45,3 +45,32 @@ def load(build_dir: Path, manifest: dict):
 
 def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):
     return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
+
+
+def groups(graph):
+    """The ops of an optimized graph, as this backend prepares it, grouped by the buffer they write when the memory
+    plan has several write one buffer in turn: the prepared graph and one (label, ops) per reused buffer
+    (`bmc graph --kernels numpy`), and (None, [op]) for an op whose buffer is its own."""
+    from bmc.backends.numpy.memory import plan
+
+    from bmc.reference.rules import prepare
+
+    graph = prepare(graph)
+    state = {v.name: v for v in graph.inputs_with_role("param", "state")}
+    updates = {state[k.split("/", 1)[1]]: v for k, v in graph.outputs.items()
+               if k.split("/", 1)[0] in ("params", "state") and k.split("/", 1)[1] in state}
+    buffers = plan(graph, updates)
+    owner: dict = {}  # each value -> the value whose buffer holds it
+    writers: dict = {}
+    for node in graph.nodes:
+        taken = buffers.get(node)
+        for o in node.outputs:
+            owner[o] = owner.get(taken, taken) if taken is not None else o
+        writers.setdefault(owner[node.outputs[0]], []).append(node)
+    out = []
+    for b, nodes in writers.items():
+        role = graph.roles.get(b)
+        what = f"the buffer of {role} {b.name}" if role else f"one {b.type} buffer"
+        out.append((f"{what}: {len(nodes)} ops write it in turn" if len(nodes) > 1 else None, nodes))
+    reused = sum(len(nodes) > 1 for _, nodes in out)
+    return graph, out, f"{len(graph.nodes)} ops in {len(writers)} buffers, {reused} reused"
