@@ -168,15 +168,14 @@ def statement_key(node: Node) -> str:
     span = node.span
     if span is None:
         return "(no statement)"
-    origin = getattr(span, "origin", ())
-    return origin[0] if origin else span.location
+    return span.origin[0] if span.origin else span.location
 
 
 def _statements(compiled: Compiled, g: Graph, dtype: str) -> list[StatementCost]:
     groups: dict[str, list[Node]] = {}
     for node in g.nodes:
         groups.setdefault(statement_key(node), []).append(node)
-    origins = getattr(compiled.eval_model, "origins", {})
+    origins = compiled.eval_model.origins
     seen: set[Value] = set()
     out = []
     for key, nodes in groups.items():
