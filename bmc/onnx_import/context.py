@@ -30,7 +30,7 @@ def rule(*op_types: str):
     return add
 
 
-class Unsupported(Exception):
+class Unsupported(Exception):  # noqa: N818 - raised as "Unsupported(reason)" by every rule
     """A node this importer cannot write exactly; the reason says why."""
 
 
@@ -83,8 +83,9 @@ class Context:
         if k.symbolic:
             raise Unsupported(f"its {what} is a shape computed from symbolic dims, used as data")
         a = k.value
-        if a.size == 1 and a.ndim == 0 or a.size == 1 and k.initializer is None:
-            return X.lit(a.reshape(()).item())
+        if (a.size == 1 and a.ndim == 0) or (a.size == 1 and k.initializer is None):
+            v = a.reshape(()).item()
+            return X.lit(shortest_f32(v) if a.dtype == np.float32 else v)
         if a.dtype.kind != "f":
             raise Unsupported(f"its {what} is a constant {a.dtype} tensor; the language takes constant tensors only "
                               "as float parameters")
@@ -142,6 +143,13 @@ class Context:
             for suffix, value in c.owned.arrays.items():
                 params[f"{prefix}.{suffix}"] = value
         return params
+
+
+def shortest_f32(v: float) -> float:
+    """An f32 value as the shortest decimal that reads back as that f32 (0.1, not 0.10000000149011612)."""
+    if not np.isfinite(v):
+        return v
+    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
 
 def _label(node: onnx.NodeProto) -> str:

@@ -90,7 +90,7 @@ def lit(value) -> Expr:
         return Items(tuple(lit(v) for v in value))
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and value < 0 or isinstance(value, int) and not isinstance(value, bool) and value < 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         return Neg(Lit(-value))
     return Lit(value)
 

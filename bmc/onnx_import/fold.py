@@ -19,7 +19,7 @@ SYMBOLIC = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast"
 
 def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[Known]:
     if any(k is not None and k.symbolic for k in inputs):
-        return [Known(v) for v in _symbolic(node, [None if k is None else k.value for k in inputs], opset)]
+        return [_known(v) for v in _symbolic(node, [None if k is None else k.value for k in inputs], opset)]
     feeds, names = {}, []
     for i, k in enumerate(inputs):
         name = f"i{i}"
@@ -34,9 +34,19 @@ def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[K
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     try:
         outs = ReferenceEvaluator(model).run(None, feeds)
-    except Exception as e:  # noqa: BLE001 - the evaluator's own error says what is wrong with the node
+    except Exception as e:
         raise Unsupported(f"folding it at import failed: {type(e).__name__}: {e}") from None
     return [Known(np.asarray(o)) for o in outs]
+
+
+def _known(v) -> Known:
+    """A shape computation's result: an int64 array once no symbol is left in it, else an object array."""
+    a = np.asarray(v, dtype=object)
+    if all(isinstance(d, int | np.integer) for d in a.reshape(-1)):
+        return Known(a.astype(np.int64))
+    if all(isinstance(d, bool | np.bool_) for d in a.reshape(-1)):
+        return Known(a.astype(bool))
+    return Known(a)
 
 
 def _elem(a: np.ndarray) -> int:

@@ -15,8 +15,7 @@ import numpy as np
 import onnx
 
 from bmc.diagnostics import BmcError
-from bmc.onnx_import import reader
-from bmc.onnx_import import rules_math, rules_nn, rules_rnn, rules_shape  # noqa: F401 - they register rules
+from bmc.onnx_import import patterns, reader, rules_math, rules_nn, rules_rnn, rules_shape  # noqa: F401 - they register rules
 from bmc.onnx_import.context import RULES, Context, Unsupported, _label
 from bmc.onnx_import.fold import fold
 from bmc.onnx_import.names import Names
@@ -72,15 +71,16 @@ def import_onnx(path: str | Path, *, name: str | None = None, loss: str | None =
         raise BmcError(f"{path}: the model's inputs cannot be imported", notes=tuple(problems))
     values.update(graph_inputs)
     outputs = {o.name for o in graph.output}
+    nodes = patterns.rewrite(graph, opset)
     uses: dict[str, int] = {}
-    for node in graph.node:
+    for node in nodes:
         for i in node.input:
             if i:
                 uses[i] = uses.get(i, 0) + 1
     ctx = Context(uses, outputs, opset, names)
     found: list[Problem] = []
     poisoned: set[str] = set()
-    for node in graph.node:
+    for node in nodes:
         version = opset if node.domain in ("", "ai.onnx") else _version(model, node.domain)
         if any(i in poisoned for i in node.input if i):
             poisoned.update(node.output)
@@ -126,8 +126,29 @@ def import_onnx(path: str | Path, *, name: str | None = None, loss: str | None =
         _output(ctx, t, o.name)
     model_name = names.identifier(name or path.stem, "model", "imported")
     source, params = write(ctx, model, path, model_name, graph_inputs, loss, params_file)
-    return Imported(source, params, model_name, len(graph.node), len(ctx.statements),
-                    [t.expr.name for t in graph_inputs.values()], [o.name for o in graph.output])
+    imported = Imported(source, params, model_name, len(graph.node), len(ctx.statements),
+                        [t.expr.name for t in graph_inputs.values()], [o.name for o in graph.output])
+    _verify(imported, path)
+    return imported
+
+
+def _verify(imported: Imported, path: Path) -> None:
+    """The written model must compile, with exactly the parameters (names and shapes) the import has values for;
+    anything else is a bug of the importer, reported as one rather than written."""
+    from bmc.api import compile_string
+
+    bug = f"bmc import wrote a model from {path.name} that "
+    hint = ("this is a bug in bmc import; please report it with the ONNX file",)
+    try:
+        model = compile_string(imported.source, filename=f"{imported.name}.bm", warnings="ignore",
+                               memory_limit="none")
+    except BmcError as e:
+        raise BmcError(bug + f"bmc rejects:\n{e.render()}", notes=hint) from None
+    have = {p.name: tuple(p.type.shape) for p in model.compiled.model.graph.params}
+    given = {k: tuple(v.shape) for k, v in imported.params.items()}
+    if have != given:
+        wrong = sorted(set(have.items()) ^ set(given.items()))
+        raise BmcError(bug + f"does not take the parameters it has values for: {wrong[:6]}", notes=hint)
 
 
 def _rule(node: onnx.NodeProto):

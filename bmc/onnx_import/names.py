@@ -13,8 +13,8 @@ _OUTPUT_SUFFIX = re.compile(r"_output_\d+$")
 
 
 def _reserved() -> set[str]:
-    from bmc.frontend.builtins import BUILTINS  # the language's functions; layers register on import
     import bmc.frontend.layers  # noqa: F401
+    from bmc.frontend.builtins import BUILTINS  # the language's functions; layers register on import
 
     return KEYWORDS | set(BUILTINS) | {"repeat"}
 

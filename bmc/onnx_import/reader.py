@@ -10,9 +10,9 @@ import onnx
 from onnx import numpy_helper
 
 from bmc.diagnostics import BmcError, UsageError
+from bmc.onnx_import import expr as X
 from bmc.onnx_import.names import Names
 from bmc.onnx_import.values import DTYPES, Known, Tensor
-from bmc.onnx_import import expr as X
 
 
 def read(path: str | Path) -> onnx.ModelProto:
@@ -21,7 +21,7 @@ def read(path: str | Path) -> onnx.ModelProto:
         raise UsageError(f"{path}: no such ONNX file")
     try:
         model = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - protobuf and external-data errors have many types
+    except Exception as e:
         raise BmcError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
     if not model.graph.node and not model.graph.output:
         raise BmcError(f"{path}: the ONNX model has an empty graph")

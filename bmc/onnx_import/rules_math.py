@@ -9,6 +9,7 @@ import numpy as np
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis, broadcast
 from bmc.onnx_import.context import Context, Unsupported, attrs, rule
+from bmc.onnx_import.context import shortest_f32 as _f32
 from bmc.onnx_import.values import DTYPES, Known, Tensor
 
 INFIX = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**", "MatMul": "@"}
@@ -132,10 +133,6 @@ def _scalar(ctx: Context, v, what: str) -> float:
     return a.reshape(()).item()
 
 
-def _f32(v: float) -> float:
-    """An ONNX float attribute (stored as f32) as the shortest decimal that is that f32: 0.16666667, not
-    0.1666666716337204."""
-    return float(np.format_float_positional(np.float32(v), unique=True, trim="-")) if math.isfinite(v) else v
 
 
 @rule("Where")

@@ -10,6 +10,7 @@ from bmc.ops.conv import out_size
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis
 from bmc.onnx_import.context import Context, Unsupported, attrs, rule
+from bmc.onnx_import.context import shortest_f32 as _f32
 from bmc.onnx_import.values import Known, Tensor
 
 
@@ -275,8 +276,6 @@ def layer_norm(ctx: Context, x: Tensor, scale, bias, eps: float, ins) -> Tensor:
     return ctx.result(X.Call("layer_norm", (ctx.tensor(x),), kw, owned), x.dtype, x.shape, inputs=ins)
 
 
-def _f32(v: float) -> float:
-    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
 
 # ---- resizing -----------------------------------------------------------------------------------------------------

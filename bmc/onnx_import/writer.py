@@ -62,7 +62,7 @@ def _wrap(text: str) -> list[str]:
             line = word
         else:
             line = f"{line}, {word}" if line else word
-    return out + [line] if line else out
+    return [*out, line] if line else out
 
 
 def _loss(ctx: Context, statements: list[Statement], loss: str) -> tuple[list[Statement], list[str]]:

@@ -1,0 +1,107 @@
+"""Patterns turned back into the layer they decompose, before import: a layer norm written out as ReduceMean, Sub,
+Pow, ReduceMean, Add, Sqrt, Div, Mul and Add (what exporters emit before opset 17) becomes one LayerNormalization
+node, which imports as `layer_norm(x)`. A pattern is replaced only when it is exactly that computation: the same
+input and axis throughout, an exponent of 2, a scalar epsilon, and no intermediate result used elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+def rewrite(graph: onnx.GraphProto, opset: int) -> list[onnx.NodeProto]:
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    outputs = {o.name for o in graph.output}
+    replaced: dict[int, onnx.NodeProto | None] = {}
+    for n in graph.node:
+        if n.op_type == "ReduceMean" and id(n) not in replaced:
+            found = _layer_norm(n, users, consts, outputs, opset)
+            if found is not None:
+                fused, parts = found
+                for p in parts:
+                    replaced[id(p)] = None
+                replaced[id(parts[-1])] = fused
+    if not replaced:
+        return list(graph.node)
+    return [replaced.get(id(n), n) for n in graph.node if replaced.get(id(n), n) is not None]
+
+
+def _only(users, name: str, outputs: set[str], op: str | tuple[str, ...]) -> list[onnx.NodeProto] | None:
+    us = users.get(name, [])
+    ops = (op,) if isinstance(op, str) else op
+    if name in outputs or not us or any(u.op_type not in ops for u in us):
+        return None
+    return us
+
+
+def _last_axis(node: onnx.NodeProto, consts, opset: int) -> bool:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1:
+        axes = consts.get(node.input[1])
+        axes = None if axes is None else axes.reshape(-1).tolist()
+    return axes is not None and list(axes) == [-1] and attrs.get("keepdims", 1) == 1
+
+
+def _scalar(consts, name: str) -> float | None:
+    v = consts.get(name)
+    return None if v is None or v.size != 1 else float(v.reshape(()))
+
+
+def _other(node: onnx.NodeProto, name: str) -> str | None:
+    rest = [i for i in node.input if i != name]
+    return rest[0] if len(rest) == 1 and len(node.input) == 2 else None
+
+
+def _layer_norm(mean1, users, consts, outputs, opset):
+    x = mean1.input[0]
+    if not _last_axis(mean1, consts, opset):
+        return None
+    subs = _only(users, mean1.output[0], outputs, "Sub")
+    if not subs or len(subs) != 1 or list(subs[0].input) != [x, mean1.output[0]]:
+        return None
+    sub = subs[0]
+    dev = sub.output[0]
+    us = users.get(dev, [])
+    if dev in outputs or len(us) != 2:
+        return None
+    square = next((u for u in us if (u.op_type == "Pow" and u.input[0] == dev and _scalar(consts, u.input[1]) == 2.0)
+                   or (u.op_type == "Mul" and list(u.input) == [dev, dev])), None)
+    div = next((u for u in us if u.op_type == "Div" and u.input[0] == dev), None)
+    if square is None or div is None or square is div:
+        return None
+    chain = [mean1, sub, square]
+    mean2 = _only(users, square.output[0], outputs, "ReduceMean")
+    if not mean2 or len(mean2) != 1 or not _last_axis(mean2[0], consts, opset):
+        return None
+    add = _only(users, mean2[0].output[0], outputs, "Add")
+    if not add or len(add) != 1:
+        return None
+    eps = _scalar(consts, _other(add[0], mean2[0].output[0]) or "")
+    sqrt = _only(users, add[0].output[0], outputs, "Sqrt")
+    if eps is None or eps <= 0 or not sqrt or len(sqrt) != 1 or div.input[1] != sqrt[0].output[0]:
+        return None
+    chain += [mean2[0], add[0], sqrt[0], div]
+    mul = _only(users, div.output[0], outputs, "Mul")
+    if not mul or len(mul) != 1:
+        return None
+    gamma = _other(mul[0], div.output[0])
+    bias = _only(users, mul[0].output[0], outputs, "Add")
+    if gamma not in consts or not bias or len(bias) != 1:
+        return None
+    beta = _other(bias[0], mul[0].output[0])
+    if beta not in consts or consts[gamma].ndim != 1 or consts[beta].ndim != 1:
+        return None
+    chain += [mul[0], bias[0]]
+    fused = onnx.helper.make_node("LayerNormalization", [x, gamma, beta], [bias[0].output[0]],
+                                  name=", ".join(n.name or n.op_type for n in chain), axis=-1,
+                                  epsilon=float(np.float32(eps)))
+    return fused, chain
