@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bmc import artifacts, init, memory, targets
+from bmc import artifacts, given, init, memory, targets
 from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
 from bmc.cost import cost_report
@@ -32,6 +32,7 @@ from bmc.ir.printer import print_graph
 from bmc.ir.types import INT_DTYPES, NUMPY_NAMES
 from bmc.runtime import load_source
 from bmc.train import agree, run_setup
+from bmc.train.freeze import frozen as freeze_patterns
 from bmc.train.loop import ArrayTask, History, TextTask, unfit_metrics, usable_metrics
 from bmc.train.numerics import Watch, require_finite
 
@@ -141,11 +142,14 @@ class Model:
         lines.append("  parameters:")
         width = max([20, *(len(p.name) for p in m.params)])
         types = max([18, *(len(str(p.type)) for p in m.params)])
+        frozen = freeze_patterns(m, self.config.freeze)
         for p in m.params:
             count = math.prod(p.type.shape)
             total += count
             info = m.graph.param_info[p]
-            note = "" if info.trainable else "  (not trained: updated by the train step)"
+            note = ("  (frozen: not trained)" if p.name in frozen and info.trainable else
+                    "  (frozen: not updated)" if p.name in frozen else
+                    "" if info.trainable else "  (not trained: updated by the train step)")
             lines.append(f"    {p.name:<{width}} {p.type!s:<{types}} {count:>10,}  ~ {info.init}{note}")
         lines.append(f"    {'total':<{width}} {'':<{types}} {total:>10,}")
         for name in m.outputs:
@@ -159,13 +163,15 @@ class Model:
         """What `summary` prints, for `bmc check --json`."""
         m = self.compiled.model
         roles = m.graph.roles
+        frozen = freeze_patterns(m, self.config.freeze)
         return {
             "model": m.name, "file": m.source.name, "constants": dict(m.constants),
             "inputs": {v.name: str(v.type) for v in m.graph.inputs if roles[v] == "input"},
             "targets": {v.name: str(v.type) for v in m.graph.inputs if roles[v] == "target"},
             "parameters": {p.name: {"type": str(p.type), "count": math.prod(p.type.shape),
                                     "init": str(m.graph.param_info[p].init),
-                                    "trainable": m.graph.param_info[p].trainable} for p in m.params},
+                                    "trainable": m.graph.param_info[p].trainable and p.name not in frozen,
+                                    "frozen": p.name in frozen} for p in m.params},
             "parameter_count": sum(math.prod(p.type.shape) for p in m.params),
             "outputs": {name: str(m.graph.outputs[name].type) for name in m.outputs},
             "loss": str(m.graph.outputs["loss"].type) if m.loss else None,
@@ -203,16 +209,26 @@ class Model:
 
     def build(self, out_dir: str | Path, target: str = "numpy", params=None, state=None, seed: int | None = None,
               history: History | None = None, data: str | None = None, trained: Build | None = None,
-              train_step: bool = False) -> Path:
+              train_step: bool = False, freeze=None, log=print,
+              warn: Callable[[BmcWarning], None] = _print_warning) -> Path:
         """Write a build directory: the NumPy module, or (target "onnx") model.onnx and, with `train_step`, the
         train step as train_step.onnx with the initial params.npz and state.npz. `trained` supplies trained
         parameters (and their constants, preprocessing contract and vocabulary) instead of freshly initialized
-        ones."""
+        ones. `params` gives parameters by name (bmc/given.py): a .npz archive's path or a dict of arrays; those it
+        lacks, or has in another shape, are initialized from `seed`, and `log` gets a note naming them. `freeze`
+        (names or glob patterns, bmc/train/freeze.py) overrides the train block's for the exported train step."""
         backend = targets.target(target)
         artifacts.check_target(out_dir)  # before any long work: `out_dir` may hold something bmc must not replace
+        if freeze is not None:
+            self = self._frozen(freeze)
         if trained is not None:
             self = self.matching(trained)
             params, state = trained.params, trained.state
+        elif params is not None:
+            initial, fresh = self.init_params(seed)
+            params = self._given(given.given(params.params if isinstance(params, Build) else params), initial,
+                                 log, warn)
+            state = fresh if state is None else state
         if params is None:
             params, state = self.init_params(seed)
         spans = {k.removeprefix("params/"): v for k, v in self._spans().items()}
@@ -227,7 +243,8 @@ class Model:
               checkpoint_dir: str | Path | None = None, checkpoint_every: str | int | None = None,
               keep: int | None = None, resume: str | Path | None = None, early_stop: int | None = None,
               early_stop_on: str | None = None, test_every_epoch: bool | None = None,
-              on_epoch: list[Callable] | None = None, target: str | None = None) -> Build:
+              on_epoch: list[Callable] | None = None, target: str | None = None, params=None,
+              freeze=None) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
         step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data,
@@ -240,13 +257,21 @@ class Model:
         steps), keeping the last `keep`; `resume` continues from the last checkpoint in that directory. With
         `early_stop` (a patience in epochs) training stops when `early_stop_on` (default val_loss) has not improved
         for that long, and the best epoch's parameters are restored. `on_epoch` functions get each epoch's
-        `EpochLog` (bmc/train/logs.py writes CSV, JSON lines and TensorBoard files)."""
+        `EpochLog` (bmc/train/logs.py writes CSV, JSON lines and TensorBoard files).
+
+        Fine-tuning: `params` gives the starting parameters by name (bmc/given.py), as a .npz archive's path (what
+        `bmc import` writes), a build directory or a dict of arrays; those it lacks, or has in another shape (a
+        replaced head), are initialized, and `log` gets a note naming them. Optimizer state starts fresh. `freeze`
+        (names or glob patterns, "stem,layer1.*" or a list; bmc/train/freeze.py) overrides the train block's: the
+        parameters training leaves as they are."""
         targets.runner(backend)  # an unknown one is an error before any work
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
-                                      steps=steps, target=target)
+                                      steps=steps, target=target, freeze=freeze)
         config = run_setup.override(config, checkpoint_every, keep, early_stop, early_stop_on, test_every_epoch)
-        options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend)
+        start = None if params is None else given.given(params.params if isinstance(params, Build) else params)
+        options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend, start)
         self = self.with_config(config)  # the train step is built from the overridden configuration
+        freeze_patterns(self.compiled.model, config.freeze)  # --freeze patterns are checked before any work
         spec = data if isinstance(data, Dataset | tuple | list) else (data or config.data)
         if isinstance(spec, str) and is_text_spec(spec):
             return self._train_text(spec, config, log, progress, backend, warn, check_numerics, options)
@@ -332,6 +357,8 @@ class Model:
         source = self.generate("numpy", train=True)
         module = load_source(source, f"<bmc {self.name}>")
         params, state = self.init_params(config.seed)
+        if options.params is not None:
+            params = self._given(options.params, params, log, warn)
 
         def build(params, state, history) -> Build:
             return Build(self, module, source, params, state, history, description, config, extra=extra)
@@ -360,6 +387,22 @@ class Model:
         for logger in options.on_epoch:  # once more, with the test scores
             logger(history)
         return build(params, state, history)
+
+    def _given(self, value: given.Given, initial: dict[str, np.ndarray], log, warn) -> dict[str, np.ndarray]:
+        """`initial` with the given parameters in place; the note on those initialized goes to `log`, the warning
+        about given names the model lacks to `warn`."""
+        types = {p.name: str(p.type) for p in self.compiled.model.graph.params}
+        taken = given.take(value, initial, types)
+        for note in taken.notes:
+            log(f"note: {note}")
+        self._warn(taken.warning, warn)
+        return taken.params
+
+    def _frozen(self, freeze) -> Model:
+        """This model with the train block's `freeze` replaced (names or glob patterns, checked here)."""
+        model = self.with_config(self.config.override(freeze=freeze))
+        freeze_patterns(model.compiled.model, model.config.freeze)
+        return model
 
     def _spans(self) -> dict[str, Span]:
         """Where the results of a train step are defined: outputs by name, parameters as `params/<name>`, and the

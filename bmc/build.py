@@ -162,4 +162,5 @@ class Build:
 
 def _config_json(config) -> dict:
     return {"optimizer": config.optimizer.kind, **{f"optimizer.{k}": v for k, v in config.optimizer.args.items()},
-            "epochs": config.epochs, "batch": config.batch, "seed": config.seed, "l1": config.l1, "l2": config.l2}
+            "epochs": config.epochs, "batch": config.batch, "seed": config.seed, "l1": config.l1, "l2": config.l2,
+            **({"freeze": [str(p) for p in config.freeze]} if config.freeze else {})}

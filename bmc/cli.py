@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true", help="write nothing; exit 1 listing the files that would change")
     sp.add_argument("--diff", action="store_true", help="write nothing; print the changes as a unified diff")
 
+    sp = sub.add_parser("import", help="turn an ONNX model into a .bm model and its parameters (params.npz)")
+    sp.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX model")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE.bm", help="the .bm file to write")
+    sp.add_argument("--params-out", metavar="FILE.npz",
+                    help="where the parameters go (default: params.npz beside the .bm file)")
+    sp.add_argument("--name", help="the model's name (default: the ONNX file's name)")
+    sp.add_argument("--loss", choices=["cross_entropy", "binary_cross_entropy", "mse"],
+                    help="add a target and this loss on the model's output, so that bmc train fine-tunes it")
+
     sp = sub.add_parser("check", help="parse and type-check; print parameters, output shapes and the cost report")
     model_args(sp)
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -85,9 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", default="numpy", choices=list(targets.TARGETS),
                     help="numpy (a standalone Python module, default), onnx (a standard ONNX model) or cuda "
                          "(generated CUDA kernels compiled by nvcc into a shared library)")
-    sp.add_argument("--params", metavar="BUILD", help="take trained parameters from this build directory")
+    sp.add_argument("--params", metavar="BUILD|FILE.npz",
+                    help="take trained parameters from this build directory, or parameters by name from a .npz "
+                         "archive (those it lacks are initialized)")
     sp.add_argument("--train", action="store_true",
                     help="onnx: also export the whole train step (train_step.onnx) with the initial state")
+    sp.add_argument("--freeze", metavar="PATTERNS",
+                    help="with --train: parameters the train step leaves as they are, as names or glob patterns "
+                         "separated by commas (instead of the train block's freeze)")
     sp.add_argument("-o", "--out", required=True, help="output directory")
     sp.add_argument("--dtype", default="f32", choices=["f32", "f64"], help="float precision (default f32)")
     sp.add_argument("--seed", type=int, help="initialization seed (default: the train block's, else 0)")
@@ -107,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", default="numpy", choices=list(targets.RUNNERS),
                     help="run the train step in the generated NumPy module (default), as ONNX in onnxruntime, or "
                          "as generated CUDA kernels on a GPU")
+    sp.add_argument("--params", metavar="FILE.npz",
+                    help="start from these parameters, by name: a .npz archive (what bmc import writes) or a build "
+                         "directory; those it lacks, or has in another shape, are initialized")
+    sp.add_argument("--freeze", metavar="PATTERNS",
+                    help="parameters training leaves as they are: names or glob patterns separated by commas, "
+                         "e.g. 'stem,layer1.*' (instead of the train block's freeze)")
     sp.add_argument("-o", "--out", help="write the trained build here")
     sp.add_argument("--quiet", action="store_true", help="no progress line")
     sp.add_argument("--progress", action="store_true", help="the progress line even when stderr is not a terminal")
@@ -163,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
         from bmc.syntax import fmt_command
 
         return fmt_command.run(args.files, args.check, args.diff)
+    if args.command == "import":
+        from bmc.onnx_import.command import run as run_import
+
+        return run_import(args)
     if args.command == "plot":
         from bmc import plot
 
@@ -209,8 +233,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "ir":
         print(model.ir(train=args.train, optimized=not args.no_opt))
     elif args.command == "build":
-        trained = load(args.params) if args.params else None  # its constants and preprocessing: Model.matching
-        out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train)
+        trained, params = None, None
+        if args.params and os.path.isdir(args.params):
+            trained = load(args.params)  # its constants and preprocessing: Model.matching
+        elif args.params:
+            params = args.params  # parameters by name (bmc/given.py)
+        out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train,
+                          params=params, freeze=args.freeze, log=lambda m: print(m, file=sys.stderr))
         print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":
         _train(args, model)
@@ -278,7 +307,7 @@ def _train(args: argparse.Namespace, model) -> None:
                           checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
                           keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
                           early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
-                          on_epoch=loggers, target=args.target_column)
+                          on_epoch=loggers, target=args.target_column, params=args.params, freeze=args.freeze)
     for logger in loggers:
         getattr(logger, "close", lambda: None)()
     out = trained.save(args.out) if args.out else None

@@ -21,6 +21,7 @@ from bmc.passes.pipeline import optimize
 from bmc.syntax import ast, parse
 from bmc.syntax.literals import INT_MAX
 from bmc.train.config import TrainConfig, parse_train_block
+from bmc.train.freeze import frozen
 from bmc.train.step import inference_graph, loss_graph, train_graph
 
 
@@ -134,6 +135,7 @@ def _compile(text: str, filename: str, model: str | None, defines: dict[str, int
     ir = prologue.apply(lower_model(module, model, defines, training=True), preprocess)
     eval_ir = prologue.apply(lower_model(module, ir.name, defines, training=False), preprocess)
     config = parse_train_block(module.trainings.get(ir.name))
+    frozen(ir, config.freeze)  # a pattern that matches no parameter is an error now, at the pattern
     memory.check(ir, config, dtype, memory_limit)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Compiled(ir, eval_ir, module, config, digest, dtype, apply_policy(lint(module, ir, eval_ir), warnings),

@@ -132,9 +132,11 @@ def check(model: ModelIR, config, dtype: str, limit: int, batch: int = 1) -> Non
                        f"memory limit of {show_bytes(limit)}", params.span, notes=_limit_notes(limit))
     state = Need()
     if model.loss is not None:
+        from bmc.train.freeze import frozen
         from bmc.train.optimizers import make_optimizer
 
-        trainable = [p for p in g.params if g.param_info[p].trainable]
+        constant = frozen(model, config.freeze)
+        trainable = [p for p in g.params if g.param_info[p].trainable and p.name not in constant]
         for spec in make_optimizer(config.optimizer).state(trainable):
             state = state.add(nbytes(spec.type, dtype), spec.name, spec.type, None)
     per_sample, fixed = Need(), 0

@@ -35,7 +35,8 @@ def inference_model(model, params: dict[str, np.ndarray] | None = None, metadata
 def train_step_model(model, metadata: dict | None = None) -> onnx.ModelProto:
     """The whole train step: inputs are the batch, the parameters, the optimizer state and the hyperparameters
     (`lr`, and `rng` when the model uses dropout); outputs are the loss, the model's outputs, then `params/<name>`
-    and `state/<name>` for every updated value."""
+    and `state/<name>` for every updated value. A frozen parameter (the train block's `freeze`,
+    bmc/train/freeze.py) is an input with no output: the step reads it and never updates it."""
     compiled = model.compiled
     doc = f"One training step (forward, backward, optimizer update) of model {compiled.name}, compiled by bmc."
     return graph_to_model(compiled.train_step(), name=f"{compiled.name}_train_step",

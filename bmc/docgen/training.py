@@ -114,12 +114,32 @@ SETTINGS: dict[str, Entry] = {
                         "validation = 0.2\nearly_stop = patience(5, on = val_accuracy, min_delta = 0)"),
     "test": Entry("When the test set is scored: `end` (once, after the last epoch; the default) or `every_epoch`.",
                   "test = every_epoch"),
+    "freeze": Entry("The parameters training leaves as they are: statement or layer names (everything under them) "
+                    "and, in quotes, parameter names or glob patterns as `bmc check` lists them. A frozen parameter "
+                    "is a constant of the train step: not differentiated, no optimizer state, never updated.",
+                    "model finetune {\n"
+                    "    input  image: f32[N, 64]\n"
+                    "    target label: i64[N]\n"
+                    "    stem   = relu(dense(image, 32))\n"
+                    "    logits = dense(stem, 10)\n"
+                    "    output probs = softmax(logits)\n"
+                    "    loss = cross_entropy(logits, label)\n"
+                    "}\n\n"
+                    "train finetune {\n"
+                    "    freeze = stem, \"logits.b\"\n"
+                    "}",
+                    details="A pattern that matches no parameter is an error. A batch norm's running statistics "
+                            "that a pattern covers (`freeze = bn1` covers `bn1.running_mean`) keep their values; "
+                            "those no pattern covers go on updating. `bmc check` marks frozen parameters, and the "
+                            "ONNX train step (`bmc build --target onnx --train`) takes them as inputs it does not "
+                            "update. With `bmc train --params FILE.npz` it fine-tunes given parameters "
+                            "([Training runs](training.md#fine-tuning-from-given-parameters))."),
 }
 FLAGS: dict[str, tuple[str, ...]] = {
     "data": ("--data",), "target": ("--target-column",), "optimizer": ("--optimizer", "--lr"),
     "epochs": ("--epochs",), "steps": ("--steps",), "batch": ("--batch",), "seed": ("--seed",),
     "checkpoint": ("--checkpoint-every", "--keep-checkpoints"), "early_stop": ("--early-stop", "--early-stop-on"),
-    "test": ("--test-every-epoch",),
+    "test": ("--test-every-epoch",), "freeze": ("--freeze",),
 }
 
 DATASETS: dict[str, Entry] = {

@@ -21,6 +21,7 @@ from bmc.frontend.domains import (
 from bmc.syntax import ast
 from bmc.train.augment import Augment
 from bmc.train.checkpoint import Policy
+from bmc.train.freeze import Pattern, from_flag
 from bmc.train.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bmc.train.schedules import SCHEDULES, Schedule
 
@@ -91,6 +92,7 @@ class TrainConfig:
     early_stop: EarlyStopSpec | None = None
     test_every_epoch: bool = False  # score the test set every epoch, not only after the last
     target: str | None = None  # a CSV file's target column
+    freeze: tuple[Pattern, ...] = ()  # the parameters training leaves as they are (bmc/train/freeze.py)
     spans: dict[str, Span] = field(default_factory=dict)
 
     def override(self, **values: Any) -> TrainConfig:
@@ -108,6 +110,8 @@ class TrainConfig:
                 value = _flag(key, value)
             if key == "lr":
                 out.optimizer.args["lr"] = float(value)
+            elif key == "freeze":
+                out.freeze = from_flag(value)
             else:
                 setattr(out, key, value)
         return out
@@ -121,7 +125,7 @@ def _flag(key: str, value: Any) -> Any:
 
 
 SETTINGS = ("data", "optimizer", "epochs", "steps", "batch", "seed", "metrics", "l1", "l2", "schedule", "clip",
-            "validation", "normalize", "augment", "sequence", "checkpoint", "early_stop", "test", "target")
+            "validation", "normalize", "augment", "sequence", "checkpoint", "early_stop", "test", "target", "freeze")
 
 
 def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
@@ -142,6 +146,9 @@ def parse_train_block(block: ast.TrainDef | None) -> TrainConfig:
             continue
         if s.key == "augment":
             config.augment = _augment(s.values)
+            continue
+        if s.key == "freeze":
+            config.freeze = tuple(_freeze_pattern(v) for v in s.values)
             continue
         if s.key == "normalize" and len(s.values) == 2:
             config.normalize = (float(_number(s.values[0], "mean", "normalize's mean")),
@@ -289,6 +296,16 @@ def _augment(values: tuple[ast.Expr, ...]) -> Augment:
         else:
             raise BmcError("augment takes shift(pixels) and/or flip, e.g. augment = shift(2), flip", v.span)
     return Augment(shift, flip)
+
+
+def _freeze_pattern(v: ast.Expr) -> Pattern:
+    """A statement or layer name (`stem`), or a parameter name or glob pattern in quotes (`"layer1.*"`)."""
+    if isinstance(v, ast.Name):
+        return Pattern(v.id, v.span)
+    if isinstance(v, ast.Str) and v.value.strip():
+        return Pattern(v.value.strip(), v.span)
+    raise BmcError("freeze takes statement names or parameter names and glob patterns in quotes, e.g. "
+                   "freeze = stem, \"layer1.*\"", v.span)
 
 
 def _metric(v: ast.Expr) -> str:

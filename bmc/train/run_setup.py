@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bmc.diagnostics import UsageError, suggest
+from bmc.given import Given
 from bmc.train import checkpoint as ckpt
 from bmc.train.config import COLUMNS, DOMAINS, EarlyStopSpec, TrainConfig
 from bmc.train.early_stop import EarlyStop
@@ -22,6 +23,7 @@ class Options:
     resume: str | Path | None = None
     on_epoch: list[Callable[[History], None]] = field(default_factory=list)
     backend: str = "numpy"
+    params: Given | None = None  # the starting parameters by name (bmc/given.py); None: initialized
 
 
 def _checked(key: str, value, flag: str):
@@ -81,6 +83,8 @@ def fingerprint(model, config: TrainConfig, description: str, backend: str) -> d
         "schedule": str(config.schedule), "clip": config.clip, "validation": config.validation,
         "l1": config.l1, "l2": config.l2, "normalize": repr(config.normalize), "augment": repr(config.augment),
         "early_stop": str(config.early_stop) if config.early_stop else None,
+        # only when set, so checkpoints written before freeze existed still resume
+        **({"freeze": ", ".join(map(str, config.freeze))} if config.freeze else {}),
     }
 
 

@@ -2,9 +2,12 @@
 
 Inputs: the batch (inputs and targets), the parameters, the optimizer state and the learning rate `lr`.
 Outputs: `loss`, the model's declared outputs, then `params/<name>` and `state/<name>` for every updated value.
+A parameter the train block's `freeze` covers (bmc/train/freeze.py) is an input the step reads and never updates.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from bmc.diagnostics import BmcError
 from bmc.frontend.model_ir import ModelIR
@@ -16,6 +19,7 @@ from bmc.ops.base import Op
 from bmc.ops.elementwise import Abs, Minimum, Sqrt
 from bmc.passes import dce, decompose
 from bmc.passes.autodiff import gradients
+from bmc.train import freeze
 from bmc.train.config import TrainConfig
 from bmc.train.optimizers import make_optimizer
 
@@ -85,6 +89,11 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
     g.nodes = list(src.nodes)
     b = Builder(g)
     loss = src.outputs["loss"]
+    frozen = freeze.frozen(model, config.freeze)  # constants of the step: not differentiated, never written
+    for p in g.params:
+        if p.name in frozen:
+            g.param_info[p] = dataclasses.replace(g.param_info[p], trainable=False)
+    updates = {name: v for name, v in updates.items() if name not in frozen}
     params = [p for p in g.params if g.param_info[p].trainable]
     objective = loss
     b.span = config.spans.get("l2") or config.spans.get("l1") or loss.span
