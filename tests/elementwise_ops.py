@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bmc import ops
@@ -35,10 +35,19 @@ class Row:
     max_scale: float = math.inf  # the largest |x| random programs feed it (exp overflows f32 past 88)
     positive: bool = False  # y > 0 for every x of the domain
     note: str = ""  # what the gradient case checks besides the rule
+    # the op's attributes, which are the `.bm` function's keyword arguments too (clip's min and max)
+    attrs: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.op.name
+
+    def instance(self) -> ops.Op:
+        return self.op(**self.attrs)
+
+    def call(self, operand: str) -> str:
+        """The `.bm` call of the function on `operand`, with the row's attributes."""
+        return f"{self.name}({', '.join([operand, *(f'{k} = {v!r}' for k, v in self.attrs.items())])})"
 
 
 def one(_: float) -> float:
@@ -55,6 +64,12 @@ ROWS = [
     Row(ops.Gelu, lambda t: F.gelu(t, approximate="tanh"), "wide", note="through GeluGrad"),
     Row(ops.Abs, lambda t: torch.abs(t), "nonzero"),
     Row(ops.Sign, lambda t: torch.sign(t), "nonzero", scale=one),
+    Row(ops.LeakyRelu, lambda t: F.leaky_relu(t, 0.2), "nonzero", attrs={"alpha": 0.2}),
+    Row(ops.HardSigmoid, lambda t: torch.clamp(0.2 * t + 0.5, 0.0, 1.0), "wide", scale=one),
+    Row(ops.HardSwish, lambda t: F.hardswish(t), "wide"),
+    Row(ops.Clip, lambda t: torch.clamp(t, -0.5, 1.0), "wide", scale=lambda s: min(s, 1.0),
+        attrs={"min": -0.5, "max": 1.0}),
+    Row(ops.Erf, lambda t: torch.erf(t), scale=one),
 ]
 assert all(r.domain in DOMAINS for r in ROWS)
 BY_NAME = {r.name: r for r in ROWS}

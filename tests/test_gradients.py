@@ -133,7 +133,12 @@ def tanh_cell() -> Graph:
 CASES = [
     # elementwise unary
     case(ops.Neg(), normal(2, 3)),
-    *(case(r.op(), DOMAIN[r.domain](2, 3), note=r.note) for r in elementwise_ops.ROWS if r.op.differentiable),
+    *(case(r.instance(), DOMAIN[r.domain](2, 3), note=r.note) for r in elementwise_ops.ROWS
+      if r.op.differentiable),
+    case(ops.LeakyRelu(), away_from_zero(2, 3), note="default alpha"),
+    case(ops.HardSigmoid(1 / 6, 0.5), Arg(3 * normal(2, 3).value), note="PyTorch's alpha 1/6"),
+    case(ops.Clip(min=0.0), normal(2, 3), note="min only"),
+    case(ops.Clip(max=0.3), normal(2, 3), note="max only"),
     # elementwise binary, with broadcasting
     case(ops.Add(), normal(2, 3), normal(2, 3)),
     case(ops.Add(), normal(2, 3), normal(3), note="row broadcast"),
@@ -208,6 +213,10 @@ CASES = [
     case(ops.Slice(-1, 0, 2), normal(2, 3), note="head, negative axis"),
     case(ops.Slice(1, 2, 3), normal(2, 3), note="tail"),
     case(ops.Slice(0, 0, 2), normal(2, 3), note="everything"),
+    case(ops.Slice(1, 1, 7, 2), normal(2, 8), note="step 2"),
+    case(ops.Slice(0, 0, 5, 3), normal(5, 2), note="step 3 to the end"),
+    case(ops.Slice(1, 3, -1, -1), normal(2, 4), note="reversed"),
+    case(ops.Slice(-1, 4, 0, -2), normal(2, 6), note="negative step 2"),
     case(ops.PadEnd(0, 5), normal(3, 2), note="zeros appended"),
     case(ops.Split(1, (1, 3, 2)), normal(2, 6), note="three pieces"),
     case(ops.Split(0, (2, 2)), normal(4, 3), outputs=(1,), note="one piece read"),
@@ -217,6 +226,20 @@ CASES = [
     case(ops.Conv2d((2, 2), (1, 1, 1, 1)), normal(2, 2, 5, 5), normal(3, 2, 3, 3), normal(3), note="stride, padding"),
     case(ops.Conv2d((1, 2), (0, 1, 2, 0), (2, 1)), normal(1, 2, 6, 5), normal(2, 2, 2, 3), normal(2),
          note="uneven stride, padding and dilation"),
+    case(ops.Conv2d((1, 1), (1, 0, 0, 1), (1, 1), 2), normal(2, 4, 5, 4), normal(6, 2, 3, 2), normal(6),
+         note="two groups"),
+    case(ops.Conv2d((2, 1), (1, 1, 1, 1), (1, 2), 3), normal(1, 3, 6, 6), normal(3, 1, 3, 3), normal(3),
+         note="depthwise"),
+    case(ops.Conv2dGradInput((2, 2), (1, 0, 1, 1), (1, 1), (8, 7)), normal(2, 3, 4, 4), normal(3, 2, 3, 2),
+         note="transposed convolution, output padding"),
+    case(ops.Conv2dGradInput((2, 1), (0, 1, 0, 0), (2, 1), (8, 4), 2), normal(1, 4, 3, 4), normal(4, 3, 2, 2),
+         note="transposed, two groups, dilation"),
+    case(ops.Resize((6, 8), (2.0, 2.0)), normal(2, 2, 3, 4), note="nearest"),
+    case(ops.Resize((5, 3), (5 / 3, 0.75), "linear"), normal(1, 2, 3, 4), note="linear, half pixel"),
+    case(ops.Resize((7, 2), (1.75, 0.5), "linear", "align_corners"), normal(1, 1, 4, 4), note="linear, corners"),
+    case(ops.Resize((5, 7), (1.5, 2.5), "nearest", "asymmetric", "ceil"), normal(1, 2, 3, 3), note="ceil"),
+    case(ops.ResizeGrad((6, 5), (2.0, 1.25), "linear", "pytorch_half_pixel", input_size=(3, 4)), normal(1, 2, 6, 5),
+         note="transposed linear"),
     case(ops.MaxPool2d((2, 2), (2, 2)), distinct(2, 2, 4, 4)),
     case(ops.MaxPool2d((3, 3), (2, 2), (1, 1, 1, 1)), distinct(1, 2, 5, 5), note="overlapping, padded"),
     case(ops.AvgPool2d((2, 2), (2, 2)), normal(2, 2, 4, 4)),
@@ -340,12 +363,18 @@ def test_gradient_matches_finite_differences(c: Case, evaluator: str):
     (ops.Max((1,)), [[[1.0, 3.0, 3.0]]], [[[0.0, 0.5, 0.5]]]),  # tied maxima share the gradient evenly
     (ops.Maximum(), [2.0, 2.0], [1.0, 0.0]),  # a tie sends the gradient to the first argument
     (ops.Minimum(), [2.0, 2.0], [1.0, 0.0]),
-], ids=["max", "maximum", "minimum"])
+    # PyTorch's choices at the ends of a piece: torch.clamp passes the gradient at a bound (even min == max)
+    (ops.Clip(-1.0, 1.0), [[-1.0, 1.0, 2.0, -2.0, np.nan]], [[1.0, 1.0, 0.0, 0.0, 0.0]]),
+    (ops.Clip(1.0, 1.0), [[1.0, 0.0]], [[1.0, 0.0]]),
+    (ops.HardSigmoid(1 / 6, 0.5), [[-3.0, 3.0, 0.0]], [[0.0, 0.0, 1 / 6]]),  # only strictly inside the ramp
+    (ops.HardSwish(), [[-3.0, 3.0, 0.0]], [[0.0, 1.0, 0.5]]),
+    (ops.LeakyRelu(0.1), [[0.0]], [[0.1]]),
+], ids=["max", "maximum", "minimum", "clip", "clip_point", "hard_sigmoid", "hard_swish", "leaky_relu"])
 def test_gradient_at_ties(op, inputs, expected):
     """Where finite differences cannot decide, the documented subgradient."""
     graph, feeds, wrt = build(case(op, *(Arg(np.array(x)) for x in inputs)))
     feeds["w0"] = np.ones_like(feeds["w0"])
-    out = run_graph(graph, feeds)
+    out = interpreted(graph)(feeds)
     assert [out[f"grad/{n}"].tolist() for n in wrt] == expected
 
 

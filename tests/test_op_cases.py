@@ -14,6 +14,9 @@ from bmc.reference.rules import prepare
 from tests.op_cases import CASES, case_feeds, case_graph
 
 PARAMS = [pytest.param(*c, id=c[0]) for c in CASES]
+# onnx.reference (1.23) cuts a grouped ConvTranspose's weights [C_in, O / G, kh, kw] along axis 0 by O / G rows
+# instead of C_in / G (op_conv_transpose.py): onnxruntime alone checks these
+REFERENCE_EVALUATOR_WRONG = {"conv2d_grad_input_groups", "conv_transpose2d"}
 
 
 def _compare(got: dict, want: dict, backend: str) -> None:
@@ -48,7 +51,8 @@ def test_onnx(name, op, types, high):
     onnx_backend.check(proto)
     got = onnx_backend.Predictor(proto, ["CPUExecutionProvider"])(**feeds)
     _compare(got, want, "onnxruntime")
-    _compare(dict(zip(got, ReferenceEvaluator(proto).run(None, feeds), strict=True)), want, "onnx.reference")
+    if name not in REFERENCE_EVALUATOR_WRONG:
+        _compare(dict(zip(got, ReferenceEvaluator(proto).run(None, feeds), strict=True)), want, "onnx.reference")
 
 
 @pytest.fixture(scope="module")

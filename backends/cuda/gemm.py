@@ -236,36 +236,56 @@ def _window(op, kernel_hw) -> dict:
     return {"kh": kernel_hw[0], "kw": kernel_hw[1], "sh": sh, "sw": sw, "top": top, "left": left, "dh": dh, "dw": dw}
 
 
+def _group_of_z(groups: int) -> list[str]:
+    """A grouped convolution's batch index z is image * groups + group."""
+    return [f"const int zimg = z / {groups}, zgroup = z % {groups};"]
+
+
 def conv2d_gemm(node: Node) -> Gemm:
-    """Per image: y[o, p] = sum over (c, kh, kw) of w[o, c, kh, kw] x[c, ih, iw] + b[o]; p = (oh, ow)."""
+    """Per image and group: y[o, p] = sum over (c, kh, kw) of w[o, c, kh, kw] x[c, ih, iw] + b[o]; p = (oh, ow),
+    o and c the group's own channels (the batch index z is image * groups + group)."""
     (x, w, bias), y = node.inputs, node.outputs[0]
     _, c, h, wd = x.type.shape
     o, _, kh, kw = w.type.shape
     oh, ow = y.type.shape[2], y.type.shape[3]
     g = _window(node.op, (kh, kw))
     t = C_TYPES[y.type.dtype]
+    groups = node.op.groups
+    cg, og = c // groups, o // groups
 
     def setup(kb) -> list[str]:
         px, pw, pbias, py = kb.input(x), kb.input(w), kb.input(bias), kb.output(y)
-        return [f"const {t}* img = {px} + (size_t)z * {c * h * wd};",
-                _let("load_a", _matrix(t, False, pw, "kdim")),
+        if groups == 1:
+            head = [f"const {t}* img = {px} + (size_t)z * {c * h * wd};", _let("load_a", _matrix(t, False, pw, "kdim"))]
+            out, bias_at = f"{t}* pc = {py} + (size_t)z * {o * oh * ow};", f"{pbias}[gm]"
+        else:
+            head = [*_group_of_z(groups), f"const {t}* img = {px} + (size_t)zimg * {c * h * wd} + (size_t)zgroup * "
+                    f"{cg * h * wd};", _let("load_a", _matrix(t, False, f"{pw} + (size_t)zgroup * {og * cg * kh * kw}",
+                                                             "kdim"))]
+            out = f"{t}* pc = {py} + (size_t)zimg * {o * oh * ow} + (size_t)zgroup * {og * oh * ow};"
+            bias_at = f"{pbias}[zgroup * {og} + gm]"
+        return [*head,
                 f"[[maybe_unused]] auto load_b = [=](int gk, int gn) -> {t} {{",
                 f"  const int cin = gk / {kh * kw}, kh = (gk / {kw}) % {kh}, kw = gk % {kw};",
                 f"  const int ih = (gn / {ow}) * {g['sh']} - {g['top']} + kh * {g['dh']};",
                 f"  const int iw = (gn % {ow}) * {g['sw']} - {g['left']} + kw * {g['dw']};",
                 f"  return (ih >= 0 && ih < {h} && iw >= 0 && iw < {wd}) ? img[(cin * {h} + ih) * {wd} + iw] : ({t})0;",
                 "};",
-                f"{t}* pc = {py} + (size_t)z * {o * oh * ow};",
-                _store(t, f"pc[gm * {oh * ow} + gn] = gv + {pbias}[gm];")]
+                out,
+                _store(t, f"pc[gm * {oh * ow} + gn] = gv + {bias_at};")]
 
-    return Gemm(node, "conv2d", o, oh * ow, c * kh * kw, x.type.shape[0], y.type.dtype, True, True, setup)
+    return Gemm(node, "conv2d", og, oh * ow, cg * kh * kw, product([x.type.shape[0], groups]), y.type.dtype, True,
+                True, setup)
 
 
 def conv2d_grad_input_gemm(node: Node) -> Gemm:
-    """Per image: dx[c, q] = sum over (o, kh, kw) of w[o, c, kh, kw] g[o, oh, ow], where (oh, ow) is the output
-    position whose window puts kernel tap (kh, kw) on pixel q (no term when there is none): a gather, no atomics."""
+    """Per image and group: dx[c, q] = sum over (o, kh, kw) of w[o, c, kh, kw] g[o, oh, ow], where (oh, ow) is the
+    output position whose window puts kernel tap (kh, kw) on pixel q (no term when there is none): a gather, no
+    atomics. o and c are the group's own channels; z is image * groups + group."""
     (gr, w), dx = node.inputs, node.outputs[0]
-    o, c, kh, kw = w.type.shape
+    o, cg, kh, kw = w.type.shape
+    groups = node.op.groups
+    c, og = cg * groups, o // groups
     oh, ow = gr.type.shape[2], gr.type.shape[3]
     h, wd = node.op.input_size
     g = _window(node.op, (kh, kw))
@@ -273,9 +293,17 @@ def conv2d_grad_input_gemm(node: Node) -> Gemm:
 
     def setup(kb) -> list[str]:
         pg, pw, pdx = kb.input(gr), kb.input(w), kb.output(dx)
-        return [f"const {t}* img = {pg} + (size_t)z * {o * oh * ow};",
+        if groups == 1:
+            head, wg = [f"const {t}* img = {pg} + (size_t)z * {o * oh * ow};"], pw
+            out = f"{t}* pc = {pdx} + (size_t)z * {c * h * wd};"
+        else:
+            head, wg = [*_group_of_z(groups), f"const {t}* img = {pg} + (size_t)zimg * {o * oh * ow} + "
+                        f"(size_t)zgroup * {og * oh * ow};", f"const {t}* wg = {pw} + (size_t)zgroup * "
+                        f"{og * cg * kh * kw};"], "wg"
+            out = f"{t}* pc = {pdx} + (size_t)zimg * {c * h * wd} + (size_t)zgroup * {cg * h * wd};"
+        return [*head,
                 f"[[maybe_unused]] auto load_a = [=](int gm, int gk) -> {t} {{",
-                f"  return {pw}[(gk / {kh * kw} * {c} + gm) * {kh * kw} + gk % {kh * kw}];",
+                f"  return {wg}[(gk / {kh * kw} * {cg} + gm) * {kh * kw} + gk % {kh * kw}];",
                 "};",
                 f"[[maybe_unused]] auto load_b = [=](int gk, int gn) -> {t} {{",
                 f"  const int cin = gk / {kh * kw}, kh = (gk / {kw}) % {kh}, kw = gk % {kw};",
@@ -285,18 +313,22 @@ def conv2d_grad_input_gemm(node: Node) -> Gemm:
                 f"  const int oh = ph / {g['sh']}, ow = pw / {g['sw']};",
                 f"  return (oh < {oh} && ow < {ow}) ? img[(cin * {oh} + oh) * {ow} + ow] : ({t})0;",
                 "};",
-                f"{t}* pc = {pdx} + (size_t)z * {c * h * wd};",
+                out,
                 _store(t, f"pc[gm * {h * wd} + gn] = gv;")]
 
-    return Gemm(node, "conv2d_grad_input", c, h * wd, o * kh * kw, gr.type.shape[0], dx.type.dtype, True, True, setup)
+    return Gemm(node, "conv2d_grad_input", cg, h * wd, og * kh * kw, product([gr.type.shape[0], groups]),
+                dx.type.dtype, True, True, setup)
 
 
 def conv2d_grad_weight_gemm(node: Node) -> Gemm:
-    """dw[o, (c, kh, kw)] = sum over (n, oh, ow) of g[n, o, oh, ow] x[n, c, ih, iw]: one GEMM over the whole batch,
-    split along it when the weight is small."""
+    """dw[o, (c, kh, kw)] = sum over (n, oh, ow) of g[n, o, oh, ow] x[n, c, ih, iw]: one GEMM over the whole batch
+    per group (z is the group; o and c its own channels), split along the batch when the weight is small and there
+    is one group."""
     (x, gr), dw = node.inputs, node.outputs[0]
     n, c, h, wd = x.type.shape
     o = gr.type.shape[1]
+    groups = node.op.groups
+    cg, og = c // groups, o // groups
     oh, ow = gr.type.shape[2], gr.type.shape[3]
     kh, kw = node.op.kernel
     g = _window(node.op, (kh, kw))
@@ -305,7 +337,15 @@ def conv2d_grad_weight_gemm(node: Node) -> Gemm:
 
     def setup(kb) -> list[str]:
         px, pg, pdw = kb.input(x), kb.input(gr), kb.output(dw)
-        return [_let("load_a", f"[=](int gm, int gk) -> {t} {{ return {pg}[((size_t)(gk / {p}) * {o} + gm) * {p} + "
+        if groups == 1:
+            head, gz, xz, out = [], pg, px, pdw
+        else:  # z is the group
+            head = [f"const {t}* gz = {pg} + (size_t)z * {og * p};",
+                    f"const {t}* xz = {px} + (size_t)z * {cg * h * wd};",
+                    f"{t}* pc = {pdw} + (size_t)z * {og * cg * kh * kw};"]
+            gz, xz, out = "gz", "xz", "pc"
+        return [*head,
+                _let("load_a", f"[=](int gm, int gk) -> {t} {{ return {gz}[((size_t)(gk / {p}) * {o} + gm) * {p} + "
                               f"gk % {p}]; }}"),
                 f"[[maybe_unused]] auto load_b = [=](int gk, int gn) -> {t} {{",
                 f"  const int img = gk / {p}, oh = gk % {p} / {ow}, ow = gk % {ow};",
@@ -313,11 +353,12 @@ def conv2d_grad_weight_gemm(node: Node) -> Gemm:
                 f"  const int ih = oh * {g['sh']} - {g['top']} + kh * {g['dh']}, iw = ow * {g['sw']} - {g['left']} + "
                 f"kw * {g['dw']};",
                 f"  return (ih >= 0 && ih < {h} && iw >= 0 && iw < {wd}) ? "
-                f"{px}[(((size_t)img * {c} + cin) * {h} + ih) * {wd} + iw] : ({t})0;",
+                f"{xz}[(((size_t)img * {c} + cin) * {h} + ih) * {wd} + iw] : ({t})0;",
                 "};",
-                _store(t, f"{pdw}[gm * {c * kh * kw} + gn] = gv;")]
+                _store(t, f"{out}[gm * {cg * kh * kw} + gn] = gv;")]
 
-    return Gemm(node, "conv2d_grad_weight", o, c * kh * kw, product([n, p]), 1, dw.type.dtype, True, False, setup)
+    return Gemm(node, "conv2d_grad_weight", og, cg * kh * kw, product([n, p]), groups, dw.type.dtype, True, False,
+                setup)
 
 
 @kernel(ops.Conv2d, workspace=_workspace(conv2d_gemm))

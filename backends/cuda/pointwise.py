@@ -58,7 +58,8 @@ def _const(node, a, ctx):
 
 CALLS = {ops.Exp: "bmc_exp", ops.Log: "bmc_log", ops.Sqrt: "bmc_sqrt", ops.Tanh: "bmc_tanh", ops.Abs: "bmc_abs",
          ops.Sign: "bmc_sign", ops.Sigmoid: "bmc_sigmoid", ops.Relu: "bmc_relu", ops.Gelu: "bmc_gelu",
-         ops.GeluGrad: "bmc_gelu_grad", ops.Pow: "bmc_pow", ops.Maximum: "bmc_maximum", ops.Minimum: "bmc_minimum"}
+         ops.GeluGrad: "bmc_gelu_grad", ops.Pow: "bmc_pow", ops.Maximum: "bmc_maximum", ops.Minimum: "bmc_minimum",
+         ops.Erf: "bmc_erf"}
 
 
 @pointwise(*CALLS)
@@ -134,8 +135,10 @@ def _slice(node, ctx):
     x = node.inputs[0]
     (axis,) = normalize_axes((node.op.axis,), x.type.rank)
     outer, c, rest, inner = ctx.split(axis)
+    step = f" * {node.op.step}" if node.op.step != 1 else ""
     start = f" + {node.op.start}" if node.op.start else ""
-    return ctx.load(x, _axis_offset(outer, f"{c}{start}", rest, inner, ctx.dim(x.type.shape[axis])))
+    position = f"({c}{step}{start})" if step else f"{c}{start}"
+    return ctx.load(x, _axis_offset(outer, position, rest, inner, ctx.dim(x.type.shape[axis])))
 
 
 @indexed(ops.Concat)
@@ -301,3 +304,73 @@ def _avg_pool_grad(node, ctx):
     ctx.statement(f"  {acc} += {ctx.load(g, f'{gbase} + woh * {out_w} + wow')} / ({t}){count};")
     ctx.statement("}")
     return acc
+
+
+# ---- resizing: each element from its interpolation taps, computed in double precision as the reference's -------------
+
+
+def _resize_taps(ctx, op, axis: int, o: str, n_in: int, n_out: int) -> tuple[str, str, str, str]:
+    """Statements computing output position `o`'s taps along one axis (bmc/reference/kernels.py `_resize_taps`):
+    C names of (i0, i1, w0, w1), the result reading w0 x[i0] + w1 x[i1]."""
+    v = ctx.fresh("tap")
+    scale = repr(float(op.scale[axis]))
+    if op.coordinates == "align_corners":
+        x = "0.0" if n_out == 1 else f"(double)({o}) * {n_in - 1}.0 / {n_out - 1}.0"
+    elif op.coordinates == "asymmetric":
+        x = f"(double)({o}) / {scale}"
+    elif op.coordinates == "pytorch_half_pixel" and n_out == 1:
+        x = "0.0"
+    else:
+        x = f"((double)({o}) + 0.5) / {scale} - 0.5"
+    ctx.statement(f"double {v}_x = {x};")
+    if op.mode == "nearest":
+        rounded = {"round_prefer_floor": f"ceil({v}_x - 0.5)", "round_prefer_ceil": f"floor({v}_x + 0.5)",
+                   "floor": f"floor({v}_x)", "ceil": f"ceil({v}_x)"}[op.nearest]
+        ctx.statement(f"const int {v}_i0 = bmc_imin(bmc_imax((int){rounded}, 0), {n_in - 1}), {v}_i1 = {v}_i0;")
+        ctx.statement(f"const double {v}_w0 = 1.0, {v}_w1 = 0.0;")
+    else:
+        ctx.statement(f"{v}_x = {v}_x < 0.0 ? 0.0 : {v}_x > {n_in - 1}.0 ? {n_in - 1}.0 : {v}_x;")
+        ctx.statement(f"const int {v}_i0 = (int)floor({v}_x), {v}_i1 = bmc_imin({v}_i0 + 1, {n_in - 1});")
+        ctx.statement(f"const double {v}_w1 = {v}_x - (double){v}_i0, {v}_w0 = 1.0 - {v}_w1;")
+    return f"{v}_i0", f"{v}_i1", f"{v}_w0", f"{v}_w1"
+
+
+@indexed(ops.Resize)
+def _resize(node, ctx):
+    x = node.inputs[0]
+    h, w = x.type.shape[2], x.type.shape[3]
+    oh, ow = node.op.size
+    base = f"({ctx.coord(0)} * {x.type.shape[1]} + {ctx.coord(1)}) * {h * w}"
+    rows = _resize_taps(ctx, node.op, 0, ctx.coord(2), h, oh)
+    cols = _resize_taps(ctx, node.op, 1, ctx.coord(3), w, ow)
+    acc = ctx.fresh("rs")
+    ctx.statement(f"double {acc} = 0.0;")
+    for r, wr in ((rows[0], rows[2]), (rows[1], rows[3])):
+        for c, wc in ((cols[0], cols[2]), (cols[1], cols[3])):
+            ctx.statement(f"{acc} += {wr} * {wc} * (double){ctx.load(x, f'{base} + {r} * {w} + {c}')};")
+    return f"(({ctype(x)}){acc})"
+
+
+@indexed(ops.ResizeGrad)
+def _resize_grad(node, ctx):
+    """dx at (h, w): the sum over the resized pixels (p, q) with a tap on it of their weights times g[p, q]."""
+    (g,) = node.inputs
+    h, w = node.op.input_size
+    oh, ow = node.op.size
+    gbase = f"({ctx.coord(0)} * {g.type.shape[1]} + {ctx.coord(1)}) * {oh * ow}"
+    ih, iw = ctx.coord(2), ctx.coord(3)
+    acc = ctx.fresh("rg")
+    ctx.statement(f"double {acc} = 0.0;")
+    ctx.statement(f"for (int wp = 0; wp < {oh}; ++wp) {{")
+    rows = _resize_taps(ctx, node.op, 0, "wp", h, oh)
+    ctx.statement(f"  const double wrow = ({rows[0]} == {ih} ? {rows[2]} : 0.0) + "
+                  f"({rows[1]} == {ih} ? {rows[3]} : 0.0);")
+    ctx.statement("  if (wrow == 0.0) continue;")
+    ctx.statement(f"  for (int wq = 0; wq < {ow}; ++wq) {{")
+    cols = _resize_taps(ctx, node.op, 1, "wq", w, ow)
+    ctx.statement(f"    const double wcol = ({cols[0]} == {iw} ? {cols[2]} : 0.0) + "
+                  f"({cols[1]} == {iw} ? {cols[3]} : 0.0);")
+    ctx.statement(f"    if (wcol != 0.0) {acc} += wrow * wcol * (double){ctx.load(g, f'{gbase} + wp * {ow} + wq')};")
+    ctx.statement("  }")
+    ctx.statement("}")
+    return f"(({ctype(g)}){acc})"

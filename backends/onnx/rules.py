@@ -9,12 +9,13 @@ import numpy as np
 
 from bmc import ops
 from bmc.ir import dims
-from bmc.ir.graph import Node
+from bmc.ir.graph import Builder, Graph, Node
 from bmc.ir.types import NUMPY_NAMES, normalize_axes
 from bmc.ops.elementwise import GELU_C, GELU_K
+from bmc.reference.kernels import _resize_matrix
 
 from .emitter import ONNX_DTYPES, Emitter
-from .table import lower
+from .table import RULES, lower, supports
 
 
 def _out(node: Node, i: int = 0):
@@ -57,6 +58,39 @@ def _gelu(node, a, ctx):
     inner = ctx.op("Mul", ctx.const(GELU_K, dtype), ctx.op("Add", x, ctx.op("Mul", ctx.const(GELU_C, dtype), cube)))
     half_x = ctx.op("Mul", ctx.const(0.5, dtype), x)
     return ctx.op("Mul", half_x, ctx.op("Add", ctx.const(1.0, dtype), ctx.op("Tanh", inner)))
+
+
+def decomposed(node: Node, a: list[str], ctx: Emitter):
+    """The op's decomposition, each of its ops lowered by its own rule (or decomposed in turn): for a dtype that
+    onnxruntime has no kernel of."""
+    g = Graph(node.op.name)
+    xs = [g.add_input(v.type, f"x{i}", "input") for i, v in enumerate(node.inputs)]
+    outs = node.op.decompose(Builder(g), *xs)
+    names = dict(zip(xs, a, strict=True))
+    for n in g.nodes:
+        got = (RULES[type(n.op)] if supports(n.op) else decomposed)(n, [names[v] for v in n.inputs], ctx)
+        names.update(zip(n.outputs, [got] if isinstance(got, str) else got, strict=True))
+    return [names[o] for o in outs] if isinstance(outs, tuple) else names[outs]
+
+
+# Elementwise ops that are one ONNX node with the op's attributes, where onnxruntime (1.18 to 1.23 at least) has
+# float kernels only: an f64 model computes the op's decomposition instead. The attributes are float32, as the
+# model's arithmetic is.
+FLOAT_ONLY = {ops.LeakyRelu: "LeakyRelu", ops.HardSigmoid: "HardSigmoid", ops.HardSwish: "HardSwish", ops.Erf: "Erf"}
+
+
+@lower(*FLOAT_ONLY)
+def _float_only(node, a, ctx):
+    if _in(node).dtype != "f32":
+        return decomposed(node, a, ctx)
+    return ctx.op(FLOAT_ONLY[type(node.op)], a[0], **{k: float(v) for k, v in node.op.attrs().items()})
+
+
+@lower(ops.Clip)
+def _clip(node, a, ctx):  # the bounds are inputs (from opset 11), a missing one an empty name
+    dtype = _in(node).dtype
+    bounds = [None if v is None else ctx.const(v, dtype) for v in (node.op.min, node.op.max)]
+    return ctx.op("Clip", a[0], *bounds[:2 if bounds[1] is not None else 1])
 
 
 @lower(ops.Compare)
@@ -117,7 +151,12 @@ def _concat(node, a, ctx):
 
 @lower(ops.Slice)
 def _slice(node, a, ctx):
-    return ctx.op("Slice", a[0], ctx.ints([node.op.start]), ctx.dim(node.op.stop), ctx.ints([node.op.axis]))
+    op = node.op
+    if op.step == 1:
+        return ctx.op("Slice", a[0], ctx.ints([op.start]), ctx.dim(op.stop), ctx.ints([op.axis]))
+    # a stop of -1 (through element 0 with a negative step) is given as INT64_MIN: ONNX reads -1 as the last element
+    stop = op.stop if op.stop >= 0 else np.iinfo(np.int64).min
+    return ctx.op("Slice", a[0], ctx.ints([op.start]), ctx.ints([stop]), ctx.ints([op.axis]), ctx.ints([op.step]))
 
 
 @lower(ops.Split)
@@ -232,6 +271,10 @@ def _cross_entropy(node, a, ctx):
 # ---- images --------------------------------------------------------------------------------------------------------
 
 
+def _groups(op) -> dict:
+    return {"group": op.groups} if op.groups > 1 else {}
+
+
 def _window(op, kernel) -> dict:
     return {"kernel_shape": list(kernel), "strides": list(op.stride), "pads": list(op.padding)}
 
@@ -239,7 +282,7 @@ def _window(op, kernel) -> dict:
 @lower(ops.Conv2d)
 def _conv2d(node, a, ctx):
     w = _in(node, 1).shape
-    return ctx.op("Conv", *a, dilations=list(node.op.dilation), **_window(node.op, w[2:]))
+    return ctx.op("Conv", *a, dilations=list(node.op.dilation), **_groups(node.op), **_window(node.op, w[2:]))
 
 
 @lower(ops.Conv2dGradInput)
@@ -248,7 +291,7 @@ def _conv2d_grad_input(node, a, ctx):
     op, w = node.op, _in(node, 1).shape
     out_pad = [_grad_input_padding(op.input_size[i], _in(node).shape[2 + i], w[2 + i], op.stride[i],
                                    op.padding[i], op.padding[i + 2], op.dilation[i]) for i in range(2)]
-    return ctx.op("ConvTranspose", *a, dilations=list(op.dilation), output_padding=out_pad,
+    return ctx.op("ConvTranspose", *a, dilations=list(op.dilation), output_padding=out_pad, **_groups(op),
                   **_window(op, w[2:]))
 
 
@@ -259,13 +302,18 @@ def _grad_input_padding(size, out, kernel, stride, before, after, dilation) -> i
 @lower(ops.Conv2dGradWeight)
 def _conv2d_grad_weight(node, a, ctx):
     # dW[o, c] = sum over n of x[n, c] correlated with g[n, o]: a convolution with the batch as the channel axis,
-    # g as the kernel, strides and dilations swapped
+    # g as the kernel, strides and dilations swapped. With G groups, the input's channels are (group, n) with the
+    # group's channel c' as the batch, and the convolution has G groups: block j of g's channels reads group j.
     op = node.op
-    x_t = ctx.op("Transpose", a[0], perm=[1, 0, 2, 3])  # [C, N, H, W]
+    (_, c, h, w), groups = _in(node).shape, op.groups
+    if groups == 1:
+        x_t = ctx.op("Transpose", a[0], perm=[1, 0, 2, 3])  # [C, N, H, W]
+    else:  # [N, C, H, W] -> [N, G, C/G, H, W] -> [C/G, G, N, H, W] -> [C/G, G*N, H, W]
+        split = ctx.op("Reshape", a[0], ctx.ints([0, groups, c // groups, h, w]))
+        x_t = ctx.op("Reshape", ctx.op("Transpose", split, perm=[2, 1, 0, 3, 4]), ctx.ints([c // groups, -1, h, w]))
     g_t = ctx.op("Transpose", a[1], perm=[1, 0, 2, 3])  # [O, N, H', W']
     dw = ctx.op("Conv", x_t, g_t, strides=list(op.dilation), dilations=list(op.stride), pads=list(op.padding),
-                kernel_shape=list(_in(node, 1).shape[2:]))  # [C, O, >= kh, >= kw]
-    h, w = _in(node).shape[2:]
+                kernel_shape=list(_in(node, 1).shape[2:]), **_groups(op))  # [C/G, O, >= kh, >= kw]
     reach = [(size + op.padding[i] + op.padding[i + 2] - op.stride[i] * (_in(node, 1).shape[2 + i] - 1) - 1)
              // op.dilation[i] + 1 for i, size in enumerate((h, w))]
     if reach != list(op.kernel):  # the stride did not divide the input: drop the rows no weight reads
@@ -410,3 +458,40 @@ def _recurrent(node, a, ctx):
         y = ctx.op("Squeeze", ctx.op("Transpose", y, perm=[2, 0, 1, 3]), ctx.ints([2]))
     return [y, None if y_h is None else ctx.op("Squeeze", y_h, ctx.ints([0]))]
 
+
+
+# ---- resizing --------------------------------------------------------------------------------------------------------
+
+
+def _resize_matrices(op, input_size, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(_resize_matrix(input_size[i], op.size[i], op.scale[i], op.mode, op.coordinates, op.nearest,
+                                NUMPY_NAMES[dtype]) for i in range(2))
+
+
+@lower(ops.Resize)
+def _resize(node, a, ctx):
+    op, x = node.op, _in(node)
+    if x.dtype != "f32":  # onnxruntime's Resize is float32 only: the interpolation matrices, A_h x A_w^T
+        a_h, a_w = _resize_matrices(op, x.shape[2:], x.dtype)
+        return ctx.op("MatMul", ctx.op("MatMul", ctx.const(a_h), a[0]), ctx.const(np.ascontiguousarray(a_w.T)))
+    attrs = {"mode": op.mode, "coordinate_transformation_mode": op.coordinates}
+    if op.mode == "nearest":
+        attrs["nearest_mode"] = op.nearest
+    if all(op.size[i] / x.shape[2 + i] == op.scale[i] for i in range(2)):  # the sizes imply the scales exactly
+        return ctx.op("Resize", a[0], "", "", ctx.ints([*x.shape[:2], *op.size])
+                      if all(isinstance(d, int) for d in x.shape[:2]) else _sizes(ctx, a[0], op.size), **attrs)
+    return ctx.op("Resize", a[0], "", ctx.const(np.asarray([1, 1, *op.scale], np.float32)), **attrs)
+
+
+def _sizes(ctx, x: str, size) -> str:
+    """[N, C, *size] with N (and C) read from x's shape."""
+    head = ctx.op("Slice", ctx.op("Shape", x), ctx.ints([0]), ctx.ints([2]), ctx.ints([0]))
+    return ctx.op("Concat", head, ctx.ints(list(size)), axis=0)
+
+
+@lower(ops.ResizeGrad)
+def _resize_grad(node, a, ctx):
+    # the transposed interpolation, A_h^T g A_w, as two products with constant matrices
+    op, g = node.op, _in(node)
+    a_h, a_w = _resize_matrices(op, op.input_size, g.dtype)
+    return ctx.op("MatMul", ctx.op("MatMul", ctx.const(np.ascontiguousarray(a_h.T)), a[0]), ctx.const(a_w))

@@ -12,7 +12,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Reductions": ("sum", "mean", "max"),
     "Shapes": ("reshape", "flatten", "transpose", "concat", "matmul", "one_hot"),
     "Layers": ("dense", "softmax", "log_softmax"),
-    "Images (NCHW)": ("conv2d", "max_pool", "avg_pool", "global_avg_pool"),
+    "Images (NCHW)": ("conv2d", "conv_transpose2d", "max_pool", "avg_pool", "global_avg_pool", "resize"),
     "Normalization and dropout": ("batch_norm", "layer_norm", "dropout"),
     "Sequences": ("embedding", "learned_positions", "sinusoidal_positions", "rnn", "lstm", "gru", "attention"),
     "Stacks": ("repeat",),
@@ -30,11 +30,29 @@ target label: i64[N]
 FUNCTIONS: dict[str, Entry] = {
     # ---- elementwise -------------------------------------------------------------------------------------------
     "abs": Entry("The absolute value |x|, elementwise.", "input x: f32[N, 8]\noutput y = abs(x)"),
+    "clip": Entry("x limited to [min, max], elementwise, as ONNX Clip and torch.clamp; either bound may be left out, "
+                  "not both. The gradient passes where min ≤ x ≤ max, at the bounds too (as torch.clamp's), and is 0 "
+                  "elsewhere.", "input x: f32[N, 8]\noutput y = clip(x, min = -1, max = 1)\n"
+                  "output relu6 = clip(x, min = 0, max = 6)\noutput capped = clip(x, max = 1)",
+                  omitted={"min": "no lower bound", "max": "no upper bound"}),
+    "erf": Entry("The error function 2/√π ∫₀ˣ e^(-t²) dt, elementwise (ONNX Erf, torch.erf); the NumPy backend "
+                 "computes it in float64 by Cody's rational approximations, without SciPy.",
+                 "input x: f32[N, 8]\noutput y = 0.5 * x * (1 + erf(0.7071067811865476 * x))   # exact GELU"),
     "exp": Entry("e to the power x, elementwise.", "input x: f32[N, 8]\noutput y = exp(x)"),
     "gelu": Entry("GELU in its tanh form, 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), as ONNX "
                   "Gelu(approximate=\"tanh\") and GPT-2.", "input x: f32[N, 8]\noutput y = gelu(x)"),
+    "hard_sigmoid": Entry("max(0, min(1, alpha · x + beta)), elementwise, as ONNX HardSigmoid (PyTorch's "
+                          "Hardsigmoid is alpha = 1/6); the gradient is alpha strictly inside the ramp, 0 elsewhere.",
+                          "input x: f32[N, 8]\noutput y = hard_sigmoid(x)\n"
+                          "output torch_like = hard_sigmoid(x, alpha = 1 / 6, beta = 0.5)"),
+    "hard_swish": Entry("x · max(0, min(1, x/6 + 1/2)), elementwise, as ONNX HardSwish and PyTorch's hardswish "
+                        "(whose gradient it has: 0 up to x = -3, x/3 + 1/2 between, 1 from x = 3 on).",
+                        "input x: f32[N, 8]\noutput y = hard_swish(x)"),
     "log": Entry("The natural logarithm, elementwise: log(0) is -inf and a negative number gives nan.",
                  "input x: f32[N, 8]\noutput y = log(1 + exp(x))   # softplus"),
+    "leaky_relu": Entry("x where x > 0 and alpha · x elsewhere, elementwise, as ONNX LeakyRelu and PyTorch's "
+                        "leaky_relu (the gradient at 0 is alpha).",
+                        "input x: f32[N, 8]\noutput y = leaky_relu(x, alpha = 0.1)"),
     "relu": Entry("max(x, 0), elementwise.", "input x: f32[N, 8]\noutput y = relu(x)"),
     "sigmoid": Entry("The logistic function 1 / (1 + e^-x), elementwise.", "input x: f32[N, 8]\noutput y = sigmoid(x)"),
     "sign": Entry("-1, 0 or 1 by the sign of each value (its gradient is zero).",
@@ -86,11 +104,23 @@ FUNCTIONS: dict[str, Entry] = {
     "log_softmax": Entry("log(softmax(x)) along an axis, computed stably (x - logsumexp(x)).",
                          "input x: f32[N, 64]\noutput log_probs = log_softmax(dense(x, 10))"),
     # ---- images ------------------------------------------------------------------------------------------------
-    "conv2d": Entry("A 2-D convolution over NCHW images owning W [filters, channels, kh, kw] and b [filters]; "
-                    "kernel, stride and dilation are one number or [height, width]; padding is \"valid\" (none), "
-                    "\"same\" (output size ceil(input / stride)) or pixels on every side.",
-                    "input image: f32[N, 1, 8, 8]\nh = relu(conv2d(image, 16, 3, padding = \"same\"))\n"
-                    "output y = conv2d(h, 8, [3, 1], stride = 2, dilation = 1, bias = false)"),
+    "conv2d": Entry("A 2-D convolution over NCHW images owning W [filters, channels / groups, kh, kw] and b "
+                    "[filters]; kernel, stride and dilation are one number or [height, width]; padding is \"valid\" "
+                    "(none), \"same\" (output size ceil(input / stride)), pixels on every side, [height, width] or "
+                    "[top, left, bottom, right]; `groups` splits channels and filters into groups convolved apart "
+                    "(groups = channels: depthwise), as ONNX Conv's group and PyTorch's groups.",
+                    "input image: f32[N, 4, 8, 8]\nh = relu(conv2d(image, 16, 3, padding = \"same\"))\n"
+                    "d = conv2d(h, 16, 3, padding = [1, 1], groups = 16)   # depthwise\n"
+                    "output y = conv2d(d, 8, [3, 1], stride = 2, padding = [0, 1, 1, 0], groups = 2, bias = false)"),
+    "conv_transpose2d": Entry("A transposed convolution (ONNX ConvTranspose, PyTorch ConvTranspose2d) owning W "
+                              "[channels, filters / groups, kh, kw] and b [filters]: the gradient of conv2d with "
+                              "respect to its input, each output size stride · (H - 1) + output_padding + "
+                              "dilation · (kernel - 1) + 1 - padding before and after; padding is pixels, "
+                              "[height, width] or [top, left, bottom, right], output_padding (smaller than the "
+                              "stride) one number or [height, width].",
+                              "input image: f32[N, 8, 4, 4]\n"
+                              "output up = conv_transpose2d(image, 4, 3, stride = 2, padding = 1, output_padding = 1)\n"
+                              "output grouped = conv_transpose2d(image, 4, [2, 3], groups = 2, bias = false)"),
     "max_pool": Entry("The maximum of each window of an NCHW image; the stride defaults to the window's size, "
                       "padding is \"valid\", \"same\" or pixels (smaller than the window).",
                       "input image: f32[N, 3, 8, 8]\noutput halved = max_pool(image)\n"
@@ -102,6 +132,18 @@ FUNCTIONS: dict[str, Entry] = {
                       "input image: f32[N, 3, 8, 8]\noutput halved = avg_pool(image)\n"
                       "output same = avg_pool(image, size = 3, stride = 1, padding = \"same\")",
                       omitted={"stride": "the window's size"}),
+    "resize": Entry("Resizes the height and width of NCHW images exactly as ONNX Resize: by `scale` (one number "
+                    "or [height, width]; the output is floor(H · scale)) or to `size`; `mode` \"nearest\" or "
+                    "\"linear\" (bilinear); `coordinates` is ONNX's coordinate_transformation_mode (\"half_pixel\", "
+                    "\"pytorch_half_pixel\", \"align_corners\", \"asymmetric\") and `nearest` its nearest_mode "
+                    "(\"round_prefer_floor\", \"round_prefer_ceil\", \"floor\", \"ceil\"). PyTorch's "
+                    "nn.Upsample(scale_factor = s) is resize(x, s, coordinates = \"asymmetric\", nearest = "
+                    "\"floor\"); bilinear is mode = \"linear\" (with coordinates = \"align_corners\" for "
+                    "align_corners = True).",
+                    "input image: f32[N, 3, 8, 8]\noutput doubled = resize(image, 2)\n"
+                    "output smooth = resize(image, size = [12, 16], mode = \"linear\", coordinates = "
+                    "\"align_corners\")",
+                    omitted={"scale": "given by size", "size": "given by scale"}),
     "global_avg_pool": Entry("The mean of each channel: [N, C, H, W] becomes [N, C].",
                              "input image: f32[N, 1, 8, 8]\noutput features = global_avg_pool(conv2d(image, 16, 3))"),
     # ---- normalization and dropout -----------------------------------------------------------------------------
@@ -131,8 +173,9 @@ FUNCTIONS: dict[str, Entry] = {
     "lstm": Entry("An LSTM over x [N, T, features], ONNX's gate order (i, o, f, c); the same arguments as rnn. "
                   "It compiles to a scan, so T may be symbolic.",
                   "input rows: f32[N, T, 8]\noutput h = lstm(rows, 32, recurrent_init = orthogonal(gain = 1.0))"),
-    "gru": Entry("A GRU over x [N, T, features], ONNX's gate order (z, r, h) with PyTorch's linear_before_reset; "
-                 "the same arguments as rnn.",
+    "gru": Entry("A GRU over x [N, T, features], ONNX's gate order (z, r, h); the same arguments as rnn, and "
+                 "reset_after: the reset gate scales the recurrent product (true: PyTorch, Keras, ONNX "
+                 "linear_before_reset=1) or the state before it (false: ONNX's default).",
                  "input rows: f32[N, 8, 8]\noutput h = gru(rows, 16, return_sequences = true, bidirectional = true)"),
     "attention": Entry("Multi-head self-attention over x [N, T, D]: softmax(q kᵀ / √(D / heads)) v per head, with "
                        "query, key, value and output projections (q, k, v, out), an optional causal mask and "

@@ -52,9 +52,15 @@ def accepts(domain: D.Domain) -> str:
     if isinstance(domain, D.Pair):
         return f"one or two ([height, width]), each {domain.each.describe()}"
     if isinstance(domain, D.Padding):
-        return f'"valid", "same" or {domain.pixels.describe()} (pixels on every side)'
+        modes = ", ".join(f'"{m}"' for m in domain.modes)
+        return (f"{modes}, {domain.pixels.describe()} (pixels on every side), [height, width] or "
+                "[top, left, bottom, right] of them")
+    if isinstance(domain, D.Choice):
+        return ", ".join(f'"{o}"' for o in domain.options)
     if isinstance(domain, D.Items):
         return f"a list [a, b, ...], each {accepts(domain.each)}"
+    if isinstance(domain, D.OrNone):
+        return accepts(domain.each)
     words = {
         D.Tensor: "a tensor", D.Operand: "a tensor or a number", D.Flag: "true or false",
         D.Initializer: "an initializer (below)", D.Dtype: "a dtype: " + ", ".join(D.DTYPES),

@@ -8,12 +8,26 @@ is what no single argument shows: a rank, a dtype, one argument against another.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from bmc import ops
 from bmc.diagnostics import BmcError
-from bmc.frontend.domains import INTEGER, SIZE, Axes, Dtype, Flag, Initializer, Items, Operand, Shape, Tensor
+from bmc.frontend.domains import (
+    FINITE,
+    INTEGER,
+    SIZE,
+    Axes,
+    Dtype,
+    Flag,
+    Initializer,
+    Items,
+    Operand,
+    OrNone,
+    Shape,
+    Tensor,
+)
 from bmc.frontend.signature import REQUIRED, Args, Param, Signature
 from bmc.init import Init
 from bmc.ir.graph import Value
@@ -41,19 +55,35 @@ def builtin(name: str, *params: str | Param):
 
 # ---- elementwise math ---------------------------------------------------------------------------------------------
 
-# every unary op that says it is a builtin, by its name: a new one needs no line here
+# every unary op that says it is a builtin, by its name: a new one needs no line here. Its attributes (leaky_relu's
+# alpha) are keyword arguments with the op's defaults, any finite number; clip has a handler of its own, below.
 UNARY = {name: op for name, op in sorted(ops.REGISTRY.items()) if issubclass(op, Unary) and op.builtin}
 
 
 def _unary(op_type):
+    attrs = [f.name for f in dataclasses.fields(op_type)]
+
     def handler(lw, call, a):
-        return lw.emit(op_type(), a["x"], span=call.span)
+        return lw.emit(op_type(**{k: float(a[k]) for k in attrs}), a["x"], span=call.span)
 
     return handler
 
 
 for _name, _op in UNARY.items():
-    builtin(_name, "x")(_unary(_op))
+    if _op is not ops.Clip:
+        builtin(_name, "x", *(Param(f.name, f.default, FINITE) for f in dataclasses.fields(_op)))(_unary(_op))
+
+
+@builtin("clip", "x", Param("min", None, OrNone(FINITE)), Param("max", None, OrNone(FINITE)))
+def _clip(lw, call, a):
+    low, high = a["min"], a["max"]
+    if low is None and high is None:
+        raise BmcError("clip() needs a min, a max or both", call.span,
+                       notes=("give the bounds by name: clip(x, min = -1, max = 1)",))
+    if low is not None and high is not None and low > high:
+        raise BmcError(f"clip's min {low} is greater than its max {high}", a.span("max"))
+    bounds = {k: None if v is None else float(v) for k, v in (("min", low), ("max", high))}
+    return lw.emit(ops.Clip(**bounds), a["x"], span=call.span)
 
 
 def _binary(op_type):

@@ -159,17 +159,40 @@ class Pair(Domain):
 
 @dataclass(frozen=True)
 class Padding(Domain):
-    """"valid" (none), "same" (as much as keeps the size, at stride 1) or a number of pixels on every side."""
+    """"valid" (none), "same" (as much as keeps the size, at stride 1), a number of pixels on every side, or a list:
+    [height, width] (each on both sides) or [top, left, bottom, right] (ONNX's pads order), taken as that 4-tuple."""
 
     pixels: Number = Number(0, MAX_SIZE, integer=True)
+    modes: tuple[str, ...] = ("valid", "same")
 
     def take(self, lw, e, what, span):
         if isinstance(e, ast.Str | str):
             mode = e.value if isinstance(e, ast.Str) else e
-            if mode not in ("valid", "same"):
-                raise BmcError(f'{what} must be "valid", "same" or a number, not "{mode}"', span)
+            if mode not in self.modes:
+                shown = ", ".join(f'"{m}"' for m in self.modes)
+                raise BmcError(f'{what} must be {shown}, a number or a list of them, not "{mode}"', span)
             return mode
+        if isinstance(e, ast.ListExpr):
+            if len(e.items) not in (2, 4):
+                raise BmcError(f"{what} takes one number, two ([height, width]) or four ([top, left, bottom, right])",
+                               e.span)
+            sides = tuple(self.pixels.take(lw, i, what, i.span) for i in e.items)
+            return sides * 2 if len(sides) == 2 else sides
         return self.pixels.take(lw, e, what, span)
+
+
+@dataclass(frozen=True)
+class Choice(Domain):
+    """One of a few strings: `mode = "linear"`."""
+
+    options: tuple[str, ...]
+
+    def take(self, lw, e, what, span):
+        value = e.value if isinstance(e, ast.Str) else e
+        if not isinstance(value, str) or value not in self.options:
+            shown = ", ".join(f'"{o}"' for o in self.options)
+            raise BmcError(f"{what} must be one of {shown}", span)
+        return value
 
 
 @dataclass(frozen=True)
@@ -197,6 +220,16 @@ class Items(Domain):
         if not isinstance(e, ast.ListExpr):
             raise BmcError(f"{what} must be a list such as [a, b]", span)
         return tuple(self.each.take(lw, i, what, i.span) for i in e.items)
+
+
+@dataclass(frozen=True)
+class OrNone(Domain):
+    """A value of `each`, or None where the argument is left out (its default): clip's bounds."""
+
+    each: Domain
+
+    def take(self, lw, e, what, span):
+        return None if e is None else self.each.take(lw, e, what, span)
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,24 @@ import math
 from bmc import ops
 from bmc.diagnostics import BmcError
 from bmc.frontend.builtins import PARAM_OWNERS, builtin
-from bmc.frontend.domains import FRACTION, POSITIVE, SIZE, Flag, Initializer, Padding, Pair
+from bmc.frontend.domains import FRACTION, MAX_SIZE, POSITIVE, SIZE, Choice, Flag, Initializer, Number, Padding, Pair
 from bmc.frontend.signature import Param
 from bmc.init import Init
 from bmc.ir.graph import Value
 from bmc.ir.types import INT_DTYPES, TensorType
 from bmc.ops import emit as E
+from bmc.ops import resize
 from bmc.ops.conv import same_padding
 
-PARAM_OWNERS.update({"conv2d", "batch_norm", "layer_norm", "embedding", "rnn", "lstm", "gru", "attention",
-                     "learned_positions"})
+PARAM_OWNERS.update({"conv2d", "conv_transpose2d", "batch_norm", "layer_norm", "embedding", "rnn", "lstm", "gru",
+                     "attention", "learned_positions"})
 
 
-def _padding(mode: str | int, x: Value, kernel, stride, dilation) -> tuple[int, int, int, int]:
-    """"valid" (none), "same" (output size ceil(input / stride)) or a number of pixels on every side."""
+def _padding(mode: str | int | tuple, x: Value, kernel, stride, dilation) -> tuple[int, int, int, int]:
+    """"valid" (none), "same" (output size ceil(input / stride)), a number of pixels on every side or the four
+    sides (top, left, bottom, right)."""
+    if isinstance(mode, tuple):
+        return mode
     if mode == "valid":
         return (0, 0, 0, 0)
     if mode == "same":
@@ -45,22 +49,75 @@ def _image(x: Value, call, what: str) -> None:
 WEIGHTS = (Param("init", Init("glorot_uniform"), Initializer()), Param("bias_init", Init("zeros"), Initializer()))
 
 
+def _check_groups(call, a, channels: int, filters: int, filters_name: str) -> int:
+    """`groups` must divide the input channels and the filters (a located error at the argument otherwise)."""
+    groups = a["groups"]
+    for n, what in ((channels, "input channels"), (filters, filters_name)):
+        if n % groups:
+            raise BmcError(f"{call.func}'s groups {groups} does not divide the {n} {what}", a.span("groups"),
+                           notes=("each group convolves channels / groups inputs into filters / groups outputs; "
+                                  "groups = channels is a depthwise convolution",))
+    return groups
+
+
+def _bias(lw, call, a, prefix: str, x: Value, filters: int) -> Value:
+    if a["bias"]:
+        return lw.add_param(f"{prefix}.b", TensorType(x.type.dtype, (filters,)), a["bias_init"], decay=False,
+                            span=call.span)
+    return E.broadcast_to(lw.at(call), E.like(lw.b, 0.0, x), (filters,))
+
+
 @builtin("conv2d", "x", Param("filters", domain=SIZE), Param("kernel", domain=Pair()), Param("stride", 1, Pair()),
-         Param("padding", "valid", Padding()), Param("dilation", 1, Pair()), Param("bias", True, Flag()), *WEIGHTS)
+         Param("padding", "valid", Padding()), Param("dilation", 1, Pair()), Param("bias", True, Flag()), *WEIGHTS,
+         Param("groups", 1, SIZE))
 def _conv2d(lw, call, a):
-    """A 2-D convolution over NCHW images owning W [filters, channels, kh, kw] and b [filters]."""
+    """A 2-D convolution over NCHW images owning W [filters, channels / groups, kh, kw] and b [filters]."""
     x, filters, kernel, stride, dilation = a["x"], a["filters"], a["kernel"], a["stride"], a["dilation"]
     _image(x, call, "conv2d")
+    groups = _check_groups(call, a, x.type.shape[1], filters, "filters")
     padding = _padding(a["padding"], x, kernel, stride, dilation)
     prefix = lw.owner_prefix("conv2d")
     dt = x.type.dtype
-    w = lw.add_param(f"{prefix}.W", TensorType(dt, (filters, x.type.shape[1], *kernel)), a["init"], decay=True,
-                     span=call.span)
-    if a["bias"]:
-        b = lw.add_param(f"{prefix}.b", TensorType(dt, (filters,)), a["bias_init"], decay=False, span=call.span)
-    else:
-        b = E.broadcast_to(lw.at(call), E.like(lw.b, 0.0, x), (filters,))
-    return lw.emit(ops.Conv2d(stride, padding, dilation), x, w, b, span=call.span)
+    w = lw.add_param(f"{prefix}.W", TensorType(dt, (filters, x.type.shape[1] // groups, *kernel)), a["init"],
+                     decay=True, span=call.span)
+    b = _bias(lw, call, a, prefix, x, filters)
+    return lw.emit(ops.Conv2d(stride, padding, dilation, groups), x, w, b, span=call.span)
+
+
+@builtin("conv_transpose2d", "x", Param("filters", domain=SIZE), Param("kernel", domain=Pair()),
+         Param("stride", 1, Pair()), Param("padding", 0, Padding(modes=("valid",))),
+         Param("output_padding", 0, Pair(Number(0, MAX_SIZE, integer=True))), Param("dilation", 1, Pair()),
+         Param("groups", 1, SIZE), Param("bias", True, Flag()), *WEIGHTS)
+def _conv_transpose2d(lw, call, a):
+    """A transposed convolution (ONNX ConvTranspose, PyTorch ConvTranspose2d) owning W [channels, filters / groups,
+    kh, kw] and b [filters]: the gradient of a convolution with respect to its input, so each output size is
+    stride (H - 1) + output_padding + dilation (kh - 1) + 1 - top - bottom."""
+    x, filters, kernel, stride, dilation = a["x"], a["filters"], a["kernel"], a["stride"], a["dilation"]
+    _image(x, call, "conv_transpose2d")
+    groups = _check_groups(call, a, x.type.shape[1], filters, "filters")
+    pads = _padding(a["padding"], x, kernel, stride, dilation)
+    extra = a["output_padding"]
+    for i in range(2):
+        if extra[i] >= stride[i]:
+            raise BmcError(f"conv_transpose2d's output_padding {extra[i]} must be smaller than its stride "
+                           f"{stride[i]}", a.span("output_padding"),
+                           notes=("output padding adds rows that a stride skips; larger values would add rows no "
+                                  "input reaches",))
+    size = tuple(stride[i] * (x.type.shape[2 + i] - 1) + extra[i] + dilation[i] * (kernel[i] - 1) + 1 - pads[i]
+                 - pads[i + 2] for i in range(2))
+    if min(size) < 1:
+        raise BmcError(f"conv_transpose2d's padding {list(pads)} leaves no output pixels of {x.type}",
+                       a.span("padding"))
+    prefix = lw.owner_prefix("conv_transpose2d")
+    dt = x.type.dtype
+    w = lw.add_param(f"{prefix}.W", TensorType(dt, (x.type.shape[1], filters // groups, *kernel)), a["init"],
+                     decay=True, span=call.span)
+    y = lw.emit(ops.Conv2dGradInput(stride, pads, dilation, size, groups), x, w, span=call.span)
+    if not a["bias"]:
+        return y
+    b = lw.at(call)
+    bias = _bias(lw, call, a, prefix, x, filters)
+    return E.add(b, y, E.reshape(b, bias, (filters, 1, 1)))
 
 
 def _pool(op_type):
@@ -81,6 +138,31 @@ def _pool(op_type):
 for _name, _op in (("max_pool", ops.MaxPool2d), ("avg_pool", ops.AvgPool2d)):
     builtin(_name, "x", Param("size", 2, Pair()), Param("stride", None, Pair()),
             Param("padding", "valid", Padding()))(_pool(_op))
+
+
+@builtin("resize", "x", Param("scale", None, Pair(POSITIVE)), Param("size", None, Pair()),
+         Param("mode", "nearest", Choice(resize.MODES)),
+         Param("coordinates", "half_pixel", Choice(resize.COORDINATES)),
+         Param("nearest", "round_prefer_floor", Choice(resize.NEAREST)))
+def _resize(lw, call, a):
+    """Resizes the height and width of NCHW images by `scale` (output floor(H scale)) or to `size`, exactly as ONNX
+    Resize: `mode` nearest or linear, `coordinates` ONNX's coordinate_transformation_mode, `nearest` its
+    nearest_mode (bmc/ops/resize.py)."""
+    x, scale, size = a["x"], a["scale"], a["size"]
+    _image(x, call, "resize")
+    if (scale is None) == (size is None):
+        raise BmcError("resize takes a scale or a size (one of them)", a.span("size") if size else call.span,
+                       notes=("resize(x, scale = 2) doubles the height and width; resize(x, size = [32, 32]) sets "
+                              "them",))
+    hw = x.type.shape[2:]
+    if size is None:
+        size = tuple(math.floor(hw[i] * scale[i]) for i in range(2))
+        if min(size) < 1 or max(size) > MAX_SIZE:
+            raise BmcError(f"resize's scale {list(scale)} makes {list(size)} pixels of {list(hw)}", a.span("scale"))
+    else:
+        scale = tuple(size[i] / hw[i] for i in range(2))
+    op = ops.Resize(size, (float(scale[0]), float(scale[1])), a["mode"], a["coordinates"], a["nearest"])
+    return lw.emit(op, x, span=call.span)
 
 
 @builtin("global_avg_pool", "x")
@@ -218,7 +300,8 @@ def _recurrent(op_type):
             r = lw.add_param(f"{p}.R", TensorType(dt, (gh, hidden)), a["recurrent_init"], decay=True,
                              span=call.span, fans=(hidden, gh))
             bias = lw.add_param(f"{p}.B", TensorType(dt, (2 * gh,)), Init("zeros"), decay=False, span=call.span)
-            ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse), x, w, r, bias, span=call.span)
+            extra = {"linear_before_reset": a["reset_after"]} if op_type is ops.GRU else {}
+            ys, last = lw.emit(op_type(hidden=hidden, reverse=reverse, **extra), x, w, r, bias, span=call.span)
             results.append(ys if sequences else last)
         if len(results) == 1:
             return results[0]
@@ -227,10 +310,14 @@ def _recurrent(op_type):
     return handler
 
 
-for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM), ("gru", ops.GRU)):
-    builtin(_name, "x", Param("hidden", domain=SIZE), Param("return_sequences", False, Flag()),
-            Param("bidirectional", False, Flag()), Param("init", Init("glorot_uniform"), Initializer()),
-            Param("recurrent_init", Init("orthogonal"), Initializer()))(_recurrent(_op))
+RECURRENT = (Param("hidden", domain=SIZE), Param("return_sequences", False, Flag()),
+             Param("bidirectional", False, Flag()), Param("init", Init("glorot_uniform"), Initializer()),
+             Param("recurrent_init", Init("orthogonal"), Initializer()))
+for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM)):
+    builtin(_name, "x", *RECURRENT)(_recurrent(_op))
+# reset_after: the reset gate scales the recurrent product (PyTorch, Keras, ONNX linear_before_reset=1), or the
+# state before it (ONNX's default, linear_before_reset=0)
+builtin("gru", "x", *RECURRENT, Param("reset_after", True, Flag()))(_recurrent(ops.GRU))
 
 
 # ---- attention ----------------------------------------------------------------------------------------------------

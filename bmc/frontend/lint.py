@@ -144,6 +144,8 @@ def operand_spans(module: ast.Module) -> Operands:
             children = (e.operand,)
         elif isinstance(e, ast.ListExpr):
             children = e.items
+        elif isinstance(e, ast.Subscript):
+            children = e.children
         else:
             children = ()
         for child in children:

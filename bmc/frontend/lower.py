@@ -22,6 +22,7 @@ from bmc.frontend.model_ir import ModelIR
 from bmc.frontend.origin import Origins, calls
 from bmc.frontend.scope import Bound, Naming, Result, Scalar, Scope, count_owners
 from bmc.frontend.signature import Signature
+from bmc.frontend.subscript import subscript
 from bmc.init import ALIASES, INITIALIZERS, Init, relation_error
 from bmc.ir import dims
 from bmc.ir.graph import Builder, Graph, ParamInfo, Value
@@ -374,6 +375,8 @@ class Lowerer:
             return self.binop(e)
         if isinstance(e, ast.Call):
             return self.call(e)
+        if isinstance(e, ast.Subscript):
+            return subscript(self, e)
         raise AssertionError(e)  # pragma: no cover
 
     def binop(self, e: ast.BinOp) -> Result:

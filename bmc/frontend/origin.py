@@ -75,6 +75,8 @@ def calls(e: ast.Expr | None, constant: Callable[[str], bool]) -> tuple[str, ...
         return () if _numeric(e, constant) else (*calls(e.operand, constant), "neg")
     if isinstance(e, ast.ListExpr):
         return tuple(c for i in e.items for c in calls(i, constant))
+    if isinstance(e, ast.Subscript):
+        return (*(c for i in e.children for c in calls(i, constant)), "[]")
     return ()
 
 

@@ -85,4 +85,6 @@ def count_owners(e: ast.Expr | None, layers: Collection[str]) -> int:
         return count_owners(e.operand, layers)
     if isinstance(e, ast.ListExpr):
         return sum(count_owners(i, layers) for i in e.items)
+    if isinstance(e, ast.Subscript):
+        return sum(count_owners(i, layers) for i in e.children)
     return 0

@@ -1,6 +1,9 @@
 """Convolution and pooling over NCHW images (ONNX's layout), with their gradient ops.
 
-Spatial dims must be static; the batch may be symbolic. `padding` is (top, left, bottom, right).
+Spatial dims must be static; the batch may be symbolic. `padding` is (top, left, bottom, right). A convolution with
+`groups` G splits the C input and O output channels into G groups, each convolved on its own (weights
+[O, C / G, kh, kw], as ONNX and PyTorch; G = C is a depthwise convolution). A transposed convolution (ONNX
+ConvTranspose) is `Conv2dGradInput`: the gradient of a convolution with respect to its input.
 """
 
 from __future__ import annotations
@@ -69,22 +72,36 @@ def _image(x: TensorType, what: str) -> None:
         raise TypeError_(f"{what} expects a float image batch [N, C, H, W], got {x}")
 
 
+def _groups(what: str, groups: int, channels, out_channels) -> None:
+    """Both channel counts must split into `groups` equal groups."""
+    if groups < 1:
+        raise TypeError_(f"{what}: groups must be a positive integer, got {groups}")
+    for n, which in ((channels, "input"), (out_channels, "output")):
+        if not isinstance(n, int) or n % groups:
+            raise TypeError_(f"{what}: {n} {which} channels do not split into {groups} groups")
+
+
 @dataclass(frozen=True)
 class Conv2d(Op):
-    """y = conv(x, w) + b: x [N, C, H, W], w [O, C, kh, kw], b [O] -> [N, O, H', W'] (cross-correlation, as ONNX)."""
+    """y = conv(x, w) + b: x [N, C, H, W], w [O, C / groups, kh, kw], b [O] -> [N, O, H', W'] (cross-correlation,
+    as ONNX); output channel o reads the input channels of its group, o // (O / groups)."""
 
     name: ClassVar[str] = "conv2d"
     stride: Pair = (1, 1)
     padding: Pads = (0, 0, 0, 0)
     dilation: Pair = (1, 1)
+    groups: int = 1
 
     def window(self, w: TensorType) -> Window:
         return Window((w.shape[2], w.shape[3]), self.stride, self.padding, self.dilation)
 
     def infer(self, x: TensorType, w: TensorType, b: TensorType) -> TensorType:
         _image(x, "conv2d")
-        if w.rank != 4 or w.shape[1] != x.shape[1] or b.shape != (w.shape[0],):
-            raise TypeError_(f"conv2d: weights {w} and bias {b} do not fit input {x} (expected [O, {x.shape[1]}, "
+        if w.rank == 4:
+            _groups("conv2d", self.groups, x.shape[1], w.shape[0])
+        if w.rank != 4 or w.shape[1] * self.groups != x.shape[1] or b.shape != (w.shape[0],):
+            per_group = x.shape[1] // self.groups if isinstance(x.shape[1], int) else x.shape[1]
+            raise TypeError_(f"conv2d: weights {w} and bias {b} do not fit input {x} (expected [O, {per_group}, "
                              "kh, kw] and [O])")
         if not (x.dtype == w.dtype == b.dtype):
             raise TypeError_(f"conv2d: dtypes of {x}, {w} and {b} differ")
@@ -102,28 +119,49 @@ class Conv2d(Op):
 
     def vjp(self, b, node, grads):
         (x, w, _), g = node.inputs, grads[0]
-        gx = b.emit(Conv2dGradInput(self.stride, self.padding, self.dilation, x.type.shape[2:]), g, w)
-        gw = b.emit(Conv2dGradWeight(self.stride, self.padding, self.dilation, w.type.shape[2:]), x, g)
+        gx = b.emit(Conv2dGradInput(self.stride, self.padding, self.dilation, x.type.shape[2:], self.groups), g, w)
+        gw = b.emit(Conv2dGradWeight(self.stride, self.padding, self.dilation, w.type.shape[2:], self.groups), x, g)
         return gx, gw, E.sum_(b, g, (0, 2, 3))
 
 
 @dataclass(frozen=True)
 class Conv2dGradInput(Op):
-    """The gradient of conv2d with respect to its input (a transposed convolution of g with w)."""
+    """The gradient of conv2d with respect to its input: g [N, O, H', W'], w [O, C / groups, kh, kw] ->
+    [N, C, *input_size]. It is also the transposed convolution (ONNX ConvTranspose, whose weights [C_in, O / groups,
+    kh, kw] are these with C_in = O), so it is differentiable: its gradients are a convolution and a weight
+    gradient."""
 
     name: ClassVar[str] = "conv2d_grad_input"
-    differentiable: ClassVar[bool] = False
     stride: Pair
     padding: Pads
     dilation: Pair
     input_size: Pair
+    groups: int = 1
 
     def infer(self, g: TensorType, w: TensorType) -> TensorType:
-        return g.with_shape((g.shape[0], w.shape[1], *self.input_size))
+        _image(g, "conv_transpose2d")
+        if w.rank != 4 or w.shape[0] != g.shape[1] or w.dtype != g.dtype:
+            raise TypeError_(f"conv_transpose2d: weights {w} do not fit input {g} (expected [{g.shape[1]}, "
+                             "O / groups, kh, kw])")
+        _groups("conv_transpose2d", self.groups, g.shape[1], w.shape[1] * self.groups)
+        window = Window((w.shape[2], w.shape[3]), self.stride, self.padding, self.dilation)
+        if window.spatial_out(g.with_shape((*g.shape[:2], *self.input_size))) != tuple(g.shape[2:]):
+            raise TypeError_(f"conv_transpose2d: an output of {list(self.input_size)} pixels does not convolve back "
+                             f"to the input's {list(g.shape[2:])} (is output_padding smaller than the stride?)")
+        return g.with_shape((g.shape[0], w.shape[1] * self.groups, *self.input_size))
 
     def flops(self, inputs, outputs):
         g, w = inputs
         return Flops(matmul=_correlation(g, w.shape[1], w.shape[2:]))
+
+    def vjp(self, b, node, grads):
+        # <conv_t(g, w), dy> = <g, conv(dy, w)>: the input's gradient is a convolution of dy, the weights' the
+        # convolution's weight gradient with the roles of input and output swapped
+        (g, w), dy = node.inputs, grads[0]
+        zero = E.broadcast_to(b, E.like(b, 0.0, dy), (w.type.shape[0],))
+        dg = b.emit(Conv2d(self.stride, self.padding, self.dilation, self.groups), dy, w, zero)
+        dw = b.emit(Conv2dGradWeight(self.stride, self.padding, self.dilation, w.type.shape[2:], self.groups), dy, g)
+        return dg, dw
 
 
 @dataclass(frozen=True)
@@ -136,13 +174,15 @@ class Conv2dGradWeight(Op):
     padding: Pads
     dilation: Pair
     kernel: Pair
+    groups: int = 1
 
     def infer(self, x: TensorType, g: TensorType) -> TensorType:
-        return x.with_shape((g.shape[1], x.shape[1], *self.kernel))
+        _groups("conv2d_grad_weight", self.groups, x.shape[1], g.shape[1])
+        return x.with_shape((g.shape[1], x.shape[1] // self.groups, *self.kernel))
 
     def flops(self, inputs, outputs):
         x, g = inputs
-        return Flops(matmul=_correlation(g, x.shape[1], self.kernel))
+        return Flops(matmul=_correlation(g, x.shape[1] // self.groups, self.kernel))
 
 
 @dataclass(frozen=True)

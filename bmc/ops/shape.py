@@ -106,24 +106,39 @@ class Concat(Op):
 
 @dataclass(frozen=True)
 class Slice(Op):
-    """x[..., start:stop, ...] along one axis. Bounds are static, except that a slice from 0 may stop at a symbolic
-    dim (the first T rows of a table of positions, for sequences of any length up to its size)."""
+    """x[..., start:stop:step, ...] along one axis, as NumPy's basic slicing with normalized bounds: a positive step
+    takes start, start + step, ... below stop (0 <= start < stop <= size), a negative one start, start + step, ...
+    above stop (-1 <= stop < start < size; stop -1 runs through element 0). Bounds are static, except that a slice
+    from 0 with step 1 may stop at a symbolic dim (the first T rows of a table of positions, for sequences of any
+    length up to its size)."""
 
     name: ClassVar[str] = "slice"
     axis: int
     start: int
     stop: Dim
+    step: int = 1
+
+    @property
+    def count(self) -> int:
+        """The number of elements taken (static bounds)."""
+        assert isinstance(self.stop, int)
+        return len(range(self.start, self.stop, self.step))
 
     def infer(self, x: TensorType) -> TensorType:
         (axis,) = normalize_axes((self.axis,), x.rank)
         n = x.shape[axis]
         if isinstance(self.stop, str):
-            if self.start != 0:
-                raise TypeError_("a slice to a symbolic dim must start at 0")
+            if self.start != 0 or self.step != 1:
+                raise TypeError_("a slice to a symbolic dim must start at 0 with step 1")
             return x.with_shape(tuple(self.stop if i == axis else d for i, d in enumerate(x.shape)))
-        if not (0 <= self.start < self.stop and (not isinstance(n, int) or self.stop <= n)):
-            raise TypeError_(f"slice {self.start}:{self.stop} is out of range for axis {self.axis} of {x}")
-        return x.with_shape(tuple(self.stop - self.start if i == axis else d for i, d in enumerate(x.shape)))
+        if self.step > 0:
+            fits = 0 <= self.start < self.stop and (not isinstance(n, int) or self.stop <= n)
+        else:
+            fits = self.step < 0 and isinstance(n, int) and -1 <= self.stop < self.start < n
+        if not fits:
+            step = f":{self.step}" if self.step != 1 else ""
+            raise TypeError_(f"slice {self.start}:{self.stop}{step} is out of range for axis {self.axis} of {x}")
+        return x.with_shape(tuple(self.count if i == axis else d for i, d in enumerate(x.shape)))
 
     def dim_limit(self, x: TensorType) -> tuple[str, int] | None:
         if not isinstance(self.stop, str):
@@ -133,23 +148,40 @@ class Slice(Op):
         return (self.stop, size) if isinstance(size, int) else None
 
     def vjp(self, b, node, grads):
-        x = node.inputs[0]
+        x, g = node.inputs[0], grads[0]
         (axis,) = normalize_axes((self.axis,), x.type.rank)
         n = x.type.shape[axis]
         if isinstance(self.stop, str):
-            return (b.emit(PadEnd(axis, n), grads[0]),)
-        parts = []
-        zero = E.like(b, 0.0, grads[0])
-        for lo, hi in ((0, self.start), (self.stop, n)):
-            if isinstance(hi, str) or hi > lo:
-                if isinstance(hi, str):
-                    raise TypeError_("the gradient of a slice along a symbolic dim is not supported")
-                shape = tuple(hi - lo if i == axis else d for i, d in enumerate(x.type.shape))
-                parts.append(E.broadcast_to(b, zero, shape))
-        if not parts:
-            return (grads[0],)
-        pieces = [parts[0], grads[0], *parts[1:]] if self.start > 0 else [grads[0], *parts]
-        return (b.emit(Concat(axis), *pieces),)
+            return (b.emit(PadEnd(axis, n), g),)
+        start, step = self.start, self.step
+        if step < 0:  # the same elements in increasing order: reverse g, then scatter with step -step
+            start, step = start + (self.count - 1) * step, -step
+            g = b.emit(Slice(axis, self.count - 1, -1, -1), g)
+        if step > 1:  # each element of g, then step - 1 zeros: [.., m, ..] -> [.., m, step, ..] -> [.., m step]
+            shape, m = g.type.shape, self.count
+            column = E.reshape(b, g, (*shape[:axis], m, 1, *shape[axis + 1:]))
+            zeros = E.broadcast_to(b, E.like(b, 0.0, g), (*shape[:axis], m, step - 1, *shape[axis + 1:]))
+            spread = E.reshape(b, b.emit(Concat(axis + 1), column, zeros), (*shape[:axis], m * step, *shape[axis + 1:]))
+            length = min(m * step, n - start)  # through the last element taken, at most to the end of the axis
+            g = spread if length == m * step else b.emit(Slice(axis, 0, length), spread)
+        return (_place(b, g, axis, start, n),)
+
+
+def _place(b, g, axis: int, start: int, n: Dim):
+    """g placed at start along `axis` in zeros of size n: the gradient of a slice of step 1."""
+    stop = start + g.type.shape[axis]
+    parts = []
+    zero = E.like(b, 0.0, g)
+    for lo, hi in ((0, start), (stop, n)):
+        if isinstance(hi, str) or hi > lo:
+            if isinstance(hi, str):
+                raise TypeError_("the gradient of a slice along a symbolic dim is not supported")
+            shape = tuple(hi - lo if i == axis else d for i, d in enumerate(g.type.shape))
+            parts.append(E.broadcast_to(b, zero, shape))
+    if not parts:
+        return g
+    pieces = [parts[0], g, *parts[1:]] if start > 0 else [g, *parts]
+    return b.emit(Concat(axis), *pieces)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,46 @@ def _gelu_grad(x, g):
     return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
 
 
+def _erf(x):
+    # W. J. Cody's rational approximations (his CALERF; the coefficients of bmc/ops/elementwise.py, highest power
+    # first), in float64 for every input: x P(x^2) / Q(x^2) for |x| <= 0.46875, else 1 - erfc(|x|) with the sign of x,
+    # erfc(y) = exp(-y^2) P(y) / Q(y) up to 4 and exp(-y^2) (1/sqrt(pi) - z P(z) / Q(z)) / y (z = 1/y^2) beyond
+    def rational(t, num, den):
+        p, q = np.full_like(t, num[0]), np.ones_like(t)
+        for c in num[1:]:
+            p = p * t + c
+        for c in den[1:]:
+            q = q * t + c
+        return p / q
+
+    a = np.asarray(x)
+    t = a.astype(np.float64)
+    y = np.abs(t)
+    xs = np.clip(t, -0.46875, 0.46875)  # each formula reads x clamped into its range: no overflow where unused
+    small = xs * rational(xs * xs, (1.85777706184603153e-1, 3.16112374387056560e00, 1.13864154151050156e02,
+                                    3.77485237685302021e02, 3.20937758913846947e03),
+                          (1.0, 2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+                           2.84423683343917062e03))
+    ym = np.minimum(y, 4.0)
+    middle = np.exp(-(ym * ym)) * rational(ym, (
+        2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+        2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03,
+        1.23033935479799725e03), (
+        1.0, 1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+        3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03))
+    yt = np.clip(y, 4.0, 27.0)
+    z = 1.0 / (yt * yt)
+    tail = (0.56418958354775628695 - z * rational(z, (
+        1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+        1.60837851487422766e-2, 6.58749161529837803e-4), (
+        1.0, 2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+        2.33520497626869185e-3))) / yt
+    tail = np.exp(-(yt * yt)) * tail
+    erfc = np.where(y <= 4.0, middle, tail)
+    out = np.where(y <= 0.46875, small, np.sign(t) * ((0.5 - erfc) + 0.5))
+    return out.astype(a.dtype) if a.dtype.kind == "f" else out
+
+
 def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
     logp = _log_softmax(logits, -1)
@@ -109,22 +149,37 @@ def _im2col(x, kernel, stride, padding, dilation):
     return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
 
 
-def _conv2d(x, w, b, stride, padding, dilation):
-    # [O, C*kh*kw] @ [C*kh*kw, N*H'*W'] -> [O, N, H', W'], returned as a [N, O, H', W'] view
+def _grouped(groups, *pieces):
+    """Each operand cut along its channel axis into `groups` equal pieces: [(a_0, b_0, ...), (a_1, b_1, ...), ...]
+    (an operand given as (array, axis))."""
+    return zip(*(np.split(a, groups, axis=axis) for a, axis in pieces), strict=True)
+
+
+def _conv2d(x, w, b, stride, padding, dilation, groups=1):
+    # [O, C*kh*kw] @ [C*kh*kw, N*H'*W'] -> [O, N, H', W'], returned as a [N, O, H', W'] view; per group
+    if groups > 1:
+        return np.concatenate([_conv2d(xg, wg, bg, stride, padding, dilation)
+                               for xg, wg, bg in _grouped(groups, (x, 1), (w, 0), (b, 0))], axis=1)
     cols, oh, ow = _im2col(x, w.shape[2:], stride, padding, dilation)
     out = w.reshape(w.shape[0], -1) @ cols
     out += b[:, None]
     return out.reshape(w.shape[0], x.shape[0], oh, ow).transpose(1, 0, 2, 3)
 
 
-def _conv2d_grad_weight(x, g, stride, padding, dilation, kernel):
+def _conv2d_grad_weight(x, g, stride, padding, dilation, kernel, groups=1):
+    if groups > 1:
+        return np.concatenate([_conv2d_grad_weight(xg, gg, stride, padding, dilation, kernel)
+                               for xg, gg in _grouped(groups, (x, 1), (g, 1))], axis=0)
     cols, _, _ = _im2col(x, kernel, stride, padding, dilation)
     grads = g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
     return (grads @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
 
 
-def _conv2d_grad_input(g, w, stride, padding, dilation, input_size):
+def _conv2d_grad_input(g, w, stride, padding, dilation, input_size, groups=1):
     # each output position sends g * w back to the pixels of its window (col2im)
+    if groups > 1:
+        return np.concatenate([_conv2d_grad_input(gg, wg, stride, padding, dilation, input_size)
+                               for gg, wg in _grouped(groups, (g, 1), (w, 0))], axis=1)
     n, o, oh, ow = g.shape
     _, c, kh, kw = w.shape
     top, left, bottom, right = padding
@@ -136,6 +191,55 @@ def _conv2d_grad_input(g, w, stride, padding, dilation, input_size):
             r, s = i * dilation[0], j * dilation[1]
             dx[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]] += cols[:, i, j]
     return dx[:, :, top : top + input_size[0], left : left + input_size[1]].transpose(1, 0, 2, 3)
+
+
+def _resize_taps(n_in, n_out, scale, mode, coordinates, nearest):
+    # per output position o, (i0, i1, w0, w1): it reads w0 x[i0] + w1 x[i1] (ONNX Resize, in double precision)
+    import math
+
+    taps = []
+    for o in range(n_out):
+        if coordinates == "align_corners":
+            x = 0.0 if n_out == 1 else o * (n_in - 1) / (n_out - 1)
+        elif coordinates == "asymmetric":
+            x = o / scale
+        elif coordinates == "pytorch_half_pixel" and n_out == 1:
+            x = 0.0
+        else:  # half_pixel, pytorch_half_pixel
+            x = (o + 0.5) / scale - 0.5
+        if mode == "nearest":
+            rounded = {"round_prefer_floor": math.ceil(x - 0.5), "round_prefer_ceil": math.floor(x + 0.5),
+                       "floor": math.floor(x), "ceil": math.ceil(x)}[nearest]
+            i = min(max(rounded, 0), n_in - 1)
+            taps.append((i, i, 1.0, 0.0))
+        else:
+            x = min(max(x, 0.0), n_in - 1.0)
+            i0 = math.floor(x)
+            taps.append((i0, min(i0 + 1, n_in - 1), 1.0 - (x - i0), x - i0))
+    return taps
+
+
+def _resize_matrix(n_in, n_out, scale, mode, coordinates, nearest, dtype):
+    # the interpolation matrix A [n_out, n_in] of one axis
+    a = np.zeros((n_out, n_in))
+    for o, (i0, i1, w0, w1) in enumerate(_resize_taps(n_in, n_out, scale, mode, coordinates, nearest)):
+        a[o, i0] += w0
+        a[o, i1] += w1
+    return a.astype(dtype)
+
+
+def _resize(x, size, scale, mode, coordinates, nearest):
+    # y = A_h x A_w^T per image plane
+    a_h, a_w = (_resize_matrix(x.shape[2 + i], size[i], scale[i], mode, coordinates, nearest, x.dtype)
+                for i in range(2))
+    return np.matmul(np.matmul(a_h, x), a_w.T)
+
+
+def _resize_grad(g, size, scale, mode, coordinates, nearest, input_size):
+    # the transpose: A_h^T g A_w
+    a_h, a_w = (_resize_matrix(input_size[i], size[i], scale[i], mode, coordinates, nearest, g.dtype)
+                for i in range(2))
+    return np.matmul(np.matmul(a_h.T, g), a_w)
 
 
 def _window_views(x, kernel, stride, oh, ow):

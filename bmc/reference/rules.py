@@ -96,6 +96,11 @@ def _gelu_grad(node, a, ctx):
     return f"{ctx.use('_gelu_grad')}({a[0]}, {a[1]})"
 
 
+@lower(ops.Erf)
+def _erf(node, a, ctx):
+    return f"{ctx.use('_erf')}({a[0]})"
+
+
 @lower(ops.Compare)
 def _compare(node, a, ctx):
     return f"{a[0]} {node.op.op} {a[1]}"
@@ -140,7 +145,12 @@ def _concat(node, a, ctx):
 @lower(ops.Slice)
 def _slice(node, a, ctx):
     axis = node.op.axis % node.inputs[0].type.rank
-    index = ", ".join([":"] * axis + [f"{node.op.start}:{ctx.dim(node.op.stop)}"])
+    op = node.op
+    if op.step == 1:
+        bounds = f"{op.start}:{ctx.dim(op.stop)}"
+    else:  # stop -1 of a negative step runs through element 0: NumPy reads -1 as the last, so it is left out
+        bounds = f"{op.start}:{'' if op.stop == -1 else op.stop}:{op.step}"
+    index = ", ".join([":"] * axis + [bounds])
     return f"{a[0]}[{index}]"
 
 
@@ -245,7 +255,8 @@ KERNELS: dict[type[Op], Callable] = {
     ops.AvgPool2dGrad: kernels._avg_pool2d_grad, ops.ScatterAdd: kernels._scatter_add,
     ops.RandomUniformLike: kernels._random_uniform_like, ops.CausalMask: kernels._causal_mask,
     ops.LayerNorm: kernels._layer_norm, ops.BatchNormTrain: kernels._batch_norm_train,
-    ops.BatchNormTrainGrad: kernels._batch_norm_train_grad,
+    ops.BatchNormTrainGrad: kernels._batch_norm_train_grad, ops.Resize: kernels._resize,
+    ops.ResizeGrad: kernels._resize_grad,
 }
 
 

@@ -68,7 +68,37 @@ class Ellipsis_:  # noqa: N801 - `Ellipsis` is a builtin
     span: Span
 
 
-Expr = Num | Name | Str | ListExpr | Call | BinOp | Neg
+@dataclass(frozen=True)
+class Range:
+    """`start:stop:step` in a subscript; an omitted bound is None."""
+
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+    span: Span
+
+    @property
+    def bounds(self) -> tuple[Expr, ...]:
+        return tuple(e for e in (self.start, self.stop, self.step) if e is not None)
+
+
+@dataclass(frozen=True)
+class Subscript:
+    """`value[i, a:b, ..., ::-1]`: each index an expression (an integer: the axis is dropped), a Range or `...`."""
+
+    value: Expr
+    indices: tuple[Expr | Range | Ellipsis_, ...]
+    span: Span
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        """The expressions inside: the value and every bound."""
+        inner = [b for i in self.indices for b in (i.bounds if isinstance(i, Range) else
+                                                    () if isinstance(i, Ellipsis_) else (i,))]
+        return (self.value, *inner)
+
+
+Expr = Num | Name | Str | ListExpr | Call | BinOp | Neg | Subscript
 
 # ---- statements ----------------------------------------------------------------------------------------------------
 

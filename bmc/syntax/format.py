@@ -6,7 +6,7 @@ except that a `;` (an empty statement) is dropped. The layout:
 - one statement per line, indented 4 spaces inside `{ }`; `}` on its own line (`{}` for an empty body);
 - one blank line between items; elsewhere a run of blank lines becomes one, and none follows `{` or precedes `}`;
 - one space around `=`, `~` and binary operators, after `,` and `:`; none inside brackets, before the `(` of a call
-  or the `[` of a type, or after a unary minus;
+  or the `[` of a type or subscript, around the `:` of a slice (`x[1:-1, ::2]`), or after a unary minus;
 - a line break inside brackets is kept (the next line indented 4 spaces per open bracket); another break inside a
   statement is joined, except after a comment;
 - alignment is the author's choice, redone exactly: in a run of consecutive statements (no blank line between) of
@@ -103,7 +103,8 @@ class _Layout:
         self.items = {at[(item.meta.line, item.meta.column)] for item in tree.children}
         self.stmts: dict[int, _Stmt] = {}
         self.unary: set[int] = set()  # unary minus signs
-        self.tight: set[int] = set()  # `(` of a call or a parameter list, `[` of a type: no space before
+        self.tight: set[int] = set()  # `(` of a call or a parameter list, `[` of a type or subscript: no space before
+        self.colons: set[int] = set()  # the `:` of a slice (`x[1:-1, ::2]`): no space on either side
         for sub in tree.iter_subtrees():
             if sub.meta.empty or sub.data == "empty":
                 continue
@@ -112,6 +113,15 @@ class _Layout:
                 self.unary.add(start)
             elif sub.data in ("call", "tensor_type"):
                 self.tight.add(start + 1)
+            elif sub.data == "subscript":
+                value = sub.children[0]  # its `[` follows, after any `)` closing a parenthesized value
+                bracket = ends[(value.meta.end_line, value.meta.end_column)] + 1
+                while toks[bracket].text != "[":
+                    bracket += 1
+                self.tight.add(bracket)
+            elif sub.data == "range":
+                self.colons.update(at[(c.line, c.column)] for c in sub.children
+                                   if isinstance(c, lark.Token) and c.type == "COLON")
             elif sub.data in ("model_def", "layer_def", "train_def") and toks[start + 2].text == "(":
                 self.tight.add(start + 2)
             elif sub.data in STATEMENTS:
@@ -220,7 +230,9 @@ class _Layout:
             return " " * max(2, t.column - 1 - width)
         if i in self.pads:
             return " " * self.pads[i]
-        if prev.text in ("(", "[") or t.text in (")", "]", ",", ":") or i - 1 in self.unary:
+        if i in self.colons:
+            return " " if prev.text == "," else ""
+        if prev.text in ("(", "[") or t.text in (")", "]", ",", ":") or i - 1 in self.unary or i - 1 in self.colons:
             return ""
         if t.text in ("(", "["):
             return "" if i in self.tight else " "

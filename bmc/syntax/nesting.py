@@ -38,6 +38,8 @@ def children(e) -> tuple:
         return (e.operand,)
     if isinstance(e, ast.ListExpr):
         return e.items
+    if isinstance(e, ast.Subscript):
+        return e.children
     return ()
 
 

@@ -97,6 +97,16 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Call(str(func), self._tok(func), positional, kwargs, self._span(meta))
 
     @v_args(meta=True)
+    def subscript(self, meta, children):
+        value, *indices = children
+        return ast.Subscript(value, tuple(i for i in indices if i is not None), self._span(meta))
+
+    @v_args(meta=True)
+    def range(self, meta, children):
+        start, _, stop, _, step = children  # the colons are tokens, so the span always covers them
+        return ast.Range(start, stop, step, self._span(meta))
+
+    @v_args(meta=True)
     def kwarg(self, meta, children):
         name, value = children
         return ast.Kwarg(str(name), value, self._span(meta))

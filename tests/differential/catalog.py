@@ -124,9 +124,9 @@ def unary(g: Gen) -> Val | None:
         row = elementwise_ops.BY_NAME["tanh"]
     fn, out = row.torch, Val("", x.dtype, x.shape, scale=row.scale(x.scale), positive=row.positive)
     if row.domain == "positive" and not x.positive:
-        return stmt(g, "u", f"{row.name}(abs({n}) + 0.5)", out, lambda c: fn(torch.abs(c.v(n)) + 0.5),
+        return stmt(g, "u", row.call(f"abs({n}) + 0.5"), out, lambda c: fn(torch.abs(c.v(n)) + 0.5),
                     [row.name, "abs", "add"])
-    return stmt(g, "u", f"{row.name}({n})", out, lambda c: fn(c.v(n)), [row.name])
+    return stmt(g, "u", row.call(n), out, lambda c: fn(c.v(n)), [row.name])
 
 
 def partner(g: Gen, x: Val) -> tuple[str, Val | None, Any]:
