@@ -178,3 +178,20 @@ def test_gemm_values_are_the_onnx_files(tmp_path):
     imp = import_onnx(path)
     np.testing.assert_array_equal(imp.params["y.W"], nh.to_array(w).T * np.float32(2.0))
     np.testing.assert_array_equal(imp.params["y.b"], nh.to_array(b) * np.float32(0.5))
+
+
+@pytest.mark.parametrize("linear_before_reset", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_gru_node_both_reset_forms(tmp_path, linear_before_reset, direction):
+    """ONNX's GRU (time-major, both reset forms, one or two directions) as bmc's gru: Y and Y_h both used."""
+    dirs, hidden, feats = (2 if direction == "bidirectional" else 1), 4, 3
+    nodes = [h.make_node("GRU", ["x", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hidden, direction=direction,
+                         linear_before_reset=linear_before_reset, name="/gru/GRU"),
+             h.make_node("Relu", ["Y"], ["y"]), h.make_node("Tanh", ["Y_h"], ["last"])]
+    path = save(tmp_path, nodes, [h.make_tensor_value_info("x", T.FLOAT, [5, "N", feats])],
+                [h.make_tensor_value_info("y", T.FLOAT, None), h.make_tensor_value_info("last", T.FLOAT, None)],
+                [weight("W", dirs, 3 * hidden, feats), weight("R", dirs, 3 * hidden, hidden),
+                 weight("B", dirs, 6 * hidden)])
+    imp, got, want = run_both(path, {"x": RNG.standard_normal((5, 2, feats)).astype(np.float32)})
+    close(got, want, 1e-5)
+    assert ("reset_after = false" in imp.source) == (not linear_before_reset)

@@ -13,7 +13,7 @@ import onnx
 from bmc.ir.types import Dim
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.names import Names
-from bmc.onnx_import.values import NUMPY, Known, Tensor, Value
+from bmc.onnx_import.values import NUMPY, Filled, Known, Tensor, Value
 
 INLINE = 3  # an expression of at most this many operations, used once, is written into its user
 Rule = Callable[["Context", onnx.NodeProto, list], list]
@@ -61,6 +61,7 @@ class Context:
         self.declared: dict[str, Declared] = {}  # by ONNX initializer name
         self.node: onnx.NodeProto | None = None  # the node being imported
         self.shapes: dict[str, tuple[Dim, ...]] = {}  # each statement's shape
+        self.created: list[Tensor] = []  # the tensors the rule being run has made
 
     # ---- operands -------------------------------------------------------------------------------------------------
 
@@ -69,6 +70,9 @@ class Context:
         parameter for a known float tensor. `twice`: the rule writes it more than once."""
         if v is None:
             raise Unsupported(f"its {what} is missing")
+        if isinstance(v, Filled):
+            raise Unsupported(f"its {what} is a constant of the symbolic shape {list(v.shape)} (a ConstantOfShape), "
+                              "which the language cannot write")
         if isinstance(v, Known):
             return self.constant(v, what)
         if twice or not self.inlinable(v):
@@ -76,6 +80,8 @@ class Context:
         return v.expr
 
     def inlinable(self, t: Tensor) -> bool:
+        if t.inner:  # a rule's step: used once, by the rule
+            return not isinstance(t.expr, X.Ref) and X.size(t.expr) <= INLINE
         return (not isinstance(t.expr, X.Ref) and self.uses.get(t.onnx, 0) <= 1 and t.onnx not in self.outputs
                 and X.size(t.expr) <= INLINE)
 
@@ -103,6 +109,9 @@ class Context:
         return self.declared[key]
 
     def known(self, v: Value | None, what: str) -> np.ndarray:
+        if isinstance(v, Filled):
+            raise Unsupported(f"its {what} is a constant of the symbolic shape {list(v.shape)}; bmc needs it known "
+                              "at import")
         if not isinstance(v, Known):
             raise Unsupported(f"its {what} is computed by the model; bmc needs it known at import")
         return v.value
@@ -111,19 +120,31 @@ class Context:
 
     def result(self, e: X.Expr, dtype: str, shape: tuple[Dim, ...], out: int = 0, tag: str = "",
                inputs: list | None = None) -> Tensor:
+        """A tensor a rule computes for the node's output `out`: the output itself, or a step on the way to it. Until
+        the rule returns it is a step (`inner`: named apart from the output, used once); `finish` makes the ones
+        the rule returns the node's outputs."""
         node = self.node
         folded = [n for v in (inputs or []) if isinstance(v, Tensor) and not isinstance(v.expr, X.Ref)
                   for n in v.nodes]
-        t = Tensor(e, dtype, tuple(shape), node.output[out], [*folded, _label(node)], tag=tag)
-        if self.uses.get(t.onnx, 0) > 1:
-            self.materialize(t)
+        labels = list(dict.fromkeys([*folded, _label(node)]))  # a node that gives several outputs is named once
+        t = Tensor(e, dtype, tuple(shape), node.output[out], labels, tag=tag, inner=True)
+        self.created.append(t)
         return t
+
+    def finish(self, node: onnx.NodeProto, outs: list) -> None:
+        """The tensors a rule returned become the node's outputs; one used more than once gets its statement."""
+        for name, v in zip(node.output, outs, strict=False):
+            if isinstance(v, Tensor) and v in self.created and name:
+                v.onnx, v.inner = name, False
+                if self.uses.get(name, 0) > 1:
+                    self.materialize(v)
+        self.created = []
 
     def materialize(self, t: Tensor, output: bool = False) -> None:
         """Give t a statement of its own (named after its ONNX name) unless it has one."""
         if isinstance(t.expr, X.Ref) and not output:
             return
-        name = self.names.identifier(t.onnx)
+        name = self.names.identifier(t.onnx, f"step {id(t)}" if t.inner else "value")
         stmt = Statement(name, t.expr, t.nodes, output)
         stmt.params = self.name_params(name, t.expr)
         self.shapes[name] = t.shape

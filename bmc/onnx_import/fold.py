@@ -11,15 +11,17 @@ from onnx.reference import ReferenceEvaluator
 
 from bmc.ir import dims
 from bmc.onnx_import.context import Unsupported, attrs
-from bmc.onnx_import.values import Known
+from bmc.onnx_import.values import DTYPES, Filled, Known
 
 SYMBOLIC = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Mul", "Div",
             "Reshape", "Flatten", "ReduceProd", "Equal", "Where", "Expand", "Neg", "Abs", "Max", "Min", "Range"}
 
 
-def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[Known]:
+def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[Known | Filled]:
+    if node.op_type == "ConstantOfShape" and inputs and inputs[0] is not None and inputs[0].symbolic:
+        return [_filled(node, inputs[0].value)]
     if any(k is not None and k.symbolic for k in inputs):
-        return [_known(v) for v in _symbolic(node, [None if k is None else k.value for k in inputs], opset)]
+        return [known_dims(v) for v in _symbolic(node, [None if k is None else k.value for k in inputs], opset)]
     feeds, names = {}, []
     for i, k in enumerate(inputs):
         name = f"i{i}"
@@ -39,7 +41,7 @@ def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[K
     return [Known(np.asarray(o)) for o in outs]
 
 
-def _known(v) -> Known:
+def known_dims(v) -> Known:
     """A shape computation's result: an int64 array once no symbol is left in it, else an object array."""
     a = np.asarray(v, dtype=object)
     if all(isinstance(d, int | np.integer) for d in a.reshape(-1)):
@@ -47,6 +49,16 @@ def _known(v) -> Known:
     if all(isinstance(d, bool | np.bool_) for d in a.reshape(-1)):
         return Known(a.astype(bool))
     return Known(a)
+
+
+def _filled(node: onnx.NodeProto, shape: np.ndarray) -> Filled:
+    """ConstantOfShape of a symbolic shape: one value, kept for the rules that take it (zero RNN states)."""
+    a = attrs(node)
+    fill = onnx.numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+    dtype = DTYPES.get(onnx.helper.np_dtype_to_tensor_dtype(fill.dtype))
+    if dtype is None:
+        raise Unsupported(f"it fills a tensor of {fill.dtype}, a type the language does not have")
+    return Filled(fill[0].item(), dtype, tuple(shape.tolist()))
 
 
 def _elem(a: np.ndarray) -> int:
@@ -92,6 +104,13 @@ def _symbolic(node: onnx.NodeProto, xs: list, opset: int) -> list[np.ndarray]:
             return [np.broadcast_to(np.asarray(x, dtype=object), tuple(int(d) for d in xs[1])).copy()]
         raise Unsupported(f"it reshapes a symbolic shape vector ({_show(xs)})")
     if op == "Slice":
+        bounds = [v for k in (1, 2) for v in np.asarray(xs[k]).reshape(-1)]
+        if any(not isinstance(v, int | np.integer) for v in bounds):
+            raise Unsupported(f"it slices at the symbolic position {[str(v) for v in bounds]} (as a table of "
+                              "positions cut to a dynamic sequence length); the language has no slices of symbolic "
+                              "length")
+        if np.ndim(x) != 1:
+            raise Unsupported(f"it slices a {np.ndim(x)}-D tensor by symbolic dims ({_show(xs)})")
         starts, ends = (int(v) for v in np.asarray(xs[1]).reshape(-1)), (int(v) for v in np.asarray(xs[2]).reshape(-1))
         steps = [int(v) for v in np.asarray(xs[4]).reshape(-1)] if len(xs) > 4 and xs[4] is not None else [1]
         s, e = next(starts), next(ends)

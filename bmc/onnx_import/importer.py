@@ -101,9 +101,11 @@ def import_onnx(path: str | Path, *, name: str | None = None, loss: str | None =
             else:
                 outs = _rule(node)(ctx, node, ins)
         except Unsupported as e:
+            ctx.created = []
             found.append(Problem(node.name or node.output[0], node.op_type, node.domain, version, str(e)))
             poisoned.update(node.output)
             continue
+        ctx.finish(node, outs)
         for o, v in zip(node.output, outs, strict=False):
             if o and v is not None:
                 values[o] = v
@@ -111,7 +113,10 @@ def import_onnx(path: str | Path, *, name: str | None = None, loss: str | None =
         v = values.get(o.name)
         if o.name in poisoned:
             continue
-        if not isinstance(v, Tensor):
+        if v is None:
+            found.append(Problem(o.name, "output", "", opset, "the import does not compute this output (an index or "
+                                 "statistics output of its node, which bmc's layer does not give)"))
+        elif not isinstance(v, Tensor):
             found.append(Problem(o.name, "output", "", opset, "the output is a constant: nothing computes it"))
     if found:
         shown = [str(p) for p in found[:200]]

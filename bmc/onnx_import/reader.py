@@ -60,8 +60,11 @@ def inputs(graph: onnx.GraphProto, names: Names, skip: set[str]) -> tuple[dict[s
             problems.append(f"input '{vi.name}' has no shape; give it one (with named dims for dynamic ones)")
             continue
         shape = []
+        if any(d.HasField("dim_value") and d.dim_value <= 0 for d in t.shape.dim):
+            problems.append(f"input '{vi.name}' has a dim of size 0; the language's tensors are not empty")
+            continue
         for k, d in enumerate(t.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value"):
                 shape.append(int(d.dim_value))
             else:
                 key = d.dim_param or ("N" if k == 0 else f"D{k}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
 
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis, broadcast
-from bmc.onnx_import.context import Context, Unsupported, attrs, rule
+from bmc.onnx_import.context import Context, Unsupported, attrs, rule, shortest_f32
 from bmc.onnx_import.context import shortest_f32 as _f32
 from bmc.onnx_import.values import DTYPES, Known, Tensor
 
@@ -31,6 +32,12 @@ def _infix(ctx: Context, node, ins):
     dtype, shape = _type_of(ins)
     if node.op_type == "Div" and dtype in ("i32", "i64"):
         raise Unsupported("integer division of computed tensors is not in the language")
+    if node.op_type == "Pow":
+        if dtype not in ("f32", "f64"):
+            raise Unsupported("it raises integers to a power; the language's ** takes a float base")
+        if isinstance(b, Tensor) and b.dtype != dtype:  # ONNX takes any exponent type; ** takes the base's
+            e = X.Bin("**", ctx.tensor(a, "base"), X.Call("cast", (ctx.tensor(b, "exponent"), X.Ref(dtype))))
+            return [ctx.result(e, dtype, shape, inputs=ins)]
     if node.op_type == "Add":
         fused = _dense_bias(ctx, a, b) or _dense_bias(ctx, b, a)
         if fused is not None:
@@ -42,7 +49,7 @@ def _infix(ctx: Context, node, ins):
 def _dense_bias(ctx: Context, t, bias) -> Tensor | None:
     """MatMul(x, W) + b, with W and b initializers: dense(x, units) owning both."""
     if not (isinstance(t, Tensor) and t.tag == "matmul" and isinstance(bias, Known) and not bias.symbolic
-            and ctx.inlinable(t)):
+            and not isinstance(t.expr, X.Ref) and ctx.uses.get(t.onnx, 0) <= 1 and t.onnx not in ctx.outputs):
         return None
     call = t.expr
     units = call.owned.arrays["W"].shape[1]
@@ -63,7 +70,8 @@ def _compare(ctx: Context, node, ins):
 @rule("Not")
 def _not(ctx: Context, node, ins):
     (x,) = ins
-    return [ctx.result(X.Bin("==", ctx.tensor(x), X.Lit(False)), "bool", x.shape, inputs=ins)]
+    return [ctx.result(X.Bin("==", X.Call("cast", (ctx.tensor(x), X.Ref("f32"))), X.Lit(0)), "bool", x.shape,
+                       inputs=ins)]
 
 
 @rule(*UNARY)
@@ -99,7 +107,8 @@ def _hard_sigmoid(ctx: Context, node, ins):
 @rule("Gelu")
 def _gelu(ctx: Context, node, ins):
     (x,) = ins
-    if attrs(node).get("approximate", "none") == "tanh":
+    approximate = attrs(node).get("approximate", b"none")  # a STRING attribute: bytes
+    if (approximate.decode() if isinstance(approximate, bytes) else approximate) == "tanh":
         return [ctx.result(X.Call("gelu", (ctx.tensor(x),)), x.dtype, x.shape, inputs=ins)]
     # the exact GELU: 0.5 x (1 + erf(x / sqrt 2))
     v = ctx.tensor(x, twice=True)
@@ -119,9 +128,11 @@ def _clip(ctx: Context, node, ins):
         hi = _scalar(ctx, ins[2], "max") if len(ins) > 2 and ins[2] is not None else None
     if lo is None and hi is None:
         return [x]
-    if x.dtype in ("i32", "i64"):
-        lo = None if lo is None else int(lo)
-        hi = None if hi is None else int(hi)
+    if x.dtype not in ("f32", "f64"):
+        raise Unsupported(f"it clips {x.dtype} values; the language's clip takes floats")
+    if lo is not None and hi is not None and lo > hi:  # ONNX: min(max(x, lo), hi), which is hi everywhere
+        lo = hi
+    lo, hi = (None if v is None else (shortest_f32(v) if x.dtype == "f32" else float(v)) for v in (lo, hi))
     kw = tuple((k, X.lit(v)) for k, v in (("min", lo), ("max", hi)) if v is not None)
     return [ctx.result(X.Call("clip", (ctx.tensor(x),), kw), x.dtype, x.shape, inputs=ins)]
 
@@ -182,7 +193,7 @@ REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max"}
 @rule(*REDUCE)
 def _reduce(ctx: Context, node, ins):
     x, a = ins[0], attrs(node)
-    from_input = node.op_type == "ReduceSum" and ctx.opset >= 13 or ctx.opset >= 18
+    from_input = (node.op_type == "ReduceSum" and ctx.opset >= 13) or ctx.opset >= 18
     if from_input:
         axes = None if len(ins) < 2 or ins[1] is None else [int(i) for i in ctx.known(ins[1], "axes").reshape(-1)]
     else:
@@ -206,7 +217,8 @@ def _cast(ctx: Context, node, ins):
     (x,) = ins
     to = DTYPES.get(attrs(node)["to"])
     if to is None:
-        raise Unsupported(f"it casts to ONNX type {attrs(node)['to']}, which the language lacks")
+        raise Unsupported(f"it casts to {onnx.helper.tensor_dtype_to_string(attrs(node)['to'])}, which the "
+                          "language lacks (it has f32, f64, i32, i64 and bool)")
     if to == x.dtype:
         return [x]
     return [ctx.result(X.Call("cast", (ctx.tensor(x), X.Ref(to))), to, x.shape, inputs=ins)]

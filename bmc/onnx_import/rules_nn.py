@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bmc.ops.conv import out_size
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis
 from bmc.onnx_import.context import Context, Unsupported, attrs, rule
 from bmc.onnx_import.context import shortest_f32 as _f32
 from bmc.onnx_import.values import Known, Tensor
+from bmc.ops import resize
+from bmc.ops.conv import out_size
 
 
 def _weight(ctx: Context, v, what: str) -> np.ndarray:
@@ -67,7 +68,7 @@ def _gemm(ctx: Context, node, ins):
         kw = (("bias", X.Lit(False)),)
     else:
         bias = _weight(ctx, c, "bias") * np.asarray(beta, w.dtype)
-        if bias.size not in (1, units) or bias.ndim == 2 and bias.shape[0] != 1:
+        if bias.size not in (1, units) or (bias.ndim == 2 and bias.shape[0] != 1):
             raise Unsupported(f"its bias {list(bias.shape)} is not one value per unit")
         owned.arrays["b"] = np.broadcast_to(bias.reshape(-1), (units,)).astype(w.dtype)
     e = X.Call("dense", (src, X.lit(units)), kw, owned)
@@ -281,6 +282,9 @@ def layer_norm(ctx: Context, x: Tensor, scale, bias, eps: float, ins) -> Tensor:
 # ---- resizing -----------------------------------------------------------------------------------------------------
 
 
+COORDINATES = resize.COORDINATES  # what the language's resize takes
+
+
 @rule("Resize", "Upsample")
 def _resize(ctx: Context, node, ins):
     x = _image(ins[0], node.op_type)
@@ -305,8 +309,10 @@ def _resize(ctx: Context, node, ins):
         raise Unsupported("it uses antialias, exclude_outside or a keep_aspect_ratio_policy")
     if "axes" in a:
         raise Unsupported("it resizes selected axes")
+    if coords not in COORDINATES:
+        raise Unsupported(f"its coordinate_transformation_mode {coords} is not one of {', '.join(COORDINATES)}")
     if sizes is not None:
-        if [int(s) for s in sizes[:2]] != list(x.shape[:2]) and sizes[0] != x.shape[0]:
+        if list(sizes[:2]) != list(x.shape[:2]):
             raise Unsupported("it resizes the batch or channel axis")
         out = [int(s) for s in sizes[2:]]
         kw = [("size", X.lit(out))]
@@ -314,7 +320,11 @@ def _resize(ctx: Context, node, ins):
         if scales is None or [float(s) for s in scales[:2]] != [1.0, 1.0]:
             raise Unsupported("it resizes the batch or channel axis")
         sh, sw = float(scales[2]), float(scales[3])
-        out = [int(np.floor(x.shape[2] * sh)), int(np.floor(x.shape[3] * sw))]
+        if not all(float(d * s).is_integer() for d, s in ((x.shape[2], sh), (x.shape[3], sw))):
+            # ONNX maps coordinates with the scale itself, not with the output size it rounds down to
+            raise Unsupported(f"its scales {sh:g}, {sw:g} do not give whole sizes for {x.shape[2]}x{x.shape[3]}; "
+                              "bmc resizes to whole sizes (give sizes instead)")
+        out = [int(x.shape[2] * sh), int(x.shape[3] * sw)]
         kw = [("scale", X.lit(_num(sh)) if sh == sw else X.lit([_num(sh), _num(sw)]))]
     kw.append(("mode", X.Lit(mode)))
     if coords != "half_pixel":

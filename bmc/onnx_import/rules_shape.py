@@ -3,6 +3,8 @@ computations whose results are dims (folded in fold.py once their inputs are kno
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import onnx
 
@@ -10,7 +12,7 @@ from bmc.ir import dims
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis
 from bmc.onnx_import.context import Context, Unsupported, attrs, rule
-from bmc.onnx_import.fold import shape_of
+from bmc.onnx_import.fold import known_dims, shape_of
 from bmc.onnx_import.values import Known, Tensor
 
 INT_MAX = 2**62  # ONNX writes "to the end" as INT64_MAX (or INT32_MAX in old exporters)
@@ -26,6 +28,8 @@ def _dropout(ctx: Context, node, ins):
     x = ins[0]
     ratio = attrs(node).get("ratio", 0.5) if ctx.opset < 12 else (
         0.5 if len(ins) < 2 or ins[1] is None else float(ctx.known(ins[1], "ratio").reshape(())))
+    if len(ins) > 2 and ins[2] is not None and bool(ctx.known(ins[2], "training_mode").reshape(())):
+        raise Unsupported("its training_mode is true: it drops values at inference, which bmc's dropout never does")
     if len(node.output) > 1 and node.output[1] and ctx.uses.get(node.output[1], 0):
         raise Unsupported("its mask output is used; bmc's dropout draws its own masks")
     if ratio <= 0:
@@ -39,12 +43,12 @@ def _shape(ctx: Context, node, ins):
     shape = ins[0].shape
     a = attrs(node)
     start, end = a.get("start", 0), a.get("end", len(shape))
-    return [Known(shape_of(shape)[start:end])]
+    return [known_dims(shape_of(shape)[start:end])]
 
 
 @rule("Size")
 def _size(ctx: Context, node, ins):
-    return [Known(np.asarray(dims.product(list(ins[0].shape)), dtype=object))]
+    return [known_dims(np.asarray(dims.product(list(ins[0].shape)), dtype=object))]
 
 
 @rule("Constant")
@@ -75,6 +79,17 @@ def transpose(ctx: Context, x: Tensor, perm: list[int], ins) -> Tensor:
     """transpose(x, perm), composed with x when x is itself a transpose written inline (nothing when they cancel)."""
     if perm == list(range(x.rank)):
         return x
+    shape = tuple(x.shape[p] for p in perm)
+    collapsed = _collapsed(ctx, x, ("transpose", tuple(perm)), shape, ins)
+    if collapsed is not None:
+        return collapsed
+    view = _extended(ctx, x, ("transpose", tuple(perm)))
+    t = _transpose_of(ctx, x, perm, ins)
+    t.view = view or (x.expr, x.shape, (("transpose", tuple(perm)),))  # x.expr: what t's expression reads
+    return t
+
+
+def _transpose_of(ctx: Context, x: Tensor, perm: list[int], ins) -> Tensor:
     e = x.expr
     if ctx.inlinable(x) and isinstance(e, X.Call) and e.func == "transpose" and x.base_shape is not None:
         first = [i.value for i in e.args[1].items]
@@ -99,11 +114,27 @@ def reshape(ctx: Context, x: Tensor, shape: tuple, ins) -> Tensor:
         return x
     if dims.product(list(shape)) != dims.product(list(x.shape)):
         raise Unsupported(f"it reshapes {list(x.shape)} into {list(shape)}")
+    collapsed = _collapsed(ctx, x, ("reshape", shape), shape, ins)
+    if collapsed is not None:
+        return collapsed
+    view = _extended(ctx, x, ("reshape", shape))
+    t = _reshape_of(ctx, x, shape, ins)
+    t.view = view or (x.expr, x.shape, (("reshape", shape),))  # x.expr: what t's expression reads
+    return t
+
+
+def _reshape_of(ctx: Context, x: Tensor, shape: tuple, ins) -> Tensor:
     e = x.expr
+    if x.tag == "gap" and ctx.inlinable(x) and shape == x.shape[:2]:  # GlobalAveragePool, then Flatten
+        return ctx.result(X.Call("global_avg_pool", (e.args[0],)), x.dtype, shape, inputs=ins)
     if ctx.inlinable(x) and isinstance(e, X.Call) and e.func in ("reshape", "flatten") and x.base_shape is not None:
         base, base_shape = e.args[0], x.base_shape
         if base_shape == shape:
-            return ctx.result(base, x.dtype, shape, inputs=ins)
+            t = ctx.result(base, x.dtype, shape, inputs=ins)
+            if isinstance(base, X.Call) and base.func == "transpose":  # a transpose again: later ones compose with it
+                perm = [i.value for i in base.args[1].items]
+                t.base_shape = tuple(shape[perm.index(i)] for i in range(len(perm)))
+            return t
     else:
         base, base_shape = ctx.tensor(x), x.shape
     if len(shape) == 2 and len(base_shape) > 2 and shape[0] == base_shape[0]:
@@ -113,6 +144,89 @@ def reshape(ctx: Context, x: Tensor, shape: tuple, ins) -> Tensor:
     t = ctx.result(e, x.dtype, shape, inputs=ins)
     t.base_shape = base_shape
     return t
+
+
+# A chain of reshapes and transposes written inline (as exporters write a batch-first LSTM's or an attention's
+# layout changes) is tracked from its root; when the whole chain moves the root's elements as one reshape or one
+# transpose does, that one is written. The chain is run on the root's element numbers, its symbolic dims bound to
+# small primes (twice, to different ones), and compared with the candidates.
+
+PROBE_LIMIT = 1 << 20  # elements; a bigger root is not probed
+
+
+def _own(ctx: Context, x: Tensor) -> bool:
+    """x is an expression no one else reads, so a later step may rewrite it."""
+    return not isinstance(x.expr, X.Ref) and ctx.uses.get(x.onnx, 0) <= 1 and x.onnx not in ctx.outputs
+
+
+def _extended(ctx: Context, x: Tensor, step) -> tuple | None:
+    """x's chain with one more step, when x is a chain's end that no one else reads."""
+    if x.view is not None and _own(ctx, x):
+        root, root_shape, steps = x.view
+        return root, root_shape, (*steps, step)
+    return None
+
+
+def _collapsed(ctx: Context, x: Tensor, step, shape: tuple, ins) -> Tensor | None:
+    """The chain ending in x, one step longer, as the one reshape or transpose of its root it is; None if it is not
+    (or is not a chain)."""
+    view = _extended(ctx, x, step)
+    if view is None:
+        return None
+    root, root_shape, steps = view
+    found = None
+    for primes in ((3, 5, 7, 11), (13, 17, 19, 23)):
+        kind = _probe(root_shape, steps, shape, primes)
+        if kind is None or (found is not None and kind != found):
+            return None
+        found = kind
+    if found == ("same",):
+        t = ctx.result(root, x.dtype, root_shape, inputs=ins)
+        t.view = None
+        return t
+    if found[0] == "transpose":
+        e = X.Call("transpose", (root, X.lit(list(found[1]))))
+    elif len(shape) == 2 and len(root_shape) > 2 and shape[0] == root_shape[0]:
+        e = X.Call("flatten", (root,))
+    else:
+        e = X.Call("reshape", (root, X.shape(shape)))
+    t = ctx.result(e, x.dtype, shape, inputs=ins)
+    t.base_shape = tuple(root_shape)
+    t.view = (root, tuple(root_shape), (found if found[0] == "transpose" else ("reshape", shape),))
+    return t
+
+
+def _probe(root_shape, steps, shape, primes):
+    """("same",), ("reshape",) or ("transpose", perm) when the chain moves the root's elements as that one step
+    does, with the root's symbolic dims bound to `primes`; None otherwise."""
+    symbols = sorted({s for d in root_shape for s in dims.symbols_in(d)})
+    if len(symbols) > len(primes):
+        return None
+    binding = dict(zip(symbols, primes, strict=False))
+
+    def size(d) -> int:
+        static, syms = dims.factors(d)
+        return int(static * np.prod([binding[s] for s in syms], dtype=np.int64))  # KeyError: a new symbol
+
+    try:
+        start = tuple(size(d) for d in root_shape)
+        total = int(np.prod(start, dtype=np.int64))
+        if total > PROBE_LIMIT:
+            return None
+        a = np.arange(total).reshape(start)
+        for kind, arg in steps:
+            a = a.transpose(arg) if kind == "transpose" else a.reshape(tuple(size(d) for d in arg))
+    except (KeyError, ValueError):
+        return None
+    if np.array_equal(a.reshape(-1), np.arange(total)):
+        return ("same",) if tuple(shape) == tuple(root_shape) else ("reshape",)
+    if len(shape) != len(root_shape) or len(shape) > 6:
+        return None
+    base = np.arange(total).reshape(start)
+    for perm in itertools.permutations(range(len(shape))):
+        if tuple(root_shape[p] for p in perm) == tuple(shape) and np.array_equal(base.transpose(perm), a):
+            return ("transpose", perm)
+    return None
 
 
 @rule("Reshape")
@@ -133,7 +247,10 @@ def _reshape(ctx: Context, node, ins):
 @rule("Flatten")
 def _flatten(ctx: Context, node, ins):
     x = ins[0]
-    ax = axis(attrs(node).get("axis", 1), x.rank + 1)
+    ax = attrs(node).get("axis", 1)
+    if not -x.rank <= ax <= x.rank:
+        raise Unsupported(f"its axis {ax} is out of range for rank {x.rank}")
+    ax = ax + x.rank if ax < 0 else ax
     return [reshape(ctx, x, (dims.product(list(x.shape[:ax])), dims.product(list(x.shape[ax:]))), ins)]
 
 
@@ -207,6 +324,8 @@ def subscript(ctx: Context, x: Tensor, ranges: dict[int, tuple[int, int, int]], 
         if not isinstance(d, int):
             raise Unsupported(f"it slices the symbolic dim {d}")
         n = len(range(start, stop, step))
+        if n == 0:
+            raise Unsupported("it makes an empty slice")
         if n == d and step == 1:
             index.append(X.Slice())
             shape.append(d)
@@ -301,7 +420,7 @@ def _gather(ctx: Context, node, ins):
             raise Unsupported("it gathers a negative index from a symbolic dim")
         return [subscript(ctx, data, {ax: (k, k + 1, 1)}, {ax}, ins)]
     flat = [int(v) + (d if v < 0 and isinstance(d, int) else 0) for v in i.reshape(-1)]
-    if i.ndim == 1 and len(flat) > 1 and all(b - a == flat[1] - flat[0] for a, b in zip(flat, flat[1:])) and \
+    if i.ndim == 1 and len(flat) > 1 and all(b - a == flat[1] - flat[0] for a, b in itertools.pairwise(flat)) and \
             flat[1] != flat[0]:
         step = flat[1] - flat[0]
         stop = flat[-1] + step

@@ -25,7 +25,9 @@ class Tensor:
     nodes: list[str] = field(default_factory=list)  # the ONNX nodes its expression folds in, for the comment
     line: int = 0  # where its statement is, once it has one
     tag: str = ""  # what a later rule may fuse it with: "matmul" (a dense without bias), "gap" (global pooling)
+    inner: bool = False  # a step of a rule on the way to the node's output (context.py Context.result)
     base_shape: tuple[Dim, ...] | None = None  # for a transpose or reshape written inline: its operand's shape
+    view: tuple | None = None  # an inline chain of reshapes and transposes: (root expr, root shape, steps)
 
     @property
     def rank(self) -> int:
@@ -48,4 +50,19 @@ class Known:
         return [int(v) for v in np.asarray(self.value).reshape(-1)]
 
 
-Value = Tensor | Known
+@dataclass(eq=False)
+class Filled:
+    """A tensor of one value whose shape holds symbolic dims: a ConstantOfShape of a computed shape, as PyTorch
+    exports an RNN's zero initial state. Only a rule that knows what to do with it (the recurrent layers take zero
+    states) reads it; as an operand anywhere else it is not importable."""
+
+    fill: float | int | bool
+    dtype: str
+    shape: tuple[Dim, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+Value = Tensor | Known | Filled

@@ -82,8 +82,8 @@ def _loss(ctx: Context, statements: list[Statement], loss: str) -> tuple[list[St
         pred = X.Ref(logits)
     label = ctx.names.identifier("label")
     shape = _shape_of(ctx, out)
-    if loss == "cross_entropy":
-        target = f"    target {label}: i64[{X.render(X.dim(shape[0]))}]" if shape else None
+    if loss == "cross_entropy":  # a class per row: [N] for logits [N, C], [N, T] for [N, T, C]
+        target = f"    target {label}: i64[{', '.join(X.render(X.dim(d)) for d in shape[:-1])}]"
     else:
         target = f"    target {label}: f32[{', '.join(X.render(X.dim(d)) for d in shape)}]"
     return statements, ["", target, f"    loss = {loss}({X.render(pred)}, {label})"]
