@@ -168,7 +168,8 @@ FUNCTIONS: dict[str, Entry] = {
                                   "input ids: i64[N, 12]\noutput x = sinusoidal_positions(embedding(ids, 100, 16))"),
     "rnn": Entry("An Elman RNN (tanh) over x [N, T, features], in ONNX's formulation: the last hidden state "
                  "[N, hidden], or every step's [N, T, hidden] with return_sequences; bidirectional concatenates "
-                 "both directions. Owns W, R (recurrent_init, orthogonal by default) and B.",
+                 "both directions; reverse runs from the last step to the first (its last state is the one at step "
+                 "0; its sequence stays in step order). Owns W, R (recurrent_init, orthogonal by default) and B.",
                  "input rows: f32[N, 8, 8]\noutput h = rnn(rows, 32)"),
     "lstm": Entry("An LSTM over x [N, T, features], ONNX's gate order (i, o, f, c); the same arguments as rnn. "
                   "It compiles to a scan, so T may be symbolic.",

@@ -288,7 +288,10 @@ def _recurrent(op_type):
         if x.type.rank != 3 or not isinstance(x.type.shape[2], int) or not x.type.is_float:
             raise BmcError(f"{call.func} expects a float sequence [N, T, features], got {x.type}", call.span)
         prefix = lw.owner_prefix(call.func)
-        directions = [("", False)] if not bidirectional else [(".forward", False), (".backward", True)]
+        if bidirectional and a["reverse"]:
+            raise BmcError(f"{call.func} runs both ways (bidirectional) or backwards (reverse), not both",
+                           a.span("reverse"))
+        directions = [("", a["reverse"])] if not bidirectional else [(".forward", False), (".backward", True)]
         results = []
         for suffix, reverse in directions:
             gh = op_type.gates * hidden
@@ -311,7 +314,8 @@ def _recurrent(op_type):
 
 
 RECURRENT = (Param("hidden", domain=SIZE), Param("return_sequences", False, Flag()),
-             Param("bidirectional", False, Flag()), Param("init", Init("glorot_uniform"), Initializer()),
+             Param("bidirectional", False, Flag()), Param("reverse", False, Flag()),
+             Param("init", Init("glorot_uniform"), Initializer()),
              Param("recurrent_init", Init("orthogonal"), Initializer()))
 for _name, _op in (("rnn", ops.RNN), ("lstm", ops.LSTM)):
     builtin(_name, "x", *RECURRENT)(_recurrent(_op))
