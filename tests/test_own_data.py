@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bmc
-from bmc.diagnostics import DataError
+from bmc.diagnostics import BmcError, DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = {"log": lambda s: None, "progress": False}
@@ -201,3 +201,24 @@ def test_a_two_input_model_trains_on_named_arrays_of_an_npz(tmp_path):
     np.savez(tmp_path / "half.npz", a_train=a, a_test=at, y_train=y, y_test=yt)
     with pytest.raises(bmc.diagnostics.BmcError, match="has no arrays for b"):
         bmc.compile_string(TWO_INPUTS).train(str(tmp_path / "half.npz"), **QUIET)
+
+
+def test_a_class_per_position_trains_a_tagger():
+    """In-memory data with labels [n, T] (a sequence tagger's, as an imported ONNX tagger has): the target is
+    i64[N, T], the output [N, T, C], and accuracy counts every position."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 6, (96, 5)).astype(np.int64)
+    y = (x % 3).astype(np.int64)  # each token's class is a function of the token
+    model = bmc.compile_string("""
+model tagger {
+    input  ids: i64[N, 5]
+    target tags: i64[N, 5]
+    logits = dense(embedding(ids, 6, 8), 3)
+    output scores = softmax(logits)
+    loss = cross_entropy(logits, tags)
+}""")
+    build = model.train((x[:64], y[:64], x[64:], y[64:]), epochs=40, batch=16, lr=0.05, log=lambda s: None,
+                        progress=False)
+    assert build.history.final.test["accuracy"] > 0.9
+    with pytest.raises(BmcError, match=r"a class of 3 per position of 4"):  # labels of another length
+        model.train((x[:64], y[:64, :4], x[64:], y[64:, :4]), epochs=1, log=lambda s: None, progress=False)

@@ -49,9 +49,10 @@ class Dataset:
 
 
 def classification_labels(y: np.ndarray, what: str) -> np.ndarray:
-    """Validate integer class labels (1-D, non-negative) and return them as int64."""
-    if y.ndim != 1:
-        raise DataError(f"{what}: expected a 1-D array of class indices, got shape {y.shape}")
+    """Validate integer class labels (one per sample, or one per position of a sequence: [n, T]; non-negative) and
+    return them as int64."""
+    if y.ndim not in (1, 2):
+        raise DataError(f"{what}: expected class indices per sample [n] or per position [n, T], got shape {y.shape}")
     if y.dtype.kind not in "iub":
         raise DataError(f"{what}: expected integer class indices, got dtype {y.dtype}")
     if y.size and y.min() < 0:

@@ -116,6 +116,11 @@ def _target(model: ModelIR, t, y: np.ndarray, data: Dataset) -> np.ndarray:
         raise BmcError(f"target '{t.name}' is {want} (class indices) but {data.name} is a regression data set",
                        t.span)
     per_sample = want.shape[1:]
+    if y.ndim == 2 and tuple(per_sample) == y.shape[1:]:  # a class per position, as the target declares
+        return y.astype(NUMPY_NAMES[want.dtype])
+    if y.ndim == 2:
+        raise BmcError(f"target '{t.name}' is {want}; the data gives a value per position: [n, {y.shape[1]}] "
+                       f"(declare it {want.dtype}[N, {y.shape[1]}])", t.span)
     if not all(isinstance(d, int) for d in per_sample) or math.prod(per_sample) != 1:
         raise BmcError(f"target '{t.name}' is {want}; the data gives one value per sample "
                        f"(declare it {want.dtype}[N] or {want.dtype}[N, 1])", t.span)
@@ -153,6 +158,12 @@ def output_mismatch(name: str, t: TensorType, data: Dataset) -> tuple[str, str] 
     """Why an output of type `t` cannot be scored against `data`'s labels (message, hint), or None if it can."""
     k = data.num_classes
     per_sample = t.shape[1:]
+    if k is not None and data.y_train.ndim == 2:  # a class per position of a sequence: scores [N, T, C]
+        positions = data.y_train.shape[1]
+        if t.rank == 3 and t.shape[1] in (positions,) and t.shape[2] == k:
+            return None
+        return (f"output '{name}' is {t}, but {data.name} has a class of {k} per position of {positions}",
+                f"the output needs one column per class at every position: {t.dtype}[N, {positions}, {k}]")
     values = math.prod(per_sample) if all(isinstance(d, int) for d in per_sample) else None
     if k is not None and values is not None and values > 1 and (t.rank != 2 or values != k):
         return (f"output '{name}' has {values} classes but {data.name} has {k}",

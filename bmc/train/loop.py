@@ -89,7 +89,10 @@ class Run:
 
 
 def predictions(scores: np.ndarray) -> np.ndarray:
-    """Class predictions from an output: argmax of class scores [n, C]; a probability [n] or [n, 1] above 0.5."""
+    """Class predictions from an output: argmax of class scores [n, C] (or [n, T, C]: a class per position, as
+    flat predictions); a probability [n] or [n, 1] above 0.5."""
+    if scores.ndim == 3 and scores.shape[2] > 1:
+        return scores.argmax(axis=2).reshape(-1)
     if scores.ndim == 2 and scores.shape[1] > 1:
         return scores.argmax(axis=1)
     return (scores.reshape(len(scores)) > 0.5).astype(np.int64)
