@@ -22,7 +22,7 @@ ANY = "*"  # a reason any op may give
 # (op type, substring of the reason, why this is a limit and not a bug)
 EXPECTED_LIMITS = [
     (ANY, "bmc imports tensors of float32, float64, int64, int32, bool",
-     "the language's dtypes are f32, f64, i64, i32 and bool: no int8/16, unsigned, float16, string, sequence"),
+     "a dtype outside the language's f32, f64, i64, i32, bool (int8, unsigned, float16, ...)"),
     ("Cast", "which the language lacks", "a cast to a dtype outside the language (float16, float8, int4, ...)"),
     (ANY, "(1-D and 3-D convolutions are not in the language)", "conv and pooling are 2-D (NCHW) only"),
     ("AveragePool", "count_include_pad=1 with pads", "avg_pool averages the real pixels of a window only"),
@@ -30,9 +30,9 @@ EXPECTED_LIMITS = [
     ("BatchNormalization", "it is in training mode", "batch statistics as outputs: an inference import only"),
     ("Dropout", "its training_mode is true", "random drops at inference; their values are onnx's own random draw"),
     (ANY, "the output is a constant: nothing computes it",
-     "a model output must be computed from the inputs (Shape, Size, Constant, an inference Dropout's mask)"),
-    ("ConstantOfShape", "its shape is computed by the model", "its only input is the shape, and its output would be "
-                                                              "a constant once the shape is known"),
+     "a constant output (of Shape, Size, Constant): a model's outputs are computed"),
+    ("ConstantOfShape", "its shape is computed by the model", "a shape computed by the model: "
+                                                              "the language's tensors have shapes known at compile time"),
     ("ConvTranspose", "its output_shape or auto_pad is not supported; give pads", "conv_transpose2d takes pads"),
     ("Div", "integer division of computed tensors is not in the language", "`/` is float division"),
     (ANY, "on its own; the language broadcasts only inside arithmetic", "no broadcast_to function"),
@@ -53,7 +53,7 @@ EXPECTED_LIMITS = [
      "resize has the coordinate modes exporters of the seed's architectures emit"),
     ("Resize", "do not give whole sizes", "ONNX maps coordinates with a fractional scale, resize with whole sizes"),
     (ANY, "the import does not compute this output",
-     "an index output (MaxPool) or the statistics of LayerNormalization, which the layers do not give"),
+     "an output the layers do not give (MaxPool's indices, LayerNormalization's statistics)"),
     (ANY, "the language takes constant tensors only as float parameters",
      "a known integer operand (an exponent) becomes a number or a float parameter, never an integer tensor"),
 ]
