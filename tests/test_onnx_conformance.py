@@ -31,8 +31,8 @@ EXPECTED_LIMITS = [
     ("Dropout", "its training_mode is true", "random drops at inference; their values are onnx's own random draw"),
     (ANY, "the output is a constant: nothing computes it",
      "a constant output (of Shape, Size, Constant): a model's outputs are computed"),
-    ("ConstantOfShape", "its shape is computed by the model", "a shape computed by the model: "
-                                                              "the language's tensors have shapes known at compile time"),
+    ("ConstantOfShape", "its shape is computed by the model",
+     "a shape computed by the model: the language's tensors have shapes known at compile time"),
     ("ConvTranspose", "its output_shape or auto_pad is not supported; give pads", "conv_transpose2d takes pads"),
     ("Div", "integer division of computed tensors is not in the language", "`/` is float division"),
     (ANY, "on its own; the language broadcasts only inside arithmetic", "no broadcast_to function"),

@@ -195,3 +195,31 @@ def test_gru_node_both_reset_forms(tmp_path, linear_before_reset, direction):
     imp, got, want = run_both(path, {"x": RNG.standard_normal((5, 2, feats)).astype(np.float32)})
     close(got, want, 1e-5)
     assert ("reset_after = false" in imp.source) == (not linear_before_reset)
+
+
+@pytest.mark.slow
+def test_an_imported_model_builds_for_every_target(tmp_path):
+    """The imported .bm with its params.npz: NumPy and ONNX builds (inference and train step) agree with
+    onnxruntime on the original, and nvcc compiles the CUDA build (it runs where there is a GPU)."""
+    from bmc.backends.cuda import nvcc
+
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], group=2, name="/conv/Conv"),
+             h.make_node("HardSwish", ["c"], ["a"]), h.make_node("GlobalAveragePool", ["a"], ["g"]),
+             h.make_node("Flatten", ["g"], ["f"]), h.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    path = save(tmp_path, nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 6, 6])],
+                [h.make_tensor_value_info("y", T.FLOAT, ["N", 3])],
+                [weight("w", 6, 2, 3, 3), weight("b", 6), weight("fw", 3, 6), weight("fb", 3)])
+    bm = tmp_path / "net.bm"
+    assert bmc.cli.main(["import", str(path), "-o", str(bm)]) == 0
+    params = str(tmp_path / "params.npz")
+    x = RNG.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    for target in ("numpy", "onnx"):
+        out = tmp_path / target
+        assert bmc.cli.main(["build", str(bm), "--target", target, "--params", params, "-o", str(out)]) == 0
+        got = bmc.load(out).predict(x)
+        np.testing.assert_allclose(next(iter(got.values())), want, rtol=1e-5, atol=1e-6)
+    if nvcc.find_nvcc() is None:
+        pytest.skip("nvcc (the CUDA toolkit) is not installed")
+    assert bmc.cli.main(["build", str(bm), "--target", "cuda", "--params", params, "-o", str(tmp_path / "cuda")]) == 0
+    assert (tmp_path / "cuda" / "model.so").exists()
