@@ -9,12 +9,14 @@ one PyTorch tensor, and its gradient is that element's gradient."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -165,6 +167,7 @@ class Case:
     vocab: int | None = None  # int64 token input below vocab; None: a float input
     fold_constants: bool = True  # False keeps BatchNormalization nodes (the exporter would fold them into convs)
     training: bool = False  # export in TrainingMode.TRAINING
+    dynamo: bool = False  # torch.export's exporter (torch.onnx.export's default; needs onnxscript) at opset 20
 
     def module(self, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
@@ -189,6 +192,11 @@ CASES = {
                              vocab=50),
     "lstm": Case("lstm", LSTMTagger, (2, 7), vocab=50),
     "lstm_forward": Case("lstm_forward", lambda: LSTMTagger(bidirectional=False), (2, 7), vocab=50),
+    # the same networks through torch.export's exporter (torch.onnx.export's default), at opset 20
+    "resnet_dynamo": Case("resnet_dynamo", ResNet, (2, 3, 32, 32), dynamo=True),
+    "mobilenet_dynamo": Case("mobilenet_dynamo", MobileNetV3, (2, 3, 32, 32), dynamo=True),
+    "transformer_dynamo": Case("transformer_dynamo", TransformerClassifier, (2, 8), vocab=50, dynamo=True),
+    "lstm_dynamo": Case("lstm_dynamo", LSTMTagger, (2, 7), vocab=50, dynamo=True),
 }
 
 
@@ -216,8 +224,16 @@ def distinct_values(module: nn.Module, seed: int) -> None:
 
 
 def export(case: Case, module: nn.Module, path: Path) -> Path:
-    """The TorchScript exporter at opset 17, the batch dim dynamic."""
+    """The TorchScript exporter at opset 17 (or, for a dynamo case, torch.export's at its default opset), the batch
+    dim dynamic."""
     example = torch.from_numpy(case.sample(case.input_shape[0], np.random.default_rng(0)))
+    if case.dynamo:
+        pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                              dynamic_shapes=({0: torch.export.Dim("N", min=2, max=1024)},), verbose=False)
+        return path
     mode = torch.onnx.TrainingMode.TRAINING if case.training else torch.onnx.TrainingMode.EVAL
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

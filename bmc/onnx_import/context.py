@@ -65,9 +65,10 @@ class Context:
 
     # ---- operands -------------------------------------------------------------------------------------------------
 
-    def tensor(self, v: Value | None, what: str = "input", twice: bool = False) -> X.Expr:
+    def tensor(self, v: Value | None, what: str = "input", twice: bool = False, view: bool = False) -> X.Expr:
         """An operand as an expression: a computed tensor (inline or its statement's name), a number, or an explicit
-        parameter for a known float tensor. `twice`: the rule writes it more than once."""
+        parameter for a known float tensor. `twice`: the rule writes it more than once; `view`: the rule moves it
+        (a transpose or reshape), which stays inline whatever its size, so that a chain of them can collapse."""
         if v is None:
             raise Unsupported(f"its {what} is missing")
         if isinstance(v, Filled):
@@ -75,21 +76,22 @@ class Context:
                               "which the language cannot write")
         if isinstance(v, Known):
             return self.constant(v, what)
-        if twice or not self.inlinable(v):
+        if twice or not (self.inlinable(v) or (view and self.inlinable(v, any_size=True))):
             self.materialize(v)
         return v.expr
 
-    def inlinable(self, t: Tensor) -> bool:
+    def inlinable(self, t: Tensor, any_size: bool = False) -> bool:
+        small = any_size or X.size(t.expr) <= INLINE
         if t.inner:  # a rule's step: used once, by the rule
-            return not isinstance(t.expr, X.Ref) and X.size(t.expr) <= INLINE
+            return not isinstance(t.expr, X.Ref) and small
         return (not isinstance(t.expr, X.Ref) and self.uses.get(t.onnx, 0) <= 1 and t.onnx not in self.outputs
-                and X.size(t.expr) <= INLINE)
+                and small)
 
     def constant(self, k: Known, what: str) -> X.Expr:
         if k.symbolic:
             raise Unsupported(f"its {what} is a shape computed from symbolic dims, used as data")
         a = k.value
-        if (a.size == 1 and a.ndim == 0) or (a.size == 1 and k.initializer is None):
+        if a.size == 1:  # a number (exporters store scales and epsilons as [1] initializers): a literal
             v = a.reshape(()).item()
             return X.lit(shortest_f32(v) if a.dtype == np.float32 else v)
         if a.dtype.kind != "f":

@@ -20,6 +20,16 @@ SYMBOLIC = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast"
 def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[Known | Filled]:
     if node.op_type == "ConstantOfShape" and inputs and inputs[0] is not None and inputs[0].symbolic:
         return [_filled(node, inputs[0].value)]
+    if node.op_type == "Expand" and inputs[1].symbolic and not inputs[0].symbolic and inputs[0].value.size and \
+            np.all(inputs[0].value == inputs[0].value.reshape(-1)[0]):  # one value over a dynamic shape
+        x = inputs[0].value
+        dtype = DTYPES.get(onnx.helper.np_dtype_to_tensor_dtype(x.dtype))
+        if dtype is None:
+            raise Unsupported(f"it expands a tensor of {x.dtype}, a type the language does not have")
+        target = list(inputs[1].value.reshape(-1))
+        shape = [t if not (isinstance(t, int) and t == 1) else d for t, d in
+                 zip(target, [1] * (len(target) - x.ndim) + list(x.shape), strict=True)]
+        return [Filled(x.reshape(-1)[0].item(), dtype, tuple(shape))]
     if any(k is not None and k.symbolic for k in inputs):
         return [known_dims(v) for v in _symbolic(node, [None if k is None else k.value for k in inputs], opset)]
     feeds, names = {}, []

@@ -46,6 +46,7 @@ def _recurrent(ctx: Context, node, ins):
     seq = x if layout else transpose(ctx, x, [1, 0, 2], [x])  # batch-first [N, T, F]
     n, t = seq.shape[0], seq.shape[1]
     used = [bool(o) and (ctx.uses.get(o, 0) > 0 or o in ctx.outputs) for o in node.output]
+    used += [False] * (3 - len(used))  # Y, Y_h, Y_c: trailing outputs may be left out
     if len(used) > 2 and used[2]:
         raise Unsupported("its final cell state Y_c is used; bmc's lstm gives the hidden states")
     names = [""] if dirs == 1 else [".forward", ".backward"]
@@ -63,7 +64,7 @@ def _recurrent(ctx: Context, node, ins):
     if op == "GRU" and not a.get("linear_before_reset", 0):
         kw.append(("reset_after", X.Lit(False)))
     e = X.Call(func, (ctx.tensor(seq), X.lit(hidden)), tuple(kw), X.Owned(func, arrays))
-    outs: list = [None] * len(node.output)
+    outs: list = [None] * 3
     if not sequences:  # only the last hidden state: [N, H] -> Y_h [1, N, H] ([N, 1, H] batch-first)
         last = ctx.result(e, x.dtype, (n, hidden), out=1, inputs=ins)
         outs[1] = reshape(ctx, last, (n, 1, hidden) if layout else (1, n, hidden), [last])

@@ -83,8 +83,8 @@ def transpose(ctx: Context, x: Tensor, perm: list[int], ins) -> Tensor:
     collapsed = _collapsed(ctx, x, ("transpose", tuple(perm)), shape, ins)
     if collapsed is not None:
         return collapsed
+    t = _transpose_of(ctx, x, perm, ins)  # first: it may give x a statement, which then roots the chain
     view = _extended(ctx, x, ("transpose", tuple(perm)))
-    t = _transpose_of(ctx, x, perm, ins)
     t.view = view or (x.expr, x.shape, (("transpose", tuple(perm)),))  # x.expr: what t's expression reads
     return t
 
@@ -97,7 +97,7 @@ def _transpose_of(ctx: Context, x: Tensor, perm: list[int], ins) -> Tensor:
         if perm == list(range(x.rank)):
             return ctx.result(e.args[0], x.dtype, x.base_shape, inputs=ins)
         return _view(ctx, X.Call("transpose", (e.args[0], X.lit(perm))), x.dtype, x.base_shape, perm, ins)
-    return _view(ctx, X.Call("transpose", (ctx.tensor(x), X.lit(perm))), x.dtype, x.shape, perm, ins)
+    return _view(ctx, X.Call("transpose", (ctx.tensor(x, view=True), X.lit(perm))), x.dtype, x.shape, perm, ins)
 
 
 def _view(ctx: Context, e: X.Expr, dtype: str, base_shape, perm, ins) -> Tensor:
@@ -117,8 +117,8 @@ def reshape(ctx: Context, x: Tensor, shape: tuple, ins) -> Tensor:
     collapsed = _collapsed(ctx, x, ("reshape", shape), shape, ins)
     if collapsed is not None:
         return collapsed
+    t = _reshape_of(ctx, x, shape, ins)  # first: it may give x a statement, which then roots the chain
     view = _extended(ctx, x, ("reshape", shape))
-    t = _reshape_of(ctx, x, shape, ins)
     t.view = view or (x.expr, x.shape, (("reshape", shape),))  # x.expr: what t's expression reads
     return t
 
@@ -136,7 +136,7 @@ def _reshape_of(ctx: Context, x: Tensor, shape: tuple, ins) -> Tensor:
                 t.base_shape = tuple(shape[perm.index(i)] for i in range(len(perm)))
             return t
     else:
-        base, base_shape = ctx.tensor(x), x.shape
+        base, base_shape = ctx.tensor(x, view=True), x.shape
     if len(shape) == 2 and len(base_shape) > 2 and shape[0] == base_shape[0]:
         e = X.Call("flatten", (base,))
     else:
@@ -156,6 +156,8 @@ PROBE_LIMIT = 1 << 20  # elements; a bigger root is not probed
 
 def _own(ctx: Context, x: Tensor) -> bool:
     """x is an expression no one else reads, so a later step may rewrite it."""
+    if x.inner:  # a rule's own step
+        return not isinstance(x.expr, X.Ref)
     return not isinstance(x.expr, X.Ref) and ctx.uses.get(x.onnx, 0) <= 1 and x.onnx not in ctx.outputs
 
 
