@@ -31,8 +31,8 @@ FORWARD_RTOL = 1e-4  # float32, against onnxruntime
 ROUND_TRIP_RTOL = 1e-5  # float32, against the model that was exported
 GRADIENT_RTOL = 1e-6  # float64; the exporter's float32 constants (1/sqrt(d) in attention, 1/6 in hardsigmoid) differ
 # from PyTorch's exact ones by ~1e-8
-GRADIENT_CASES = ["resnet_bn", "mobilenet_bn", "transformer", "transformer_gelu", "lstm", "lstm_forward", "transformer_dynamo",
-                  "lstm_dynamo"]
+GRADIENT_CASES = ["resnet_bn", "mobilenet_bn", "transformer", "transformer_gelu", "lstm", "lstm_forward",
+                  "transformer_dynamo", "lstm_dynamo"]
 FINE_TUNE_CASES = ["resnet", "resnet_bn", "mobilenet", "transformer_gelu", "lstm", "mobilenet_dynamo"]
 
 
