@@ -131,6 +131,7 @@ def test_resize_matches_onnxruntime(mode, coordinates, nearest, scale):
     ("x[:, 3:1]", "this slice takes no elements of axis 1", "3:1"),
     ("x[:, :, :, :, 0]", "5 indices for f32[N, 4, 6, 5], which has 4 axes", "0"),
     ("x[..., 0, ...]", "at most one '...'", "..."),
+    ("x[:, 1:N]", "a slice to a symbolic length starts at 0 with step 1", "1:N"),
     ("conv2d(x, 6, 3, groups = 3)", "groups 3 does not divide the 4 input channels", "3"),
     ("conv_transpose2d(x, 4, 3, stride = 2, output_padding = 2)", "output_padding 2 must be smaller than its stride",
      "2"),
@@ -144,3 +145,20 @@ def test_errors_point_at_the_argument_or_index(expr, message, at):
     assert message in str(e.value)
     span = e.value.span
     assert (span.line, text.splitlines()[2][span.column - 1 : span.end_column - 1]) == (3, at)
+
+
+def test_a_static_axis_cut_to_a_symbolic_length():
+    """table[:T]: the first T rows of a parameter, T bound by the input; more than the table holds is an error
+    when the model runs."""
+    text = ("model m {\n    input ids: i64[N, T]\n    param pos: f32[6, 3] ~ glorot_uniform\n"
+            "    output y = embedding(ids, 5, 3) + pos[:T]\n}\n")
+    model = bmc.compile_string(text)
+    module = load_source(model.generate("numpy"))
+    params, _ = model.init_params(0)
+    ids = np.random.default_rng(0).integers(0, 5, (2, 4))
+    got = module.forward(params, ids)["y"]
+    names = sorted(params)
+    table, pos = params[names[1]], params[names[0]]  # y.table, pos
+    np.testing.assert_allclose(got, table[ids] + pos[:4], rtol=1e-6)
+    with pytest.raises(Exception, match="at most T = 6"):
+        module.forward(params, np.zeros((2, 7), np.int64))

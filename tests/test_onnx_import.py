@@ -223,3 +223,25 @@ def test_an_imported_model_builds_for_every_target(tmp_path):
         pytest.skip("nvcc (the CUDA toolkit) is not installed")
     assert bmc.cli.main(["build", str(bm), "--target", "cuda", "--params", params, "-o", str(tmp_path / "cuda")]) == 0
     assert (tmp_path / "cuda" / "model.so").exists()
+
+
+def test_a_causal_mask_and_a_table_cut_to_t(tmp_path):
+    """What bmc exports for attention(causal = true) and learned_positions: Where(Less(Unsqueeze(Range(0, T)),
+    Range(0, T)), -inf, scores) is causal_mask(scores), a Slice of a table to the symbolic T is table[:T]; and an
+    unused branch (a node nothing reads) is neither imported nor reported."""
+    i64 = lambda name, v: nh.from_array(np.asarray(v, np.int64), name)  # noqa: E731
+    f32 = lambda name, v: nh.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    nodes = [h.make_node("Shape", ["x"], ["s"]), h.make_node("Slice", ["s", "one", "two"], ["t1"]),
+             h.make_node("Slice", ["table", "zero1", "t1"], ["pos"]), h.make_node("Add", ["x", "pos"], ["xp"]),
+             h.make_node("Transpose", ["xp"], ["xt"], perm=[0, 2, 1]), h.make_node("MatMul", ["xp", "xt"], ["sc"]),
+             h.make_node("Squeeze", ["t1"], ["t"]), h.make_node("Range", ["zero", "t", "step"], ["r"]),
+             h.make_node("Unsqueeze", ["r", "one"], ["u"]), h.make_node("Less", ["u", "r"], ["later"]),
+             h.make_node("Where", ["later", "ninf", "sc"], ["masked"]), h.make_node("Softmax", ["masked"], ["y"]),
+             h.make_node("Det", ["sc"], ["unused"])]
+    path = save(tmp_path, nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", "T", 4])],
+                [h.make_tensor_value_info("y", T.FLOAT, ["N", "T", "T"])],
+                [weight("table", 10, 4), i64("one", [1]), i64("two", [2]), i64("zero1", [0]), i64("zero", 0),
+                 i64("step", 1), f32("ninf", -np.inf)])
+    imp, got, want = run_both(path, {"x": RNG.standard_normal((2, 5, 4)).astype(np.float32)})
+    close(got, want)
+    assert "table[:T]" in imp.source and "causal_mask(" in imp.source

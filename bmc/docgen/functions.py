@@ -14,7 +14,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Layers": ("dense", "softmax", "log_softmax"),
     "Images (NCHW)": ("conv2d", "conv_transpose2d", "max_pool", "avg_pool", "global_avg_pool", "resize"),
     "Normalization and dropout": ("batch_norm", "layer_norm", "dropout"),
-    "Sequences": ("embedding", "learned_positions", "sinusoidal_positions", "rnn", "lstm", "gru", "attention"),
+    "Sequences": ("embedding", "learned_positions", "sinusoidal_positions", "rnn", "lstm", "gru", "attention",
+                  "causal_mask"),
     "Stacks": ("repeat",),
     "Losses": ("cross_entropy", "binary_cross_entropy", "mse"),
     "Penalties": ("l1", "l2"),
@@ -178,6 +179,11 @@ FUNCTIONS: dict[str, Entry] = {
                  "reset_after: the reset gate scales the recurrent product (true: PyTorch, Keras, ONNX "
                  "linear_before_reset=1) or the state before it (false: ONNX's default).",
                  "input rows: f32[N, 8, 8]\noutput h = gru(rows, 16, return_sequences = true, bidirectional = true)"),
+    "causal_mask": Entry("Attention scores [..., T, T] with every entry above the diagonal (query i, key j > i) set "
+                         "to -inf, so that softmax gives later keys no weight: the mask attention(causal = true) "
+                         "applies, for attention written out by hand.",
+                         "input q: f32[N, T, 16]\ninput k: f32[N, T, 16]\n"
+                         "output weights = softmax(causal_mask(q @ transpose(k, [0, 2, 1])))"),
     "attention": Entry("Multi-head self-attention over x [N, T, D]: softmax(q kᵀ / √(D / heads)) v per head, with "
                        "query, key, value and output projections (q, k, v, out), an optional causal mask and "
                        "dropout on the attention weights (training only).",

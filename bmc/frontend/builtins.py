@@ -171,6 +171,14 @@ def _concat(lw, call, a):
 # ---- neural-network layers -------------------------------------------------------------------------------------
 
 
+@builtin("causal_mask", "scores")
+def _causal_mask(lw, call, a):
+    x = a["scores"]
+    if x.type.rank < 2 or x.type.shape[-1] != x.type.shape[-2] or not x.type.is_float:
+        raise BmcError(f"causal_mask takes float scores [..., T, T], got {x.type}", call.span)
+    return lw.emit(ops.CausalMask(), x, span=call.span)
+
+
 @builtin("softmax", "x", Param("axis", -1, INTEGER))
 def _softmax(lw, call, a):
     return lw.emit(ops.Softmax(a["axis"]), a["x"], span=call.span)

@@ -3,7 +3,8 @@
 An integer takes one element and drops the axis; `start:stop:step` takes a range (negative bounds count from the
 end, a negative step runs backwards, omitted bounds take the whole axis in the step's direction, and bounds past
 the ends clamp, as in NumPy and ONNX Slice); `...` stands for as many `:` as the other indices leave. A symbolic dim
-(N) takes only the whole range. Every error points at the index it is about.
+(N) takes only the whole range; a static axis may be cut to a symbolic length, `table[:T]` (the first T rows, for T
+up to the axis' size, checked when T is bound). Every error points at the index it is about.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def subscript(lw, e: ast.Subscript) -> Value:
         if index is None:
             continue
         n = x.type.shape[axis]
+        if isinstance(index, ast.Range) and _symbolic(lw, index.stop) and isinstance(n, int):
+            if (index.start is not None and lw.integer(index.start, "a slice bound") != 0) or index.step is not None:
+                raise BmcError("a slice to a symbolic length starts at 0 with step 1: table[:T]", index.span)
+            y = lw.emit(ops.Slice(axis, 0, lw.dim(index.stop, allow_symbols=True)), y, span=index.span)
+            continue
         if isinstance(index, ast.Range):
             start, stop, step = (None if b is None else lw.integer(b, "a slice bound")
                                  for b in (index.start, index.stop, index.step))
@@ -64,3 +70,14 @@ def subscript(lw, e: ast.Subscript) -> Value:
     if dropped:
         y = lw.emit(ops.Reshape(tuple(d for a, d in enumerate(y.type.shape) if a not in dropped)), y, span=e.span)
     return y
+
+
+def _symbolic(lw, e) -> bool:
+    """e names a symbolic dim (T: of the model's inputs, or bound by a layer's shape pattern), not a number."""
+    if not isinstance(e, ast.Name):
+        return False
+    scope = lw.scope
+    if e.id in scope.dim_vars:
+        return isinstance(scope.dim_vars[e.id], str)
+    taken = e.id in scope.values or e.id in scope.constants or e.id in scope.statements
+    return not taken and e.id in lw.graph.symbols()

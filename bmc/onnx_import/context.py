@@ -76,7 +76,7 @@ class Context:
                               "which the language cannot write")
         if isinstance(v, Known):
             return self.constant(v, what)
-        if twice or not (self.inlinable(v) or (view and self.inlinable(v, any_size=True))):
+        if twice or not (self.inlinable(v) or (view and v.view is not None and self.inlinable(v, any_size=True))):
             self.materialize(v)
         return v.expr
 
@@ -109,6 +109,13 @@ class Context:
                                          "w")
             self.declared[key] = Declared(name, dtype, tuple(int(d) for d in a.shape), a.astype(NUMPY[dtype]), key)
         return self.declared[key]
+
+    def as_tensor(self, k: Known, what: str) -> Tensor:
+        """A known float tensor as a tensor of the model: its explicit parameter."""
+        ref = self.tensor(k, what)
+        a = np.asarray(k.value)
+        return Tensor(ref, "f64" if a.dtype == np.float64 else "f32", tuple(int(d) for d in a.shape),
+                      k.initializer or "constant")
 
     def known(self, v: Value | None, what: str) -> np.ndarray:
         if isinstance(v, Filled):

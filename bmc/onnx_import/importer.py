@@ -95,8 +95,7 @@ def import_onnx(path: str | Path, *, name: str | None = None, loss: str | None =
                 raise Unsupported(f"its inputs {missing} are not computed before it")
             ins = [values[i] if i else None for i in node.input]
             ctx.node = node
-            if all(v is None or isinstance(v, Known) for v in ins) and node.op_type not in NOT_FOLDED and \
-                    (node.input or node.op_type in ("Constant", "ConstantOfShape")):
+            if _folds(node, ins):
                 outs = _rule(node)(ctx, node, ins) if node.op_type == "Constant" else fold(node, ins, opset)
             else:
                 outs = _rule(node)(ctx, node, ins)
@@ -154,6 +153,18 @@ def _verify(imported: Imported, path: Path) -> None:
     if have != given:
         wrong = sorted(set(have.items()) ^ set(given.items()))
         raise BmcError(bug + f"does not take the parameters it has values for: {wrong[:6]}", notes=hint)
+
+
+def _folds(node: onnx.NodeProto, ins: list) -> bool:
+    """Whether a node is computed at import: all its inputs are known, and it is not a table cut to a symbolic
+    length (Slice of a float initializer to T), which the model writes as table[:T]."""
+    if node.op_type in NOT_FOLDED or not (node.input or node.op_type in ("Constant", "ConstantOfShape")):
+        return False
+    if not all(v is None or isinstance(v, Known) for v in ins):
+        return False
+    data = ins[0] if ins else None
+    return not (node.op_type == "Slice" and data is not None and not data.symbolic and data.value.dtype.kind == "f"
+                and any(v is not None and v.symbolic for v in ins[1:]))
 
 
 def _rule(node: onnx.NodeProto):

@@ -1,7 +1,9 @@
 """Patterns turned back into the layer they decompose, before import: a layer norm written out as ReduceMean, Sub,
 Pow, ReduceMean, Add, Sqrt, Div, Mul and Add (what exporters emit before opset 17) becomes one LayerNormalization
-node, which imports as `layer_norm(x)`. A pattern is replaced only when it is exactly that computation: the same
-input and axis throughout, an exponent of 2, a scalar epsilon, and no intermediate result used elsewhere."""
+node, which imports as `layer_norm(x)`; a causal mask written as Where(Less(Unsqueeze(Range(0, T)), Range(0, T)),
+-inf, scores) (as bmc exports attention(causal = true)) becomes `causal_mask(scores)`. A pattern is replaced only
+when it is exactly that computation: for the layer norm the same input and axis throughout, an exponent of 2, a
+scalar epsilon, and no intermediate result used elsewhere. Then only the nodes the graph's outputs need are kept."""
 
 from __future__ import annotations
 
@@ -29,9 +31,49 @@ def rewrite(graph: onnx.GraphProto, opset: int) -> list[onnx.NodeProto]:
                 for p in parts:
                     replaced[id(p)] = None
                 replaced[id(parts[-1])] = fused
-    if not replaced:
-        return list(graph.node)
-    return [replaced.get(id(n), n) for n in graph.node if replaced.get(id(n), n) is not None]
+    for n in graph.node:
+        if n.op_type == "Where" and id(n) not in replaced:
+            fused = _causal_mask(n, users, consts)
+            if fused is not None:
+                replaced[id(n)] = fused
+    nodes = [replaced.get(id(n), n) for n in graph.node if replaced.get(id(n), n) is not None]
+    return _needed(nodes, outputs)
+
+
+def _needed(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes the outputs depend on, in their order (a node nothing reads is not imported, nor reported)."""
+    wanted, keep = set(outputs), []
+    for n in reversed(nodes):
+        if any(o in wanted for o in n.output):
+            keep.append(n)
+            wanted.update(i for i in n.input if i)
+    return keep[::-1]
+
+
+CAUSAL = "bmc.CausalMask"  # the node a causal-mask pattern becomes (rules_math.py imports it)
+
+
+def _causal_mask(where: onnx.NodeProto, users, consts) -> onnx.NodeProto | None:
+    """Where(i < j, -inf, scores) with i and j the rows and columns of Range(0, T): causal_mask(scores)."""
+    by_output = {o: u for us in users.values() for u in us for o in u.output}
+    cond, fill, scores = where.input
+    less = by_output.get(cond)
+    if less is None or less.op_type != "Less" or _scalar(consts, fill) != float("-inf"):
+        return None
+    rows, cols = (by_output.get(i) for i in less.input)
+    if rows is None or cols is None or rows.op_type != "Unsqueeze" or cols.op_type != "Range":
+        return None
+    axes = {a.name: onnx.helper.get_attribute_value(a) for a in rows.attribute}.get("axes")
+    if axes is None and len(rows.input) > 1:
+        axes = consts.get(rows.input[1])
+        axes = None if axes is None else axes.reshape(-1).tolist()
+    if rows.input[0] != cols.output[0] or list(axes or []) not in ([1], [-1]):
+        return None
+    start, limit, delta = cols.input
+    if _scalar(consts, start) != 0.0 or _scalar(consts, delta) != 1.0:
+        return None
+    return onnx.helper.make_node(CAUSAL, [scores, limit], list(where.output),
+                                 name=", ".join(n.name or n.op_type for n in (cols, rows, less, where)))
 
 
 def _only(users, name: str, outputs: set[str], op: str | tuple[str, ...]) -> list[onnx.NodeProto] | None:

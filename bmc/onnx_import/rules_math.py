@@ -11,6 +11,7 @@ from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis, broadcast
 from bmc.onnx_import.context import Context, Unsupported, attrs, rule, shortest_f32
 from bmc.onnx_import.context import shortest_f32 as _f32
+from bmc.onnx_import.patterns import CAUSAL
 from bmc.onnx_import.values import DTYPES, Known, Tensor
 
 INFIX = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**", "MatMul": "@"}
@@ -222,3 +223,13 @@ def _cast(ctx: Context, node, ins):
     if to == x.dtype:
         return [x]
     return [ctx.result(X.Call("cast", (ctx.tensor(x), X.Ref(to))), to, x.shape, inputs=ins)]
+
+
+@rule(CAUSAL)
+def _causal_mask(ctx: Context, node, ins):
+    """The causal-mask pattern (patterns.py): the Range's length must be the scores' T."""
+    scores, limit = ins
+    t = ctx.known(limit, "length").reshape(-1)[0]
+    if scores.rank < 2 or not (scores.shape[-1] == scores.shape[-2] == t):
+        raise Unsupported(f"it masks scores {list(scores.shape)} with a causal mask of length {t}")
+    return [ctx.result(X.Call("causal_mask", (ctx.tensor(scores),)), scores.dtype, scores.shape, inputs=ins)]

@@ -323,6 +323,10 @@ def subscript(ctx: Context, x: Tensor, ranges: dict[int, tuple[int, int, int]], 
             shape.append(d)
             continue
         start, stop, step = ranges[i]
+        if isinstance(stop, str):  # to a symbolic length (checked against d when the model runs)
+            index.append(X.Slice(None, stop))
+            shape.append(stop)
+            continue
         if not isinstance(d, int):
             raise Unsupported(f"it slices the symbolic dim {d}")
         n = len(range(start, stop, step))
@@ -367,10 +371,18 @@ def _slice(ctx: Context, node, ins):
         starts, ends = ctx.known(ins[1], "starts").tolist(), ctx.known(ins[2], "ends").tolist()
         axes = ctx.known(ins[3], "axes").tolist() if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
         steps = ctx.known(ins[4], "steps").tolist() if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    if isinstance(x, Known):  # a table cut to a dynamic length: a parameter, sliced in the model
+        x = ctx.as_tensor(x, "data")
     ranges = {}
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
         ax = axis(int(a), x.rank)
         d = x.shape[ax]
+        if isinstance(e, str) or isinstance(s, str) or isinstance(st, str):
+            if isinstance(e, str) and int(s) == 0 and int(st) == 1 and isinstance(d, int):
+                ranges[ax] = (0, e, 1)  # the first T: table[:T]
+                continue
+            raise Unsupported(f"it slices at the symbolic position {s}:{e}:{st}; the language cuts a static axis "
+                              "from 0 to a symbolic length only (table[:T])")
         if not isinstance(d, int):
             if int(s) == 0 and int(e) >= INT_MAX // 4 and int(st) == 1:
                 continue  # the whole symbolic axis
