@@ -41,7 +41,9 @@ FUNCTIONS: dict[str, Entry] = {
                  "input x: f32[N, 8]\noutput y = 0.5 * x * (1 + erf(0.7071067811865476 * x))   # exact GELU"),
     "exp": Entry("e to the power x, elementwise.", "input x: f32[N, 8]\noutput y = exp(x)"),
     "gelu": Entry("GELU in its tanh form, 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), as ONNX "
-                  "Gelu(approximate=\"tanh\") and GPT-2.", "input x: f32[N, 8]\noutput y = gelu(x)"),
+                  "Gelu(approximate=\"tanh\") and GPT-2; approximate = \"none\" computes it exactly, "
+                  "0.5 x (1 + erf(x / √2)), as PyTorch's nn.GELU() and ONNX's Gelu by default.",
+                  "input x: f32[N, 8]\noutput y = gelu(x)\noutput exact = gelu(x, approximate = \"none\")"),
     "hard_sigmoid": Entry("max(0, min(1, alpha · x + beta)), elementwise, as ONNX HardSigmoid (PyTorch's "
                           "Hardsigmoid is alpha = 1/6); the gradient is alpha strictly inside the ramp, 0 elsewhere.",
                           "input x: f32[N, 8]\noutput y = hard_sigmoid(x)\n"

@@ -19,6 +19,7 @@ from bmc.frontend.domains import (
     INTEGER,
     SIZE,
     Axes,
+    Choice,
     Dtype,
     Flag,
     Initializer,
@@ -70,8 +71,20 @@ def _unary(op_type):
 
 
 for _name, _op in UNARY.items():
-    if _op is not ops.Clip:
+    if _op not in (ops.Clip, ops.Gelu):
         builtin(_name, "x", *(Param(f.name, f.default, FINITE) for f in dataclasses.fields(_op)))(_unary(_op))
+
+
+@builtin("gelu", "x", Param("approximate", "tanh", Choice(("tanh", "none"))))
+def _gelu(lw, call, a):
+    """GELU: its tanh form (one op, as GPT-2), or exactly, 0.5 x (1 + erf(x / √2)) (PyTorch's and ONNX's default)."""
+    x = a["x"]
+    if a["approximate"] == "tanh":
+        return lw.emit(ops.Gelu(), x, span=call.span)
+    b = lw.at(call)
+    scaled = E.mul(b, x, E.like(b, 0.7071067811865476, x))
+    one_plus = E.add(b, E.like(b, 1.0, x), b.emit(ops.Erf(), scaled))
+    return E.mul(b, E.mul(b, E.like(b, 0.5, x), x), one_plus)
 
 
 @builtin("clip", "x", Param("min", None, OrNone(FINITE)), Param("max", None, OrNone(FINITE)))

@@ -65,17 +65,20 @@ class Context:
 
     # ---- operands -------------------------------------------------------------------------------------------------
 
-    def tensor(self, v: Value | None, what: str = "input", twice: bool = False, view: bool = False) -> X.Expr:
+    def tensor(self, v: Value | None, what: str = "input", twice: bool = False, view: bool = False,
+               number: bool = False) -> X.Expr:
         """An operand as an expression: a computed tensor (inline or its statement's name), a number, or an explicit
         parameter for a known float tensor. `twice`: the rule writes it more than once; `view`: the rule moves it
-        (a transpose or reshape), which stays inline whatever its size, so that a chain of them can collapse."""
+        (a transpose or reshape), which stays inline whatever its size, so that a chain of them can collapse;
+        `number`: a broadcasting operand, where a one-value constant of any rank may be a number (the rule keeps the
+        result's rank, `keep_rank`)."""
         if v is None:
             raise Unsupported(f"its {what} is missing")
         if isinstance(v, Filled):
             raise Unsupported(f"its {what} is a constant of the symbolic shape {list(v.shape)} (a ConstantOfShape), "
                               "which the language cannot write")
         if isinstance(v, Known):
-            return self.constant(v, what)
+            return self.constant(v, what, number)
         if twice or not (self.inlinable(v) or (view and v.view is not None and self.inlinable(v, any_size=True))):
             self.materialize(v)
         return v.expr
@@ -87,11 +90,11 @@ class Context:
         return (not isinstance(t.expr, X.Ref) and self.uses.get(t.onnx, 0) <= 1 and t.onnx not in self.outputs
                 and small)
 
-    def constant(self, k: Known, what: str) -> X.Expr:
+    def constant(self, k: Known, what: str, number: bool = False) -> X.Expr:
         if k.symbolic:
             raise Unsupported(f"its {what} is a shape computed from symbolic dims, used as data")
         a = k.value
-        if a.size == 1:  # a number (exporters store scales and epsilons as [1] initializers): a literal
+        if a.size == 1 and (a.ndim == 0 or number):  # exporters store scales and epsilons as [1] initializers
             v = a.reshape(()).item()
             return X.lit(shortest_f32(v) if a.dtype == np.float32 else v)
         if a.dtype.kind != "f":
@@ -188,3 +191,12 @@ def _label(node: onnx.NodeProto) -> str:
 
 def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def keep_rank(e: X.Expr, ins: list, shape: tuple) -> X.Expr:
+    """e, reshaped to `shape` when a one-value constant written as a number gave the result its rank ([N] + a
+    [1, 1] constant is [1, N]): a number broadcasts without adding axes."""
+    ranks = [v.rank for v in ins if isinstance(v, Tensor)]
+    if ranks and len(shape) > max(ranks):
+        return X.Call("reshape", (e, X.shape(shape)))
+    return e

@@ -32,6 +32,14 @@ def rewrite(graph: onnx.GraphProto, opset: int) -> list[onnx.NodeProto]:
                     replaced[id(p)] = None
                 replaced[id(parts[-1])] = fused
     for n in graph.node:
+        if n.op_type == "Erf" and id(n) not in replaced:
+            found = _exact_gelu(n, users, consts, outputs)
+            if found is not None:
+                fused, parts = found
+                for p in parts:
+                    replaced[id(p)] = None
+                replaced[id(parts[-1])] = fused
+    for n in graph.node:
         if n.op_type == "Where" and id(n) not in replaced:
             fused = _causal_mask(n, users, consts)
             if fused is not None:
@@ -147,3 +155,46 @@ def _layer_norm(mean1, users, consts, outputs, opset):
                                   name=", ".join(n.name or n.op_type for n in chain), axis=-1,
                                   epsilon=float(np.float32(eps)))
     return fused, chain
+
+
+def _exact_gelu(erf: onnx.NodeProto, users, consts, outputs) -> tuple[onnx.NodeProto, list] | None:
+    """x * 0.5 * (1 + erf(x / √2)) in the orders exporters write it (Div by √2 or Mul by 1/√2; the halving first or
+    last): one Gelu, which imports as gelu(x, approximate = "none"). The constants may be √2 rounded to f32."""
+    by_output = {o: u for us in users.values() for u in us for o in u.output}
+    scale = by_output.get(erf.input[0])
+    if scale is None or scale.op_type not in ("Div", "Mul") or _single(users, scale.output[0], outputs) is None:
+        return None
+    x = scale.input[0]
+    c = _scalar(consts, scale.input[1])
+    if c is None or abs(c - (2 ** 0.5 if scale.op_type == "Div" else 2 ** -0.5)) > 1e-6:
+        return None
+    add = _single(users, erf.output[0], outputs)
+    if add is None or add.op_type != "Add" or _scalar(consts, _other(add, erf.output[0]) or "") != 1.0:
+        return None
+    chain = [scale, erf, add]
+    first = _single(users, add.output[0], outputs)
+    if first is None or first.op_type != "Mul":
+        return None
+    other = _other(first, add.output[0])
+    if other == x:  # (1 + erf) * x, then * 0.5
+        last = _single(users, first.output[0], outputs)
+        if last is None or last.op_type != "Mul" or _scalar(consts, _other(last, first.output[0]) or "") != 0.5:
+            return None
+    else:  # (1 + erf) * (x * 0.5)
+        half = by_output.get(other)
+        if half is None or half.op_type != "Mul" or x not in half.input or \
+                _scalar(consts, _other(half, x) or "") != 0.5 or _single(users, half.output[0], outputs) is None:
+            return None
+        chain.insert(0, half)
+        last = first
+    if last is not first:
+        chain.append(first)
+    chain.append(last)
+    fused = onnx.helper.make_node("Gelu", [x], list(last.output), name=", ".join(n.name or n.op_type for n in chain))
+    return fused, chain
+
+
+def _single(users, name: str, outputs: set[str]) -> onnx.NodeProto | None:
+    """The one node that reads `name`, if exactly one does and it is not a graph output."""
+    us = users.get(name, [])
+    return us[0] if len(us) == 1 and name not in outputs else None

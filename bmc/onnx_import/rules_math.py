@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import onnx
 
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.broadcast import axis, broadcast
-from bmc.onnx_import.context import Context, Unsupported, attrs, rule, shortest_f32
+from bmc.onnx_import.context import Context, Unsupported, attrs, keep_rank, rule, shortest_f32
 from bmc.onnx_import.context import shortest_f32 as _f32
 from bmc.onnx_import.patterns import CAUSAL
 from bmc.onnx_import.values import DTYPES, Known, Tensor
@@ -37,14 +35,16 @@ def _infix(ctx: Context, node, ins):
         if dtype not in ("f32", "f64"):
             raise Unsupported("it raises integers to a power; the language's ** takes a float base")
         if isinstance(b, Tensor) and b.dtype != dtype:  # ONNX takes any exponent type; ** takes the base's
-            e = X.Bin("**", ctx.tensor(a, "base"), X.Call("cast", (ctx.tensor(b, "exponent"), X.Ref(dtype))))
-            return [ctx.result(e, dtype, shape, inputs=ins)]
+            e = X.Bin("**", ctx.tensor(a, "base", number=True),
+                      X.Call("cast", (ctx.tensor(b, "exponent"), X.Ref(dtype))))
+            return [ctx.result(keep_rank(e, ins, shape), dtype, shape, inputs=ins)]
     if node.op_type == "Add":
         fused = _dense_bias(ctx, a, b) or _dense_bias(ctx, b, a)
         if fused is not None:
             return [fused]
-    e = X.Bin(INFIX[node.op_type], ctx.tensor(a, "first operand"), ctx.tensor(b, "second operand"))
-    return [ctx.result(e, dtype, shape, inputs=ins)]
+    e = X.Bin(INFIX[node.op_type], ctx.tensor(a, "first operand", number=True),
+              ctx.tensor(b, "second operand", number=True))
+    return [ctx.result(keep_rank(e, ins, shape), dtype, shape, inputs=ins)]
 
 
 def _dense_bias(ctx: Context, t, bias) -> Tensor | None:
@@ -64,8 +64,8 @@ def _dense_bias(ctx: Context, t, bias) -> Tensor | None:
 @rule(*COMPARE)
 def _compare(ctx: Context, node, ins):
     _, shape = _type_of(ins)
-    return [ctx.result(X.Bin(COMPARE[node.op_type], ctx.tensor(ins[0]), ctx.tensor(ins[1])), "bool", shape,
-                       inputs=ins)]
+    e = X.Bin(COMPARE[node.op_type], ctx.tensor(ins[0], number=True), ctx.tensor(ins[1], number=True))
+    return [ctx.result(keep_rank(e, ins, shape), "bool", shape, inputs=ins)]
 
 
 @rule("Not")
@@ -111,10 +111,7 @@ def _gelu(ctx: Context, node, ins):
     approximate = attrs(node).get("approximate", b"none")  # a STRING attribute: bytes
     if (approximate.decode() if isinstance(approximate, bytes) else approximate) == "tanh":
         return [ctx.result(X.Call("gelu", (ctx.tensor(x),)), x.dtype, x.shape, inputs=ins)]
-    # the exact GELU: 0.5 x (1 + erf(x / sqrt 2))
-    v = ctx.tensor(x, twice=True)
-    e = X.Bin("*", X.Bin("*", X.Lit(0.5), v),
-              X.Bin("+", X.Lit(1.0), X.Call("erf", (X.Bin("/", v, X.Lit(math.sqrt(2.0))),))))
+    e = X.Call("gelu", (ctx.tensor(x),), (("approximate", X.Lit("none")),))  # exactly: 0.5 x (1 + erf(x / √2))
     return [ctx.result(e, x.dtype, x.shape, inputs=ins)]
 
 
@@ -152,27 +149,28 @@ def _where(ctx: Context, node, ins):
     c, a, b = ins
     dtype, shape = _type_of([a, b])
     shape = broadcast(shape, c.shape if isinstance(c, Tensor) else np.shape(c.value))
-    return [ctx.result(X.Call("where", (ctx.tensor(c, "condition"), ctx.tensor(a), ctx.tensor(b))), dtype, shape,
-                       inputs=ins)]
+    e = X.Call("where", (ctx.tensor(c, "condition"), ctx.tensor(a, number=True), ctx.tensor(b, number=True)))
+    return [ctx.result(keep_rank(e, ins, shape), dtype, shape, inputs=ins)]
 
 
 @rule("Max", "Min")
 def _max_min(ctx: Context, node, ins):
     func = {"Max": "maximum", "Min": "minimum"}[node.op_type]
     dtype, shape = _type_of(ins)
-    e = ctx.tensor(ins[0])
-    for v in ins[1:]:
-        e = X.Call(func, (e, ctx.tensor(v)))
-    return [ctx.result(e, dtype, shape, inputs=ins)]
+    ordered = sorted(ins, key=lambda v: not isinstance(v, Tensor))  # a tensor first: maximum(c1, c2) takes none
+    e = ctx.tensor(ordered[0], number=True)
+    for v in ordered[1:]:
+        e = X.Call(func, (e, ctx.tensor(v, number=True)))
+    return [ctx.result(keep_rank(e, ins, shape), dtype, shape, inputs=ins)]
 
 
 @rule("Sum")
 def _sum(ctx: Context, node, ins):
     dtype, shape = _type_of(ins)
-    e = ctx.tensor(ins[0])
+    e = ctx.tensor(ins[0], number=True)
     for v in ins[1:]:
-        e = X.Bin("+", e, ctx.tensor(v))
-    return [ctx.result(e, dtype, shape, inputs=ins)]
+        e = X.Bin("+", e, ctx.tensor(v, number=True))
+    return [ctx.result(keep_rank(e, ins, shape), dtype, shape, inputs=ins)]
 
 
 @rule("Softmax", "LogSoftmax")

@@ -226,7 +226,8 @@ def _global_pool(ctx: Context, node, ins):
     func = "mean" if node.op_type == "GlobalAveragePool" else "max"
     spatial = list(range(2, x.rank))
     e = X.Call(func, (ctx.tensor(x),), (("axis", X.lit(spatial)), ("keepdims", X.Lit(True))))
-    return [ctx.result(e, x.dtype, (*x.shape[:2], *([1] * len(spatial))), tag="gap", inputs=ins)]
+    tag = "gap" if x.rank == 4 and node.op_type == "GlobalAveragePool" else ""  # Flatten: global_avg_pool(x)
+    return [ctx.result(e, x.dtype, (*x.shape[:2], *([1] * len(spatial))), tag=tag, inputs=ins)]
 
 
 # ---- normalization ---------------------------------------------------------------------------------------------------

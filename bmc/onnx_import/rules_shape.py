@@ -434,6 +434,10 @@ def _gather(ctx: Context, node, ins):
             raise Unsupported("it gathers a negative index from a symbolic dim")
         return [subscript(ctx, data, {ax: (k, k + 1, 1)}, {ax}, ins)]
     flat = [int(v) + (d if v < 0 and isinstance(d, int) else 0) for v in i.reshape(-1)]
+    if isinstance(d, int) and any(not 0 <= k < d for k in flat):
+        raise Unsupported(f"its indices {i.reshape(-1).tolist()} are out of range for an axis of {d}")
+    if i.ndim == 1 and len(flat) == 1:  # one index, the axis kept
+        return [subscript(ctx, data, {ax: (flat[0], flat[0] + 1, 1)}, set(), ins)]
     if i.ndim == 1 and len(flat) > 1 and all(b - a == flat[1] - flat[0] for a, b in itertools.pairwise(flat)) and \
             flat[1] != flat[0]:
         step = flat[1] - flat[0]
