@@ -170,3 +170,32 @@ def test_argument_errors_point_at_the_argument(call, message, at):
     e = info.value
     assert message in e.message, e.render()
     assert e.span.text() == at, e.render()
+
+
+def test_exact_gelu_matches_pytorch_forward_and_gradient():
+    """gelu(x, approximate = "none") is nn.GELU(): 0.5 x (1 + erf(x / √2)), in f64; and bmc's gradient of it (one
+    step of gd with lr 1 on a parameter added to x: the step is minus the gradient) is autograd's."""
+    torch = pytest.importorskip("torch", reason="the comparison is with PyTorch (pip install '.[reference]')")
+    from bmc.runtime import load_source
+
+    model = bmc.compile_string("""
+model m {
+    input  x: f32[N, 6]
+    target t: f32[N, 6]
+    param  w: f32[6] = 0
+    output y = gelu(x + w, approximate = "none")
+    loss = mse(y, t)
+}
+train m {
+    optimizer = gd(lr = 1)
+}""", dtype="f64")
+    module = load_source(model.generate("numpy", train=True))
+    x = np.random.default_rng(0).standard_normal((4, 6)) * 3
+    t = np.random.default_rng(1).standard_normal((4, 6))
+    tx, tw = torch.tensor(x), torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    ty = torch.nn.functional.gelu(tx + tw)
+    params, state = model.init_params(0)
+    np.testing.assert_allclose(module.forward(params, x)["y"], ty.detach().numpy(), rtol=1e-14, atol=1e-15)
+    torch.nn.functional.mse_loss(ty, torch.tensor(t)).backward()
+    module.train_step(params, state, {"x": x, "t": t}, 1.0)
+    np.testing.assert_allclose(-params["w"], tw.grad.numpy(), rtol=1e-12, atol=1e-15)
