@@ -17,6 +17,8 @@ from bmc.onnx_import.values import DTYPES, Known, Tensor
 
 def read(path: str | Path) -> onnx.ModelProto:
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give the .onnx file")
     if not path.is_file():
         raise UsageError(f"{path}: no such ONNX file")
     try:
