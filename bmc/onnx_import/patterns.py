@@ -22,28 +22,18 @@ def rewrite(graph: onnx.GraphProto, opset: int) -> list[onnx.NodeProto]:
         for i in n.input:
             users.setdefault(i, []).append(n)
     outputs = {o.name for o in graph.output}
-    replaced: dict[int, onnx.NodeProto | None] = {}
-    for n in graph.node:
-        if n.op_type == "ReduceMean" and id(n) not in replaced:
-            found = _layer_norm(n, users, consts, outputs, opset)
+    replaced: dict[int, onnx.NodeProto | None] = {}  # a node's replacement: the fused node, or None (dropped)
+    patterns = (("ReduceMean", lambda n: _layer_norm(n, users, consts, outputs, opset)),
+                ("Erf", lambda n: _exact_gelu(n, users, consts, outputs)),
+                ("Where", lambda n: _causal_mask(n, users, consts)))
+    for op_type, match in patterns:  # each pattern is matched from one of its nodes, its last node replaced
+        for n in graph.node:
+            found = match(n) if n.op_type == op_type and id(n) not in replaced else None
             if found is not None:
                 fused, parts = found
                 for p in parts:
                     replaced[id(p)] = None
                 replaced[id(parts[-1])] = fused
-    for n in graph.node:
-        if n.op_type == "Erf" and id(n) not in replaced:
-            found = _exact_gelu(n, users, consts, outputs)
-            if found is not None:
-                fused, parts = found
-                for p in parts:
-                    replaced[id(p)] = None
-                replaced[id(parts[-1])] = fused
-    for n in graph.node:
-        if n.op_type == "Where" and id(n) not in replaced:
-            fused = _causal_mask(n, users, consts)
-            if fused is not None:
-                replaced[id(n)] = fused
     nodes = [replaced.get(id(n), n) for n in graph.node if replaced.get(id(n), n) is not None]
     return _needed(nodes, outputs)
 
@@ -61,7 +51,7 @@ def _needed(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodePro
 CAUSAL = "bmc.CausalMask"  # the node a causal-mask pattern becomes (rules_math.py imports it)
 
 
-def _causal_mask(where: onnx.NodeProto, users, consts) -> onnx.NodeProto | None:
+def _causal_mask(where: onnx.NodeProto, users, consts) -> tuple[onnx.NodeProto, list] | None:
     """Where(i < j, -inf, scores) with i and j the rows and columns of Range(0, T): causal_mask(scores)."""
     by_output = {o: u for us in users.values() for u in us for o in u.output}
     cond, fill, scores = where.input
@@ -80,8 +70,9 @@ def _causal_mask(where: onnx.NodeProto, users, consts) -> onnx.NodeProto | None:
     start, limit, delta = cols.input
     if _scalar(consts, start) != 0.0 or _scalar(consts, delta) != 1.0:
         return None
-    return onnx.helper.make_node(CAUSAL, [scores, limit], list(where.output),
-                                 name=", ".join(n.name or n.op_type for n in (cols, rows, less, where)))
+    fused = onnx.helper.make_node(CAUSAL, [scores, limit], list(where.output),
+                                  name=", ".join(n.name or n.op_type for n in (cols, rows, less, where)))
+    return fused, [where]  # the Range, Unsqueeze and Less only it reads go as the outputs' needs say
 
 
 def _only(users, name: str, outputs: set[str], op: str | tuple[str, ...]) -> list[onnx.NodeProto] | None:

@@ -133,23 +133,30 @@ def _pair_expr(p) -> X.Expr:
     return X.lit(p[0]) if p[0] == p[1] else X.lit(list(p))
 
 
-@rule("Conv")
-def _conv(ctx: Context, node, ins):
-    x = _image(ins[0], "Conv")
+def _convolution(ctx: Context, node, ins):
+    """What Conv and ConvTranspose share: the image, the weight (4-D: 2-D convolution), groups, strides, dilations,
+    and the bias the layer owns (or bias = false)."""
+    x = _image(ins[0], node.op_type)
     w = _weight(ctx, ins[1], "weight")
+    if w.ndim != 4:
+        raise Unsupported(f"its weight has {w.ndim} axes; the language convolves 2-D images")
     a = attrs(node)
     group = int(a.get("group", 1))
-    kernel = (w.shape[2], w.shape[3]) if w.ndim == 4 else _pair(None, 0)
     stride, dilation = _pair(a.get("strides"), 1), _pair(a.get("dilations"), 1)
-    pads = _pads(node, x, kernel, stride, dilation)
-    owned = X.Owned("conv2d", {"W": w})
-    kw = _window_kwargs(kernel, stride, pads, dilation, (1, 1))
-    if group != 1:
-        kw.append(("groups", X.lit(group)))
+    owned = X.Owned("conv2d" if node.op_type == "Conv" else "conv_transpose2d", {"W": w})
+    extra: list[tuple[str, X.Expr]] = [("groups", X.lit(group))] if group != 1 else []
     if len(ins) > 2 and ins[2] is not None:
         owned.arrays["b"] = _weight(ctx, ins[2], "bias").reshape(-1)
     else:
-        kw.append(("bias", X.Lit(False)))
+        extra.append(("bias", X.Lit(False)))
+    return x, w, a, group, (w.shape[2], w.shape[3]), stride, dilation, owned, extra
+
+
+@rule("Conv")
+def _conv(ctx: Context, node, ins):
+    x, w, _, _, kernel, stride, dilation, owned, extra = _convolution(ctx, node, ins)
+    pads = _pads(node, x, kernel, stride, dilation)
+    kw = _window_kwargs(kernel, stride, pads, dilation, (1, 1)) + extra
     oh = out_size(x.shape[2], kernel[0], stride[0], pads[0], pads[2], dilation[0])
     ow = out_size(x.shape[3], kernel[1], stride[1], pads[1], pads[3], dilation[1])
     e = X.Call("conv2d", (ctx.tensor(x), X.lit(w.shape[0]), _pair_expr(kernel)), tuple(kw), owned)
@@ -158,27 +165,16 @@ def _conv(ctx: Context, node, ins):
 
 @rule("ConvTranspose")
 def _conv_transpose(ctx: Context, node, ins):
-    x = _image(ins[0], "ConvTranspose")
-    w = _weight(ctx, ins[1], "weight")
-    a = attrs(node)
-    group = int(a.get("group", 1))
-    kernel = (w.shape[2], w.shape[3])
-    stride, dilation = _pair(a.get("strides"), 1), _pair(a.get("dilations"), 1)
+    x, w, a, group, kernel, stride, dilation, owned, tail = _convolution(ctx, node, ins)
     extra = _pair(a.get("output_padding"), 0)
     if "output_shape" in a or a.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
         raise Unsupported("its output_shape or auto_pad is not supported; give pads")
     pads = list(a.get("pads", [0, 0, 0, 0]))
     filters = w.shape[1] * group
-    owned = X.Owned("conv_transpose2d", {"W": w})
     kw = _window_kwargs(kernel, stride, pads, dilation, (1, 1))
     if extra != (0, 0):
         kw.append(("output_padding", _pair_expr(extra)))
-    if group != 1:
-        kw.append(("groups", X.lit(group)))
-    if len(ins) > 2 and ins[2] is not None:
-        owned.arrays["b"] = _weight(ctx, ins[2], "bias").reshape(-1)
-    else:
-        kw.append(("bias", X.Lit(False)))
+    kw += tail
     size = [stride[i] * (x.shape[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilation[i] + 1 - pads[i] - pads[2 + i]
             for i in range(2)]
     e = X.Call("conv_transpose2d", (ctx.tensor(x), X.lit(filters), _pair_expr(kernel)), tuple(kw), owned)
