@@ -245,3 +245,13 @@ def test_a_causal_mask_and_a_table_cut_to_t(tmp_path):
     imp, got, want = run_both(path, {"x": RNG.standard_normal((2, 5, 4)).astype(np.float32)})
     close(got, want)
     assert "table[:T]" in imp.source and "causal_mask(" in imp.source
+
+
+def test_an_input_given_back_as_an_output(tmp_path):
+    """A graph output that is a graph input (or listed twice) is a statement of its own, not a second definition."""
+    nodes = [h.make_node("Relu", ["x"], ["y"])]
+    path = save(tmp_path, nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 3])],
+                [h.make_tensor_value_info("y", T.FLOAT, None), h.make_tensor_value_info("x", T.FLOAT, None),
+                 h.make_tensor_value_info("y", T.FLOAT, None)])
+    _, got, want = run_both(path, {"x": RNG.standard_normal((2, 3)).astype(np.float32)})
+    close(got[:2], want[:2])

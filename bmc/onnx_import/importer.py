@@ -15,8 +15,9 @@ import numpy as np
 import onnx
 
 from bmc.diagnostics import BmcError
+from bmc.onnx_import import expr as X
 from bmc.onnx_import import patterns, reader, rules_math, rules_nn, rules_rnn, rules_shape  # noqa: F401 - they register rules
-from bmc.onnx_import.context import RULES, Context, Unsupported, _label
+from bmc.onnx_import.context import RULES, Context, Statement, Unsupported, _label
 from bmc.onnx_import.fold import fold
 from bmc.onnx_import.names import Names
 from bmc.onnx_import.values import Known, Tensor
@@ -176,7 +177,10 @@ def _rule(node: onnx.NodeProto):
 
 def _output(ctx: Context, t: Tensor, onnx_name: str) -> None:
     """The graph output `onnx_name`: an `output` statement, or the statement that already computes it marked."""
-    if isinstance(t.expr, type(None)):
+    if isinstance(t.expr, X.Ref) and not any(s.name == t.expr.name for s in ctx.statements):  # an input, as it is
+        name = ctx.names.identifier(onnx_name, "output")
+        ctx.statements.append(Statement(name, t.expr, [], output=True))
+        ctx.shapes[name] = t.shape
         return
     own = ctx.names.identifier(onnx_name)
     for stmt in ctx.statements:
