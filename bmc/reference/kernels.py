@@ -20,8 +20,15 @@ def _check_ids(ids, count, what):
 
 
 def _sigmoid(x):
-    # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) below: no overflow for any x, and a very negative x
-    # keeps its relative precision ((1 + tanh(x / 2)) / 2 cancelled to 3% in float32 at x = -13.75)
+    # 1 / (1 + exp(-x)), four ufuncs in place, where every x is at least -80 (-11 in float16), so exp(-x) stays finite
+    # and normal (a nan is not >= -80); else 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) below: no overflow
+    # for any x, and a very negative x keeps its relative precision ((1 + tanh(x / 2)) / 2 cancelled to 3% in float32
+    # at x = -13.75)
+    if np.ndim(x) and x.size and x.min() >= (-80 if x.dtype.itemsize >= 4 else -11):
+        e = np.negative(x)
+        np.exp(e, out=e)
+        e += 1
+        return np.reciprocal(e, out=e)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1, e) / (1 + e)
 
@@ -98,6 +105,17 @@ def _erf(x):
     return out.astype(a.dtype) if a.dtype.kind == "f" else out
 
 
+def _masked(x, keep):
+    # np.where(keep, x, 0) of a float x as one multiply (np.where's select is about ten times slower); the product is
+    # nan where x is inf or nan and keep is false, and then np.where gives the result after all (a zero is -0.0 where
+    # x is negative and keep false: equal to np.where's 0.0)
+    with np.errstate(invalid="ignore"):
+        out = x * keep
+    if out.size and np.isnan(out.max()):
+        return np.where(keep, x, out.dtype.type(0))
+    return out
+
+
 def _cross_entropy(logits, target):
     # mean over every position of -log softmax(logits)[target]; log-sum-exp keeps it finite
     logp = _log_softmax(logits, -1)
@@ -120,77 +138,80 @@ def _mse(pred, target):
     return (d * d).sum(dtype=pred.dtype) / pred.size
 
 
-def _windows(x, kernel, stride, padding, dilation, fill=0.0):
-    # [N, C, H, W] -> a view [N, C, H', W', kh, kw] of every window (after padding)
+def _padded(x, padding, fill=0.0):
+    # [N, C, H, W] with (top, left, bottom, right) rows and columns of `fill` around each image
     top, left, bottom, right = padding
     if top or left or bottom or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    return x
+
+
+def _windows(x, kernel, stride, padding, dilation, fill=0.0):
+    # [N, C, H, W] -> a view [N, C, H', W', kh, kw] of every window (after padding)
     span_h = dilation[0] * (kernel[0] - 1) + 1
     span_w = dilation[1] * (kernel[1] - 1) + 1
-    view = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    view = np.lib.stride_tricks.sliding_window_view(_padded(x, padding, fill), (span_h, span_w), axis=(2, 3))
     return view[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
 
 
 def _im2col(x, kernel, stride, padding, dilation):
-    # [N, C, H, W] -> [C*kh*kw, N*H'*W']: one strided copy per kernel offset, then one BLAS call does the rest
-    top, left, bottom, right = padding
-    if top or left or bottom or right:
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    n, c, h, w = x.shape
-    kh, kw = kernel
-    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    channels_first = x.transpose(1, 0, 2, 3)
-    for i in range(kh):
-        for j in range(kw):
-            r, s = i * dilation[0], j * dilation[1]
-            cols[:, i, j] = channels_first[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]]
-    return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
+    # [N, C, H, W] -> [C*kh*kw, N*H'*W']: the windows' strided view, copied once in (C, kh, kw, N, H', W') order, so
+    # that one BLAS call does the rest with the batch folded in
+    view = _windows(x, kernel, stride, padding, dilation)
+    n, c, oh, ow, kh, kw = view.shape
+    return view.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow), oh, ow
 
 
-def _grouped(groups, *pieces):
-    """Each operand cut along its channel axis into `groups` equal pieces: [(a_0, b_0, ...), (a_1, b_1, ...), ...]
-    (an operand given as (array, axis))."""
-    return zip(*(np.split(a, groups, axis=axis) for a, axis in pieces), strict=True)
+def _channel_rows(x):
+    # [N, C, ...] -> [C, N*...]: a view where x is channel-major in memory (as a convolution writes it), else a copy
+    return x.swapaxes(0, 1).reshape(x.shape[1], -1)
 
 
 def _conv2d(x, w, b, stride, padding, dilation, groups=1):
-    # [O, C*kh*kw] @ [C*kh*kw, N*H'*W'] -> [O, N, H', W'], returned as a [N, O, H', W'] view; per group
-    if groups > 1:
-        return np.concatenate([_conv2d(xg, wg, bg, stride, padding, dilation)
-                               for xg, wg, bg in _grouped(groups, (x, 1), (w, 0), (b, 0))], axis=1)
+    # per group [O/G, C/G*kh*kw] @ [C/G*kh*kw, N*H'*W'] -> [O, N, H', W'] (one batched GEMM over the groups),
+    # returned as a [N, O, H', W'] view: its memory stays channel-major for the ops that follow
     cols, oh, ow = _im2col(x, w.shape[2:], stride, padding, dilation)
-    out = w.reshape(w.shape[0], -1) @ cols
+    o = w.shape[0]
+    if groups == 1:
+        out = w.reshape(o, -1) @ cols
+    else:
+        out = np.matmul(w.reshape(groups, o // groups, -1), cols.reshape(groups, -1, cols.shape[1]))
+        out = out.reshape(o, -1)
     out += b[:, None]
-    return out.reshape(w.shape[0], x.shape[0], oh, ow).transpose(1, 0, 2, 3)
+    return out.reshape(o, x.shape[0], oh, ow).swapaxes(0, 1)
 
 
 def _conv2d_grad_weight(x, g, stride, padding, dilation, kernel, groups=1):
-    if groups > 1:
-        return np.concatenate([_conv2d_grad_weight(xg, gg, stride, padding, dilation, kernel)
-                               for xg, gg in _grouped(groups, (x, 1), (g, 1))], axis=0)
+    # g [O, N*H'*W'] @ cols^T per group: [O, C/G, kh, kw]
     cols, _, _ = _im2col(x, kernel, stride, padding, dilation)
-    grads = g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
-    return (grads @ cols.T).reshape(g.shape[1], x.shape[1], *kernel)
+    o = g.shape[1]
+    grads = _channel_rows(g)
+    if groups == 1:
+        dw = grads @ cols.T
+    else:
+        dw = np.matmul(grads.reshape(groups, o // groups, -1), cols.reshape(groups, -1, cols.shape[1]).mT)
+    return dw.reshape(o, x.shape[1] // groups, *kernel)
 
 
 def _conv2d_grad_input(g, w, stride, padding, dilation, input_size, groups=1):
-    # each output position sends g * w back to the pixels of its window (col2im)
-    if groups > 1:
-        return np.concatenate([_conv2d_grad_input(gg, wg, stride, padding, dilation, input_size)
-                               for gg, wg in _grouped(groups, (g, 1), (w, 0))], axis=1)
+    # each output position sends g * w back to the pixels of its window: W^T g per group (one GEMM), then col2im,
+    # one strided add per kernel offset into a channel-major [C, N, H, W] buffer
     n, o, oh, ow = g.shape
-    _, c, kh, kw = w.shape
+    _, cg, kh, kw = w.shape
+    c = cg * groups
     top, left, bottom, right = padding
-    cols = w.reshape(o, c * kh * kw).T @ g.transpose(1, 0, 2, 3).reshape(o, -1)
+    grads = _channel_rows(g)
+    if groups == 1:
+        cols = w.reshape(o, -1).T @ grads
+    else:
+        cols = np.matmul(w.reshape(groups, o // groups, -1).mT, grads.reshape(groups, o // groups, -1))
     cols = cols.reshape(c, kh, kw, n, oh, ow)
     dx = np.zeros((c, n, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
     for i in range(kh):
         for j in range(kw):
             r, s = i * dilation[0], j * dilation[1]
             dx[:, :, r : r + stride[0] * oh : stride[0], s : s + stride[1] * ow : stride[1]] += cols[:, i, j]
-    return dx[:, :, top : top + input_size[0], left : left + input_size[1]].transpose(1, 0, 2, 3)
+    return dx[:, :, top : top + input_size[0], left : left + input_size[1]].swapaxes(0, 1)
 
 
 def _resize_taps(n_in, n_out, scale, mode, coordinates, nearest):
@@ -249,39 +270,57 @@ def _window_views(x, kernel, stride, oh, ow):
             yield i, j, x[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
 
 
+def _pool_size(size, kernel, stride):
+    return (size[0] - kernel[0]) // stride[0] + 1, (size[1] - kernel[1]) // stride[1] + 1
+
+
 def _max_pool2d(x, kernel, stride, padding):
-    # the elementwise maximum of kh*kw strided views: a few passes over output-sized arrays
-    top, left, bottom, right = padding
-    if top or left or bottom or right:
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
-    oh = (x.shape[2] - kernel[0]) // stride[0] + 1
-    ow = (x.shape[3] - kernel[1]) // stride[1] + 1
-    out = None
-    for _, _, view in _window_views(x, kernel, stride, oh, ow):
-        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    # the elementwise maximum of the kh*kw strided views: a few passes over output-sized arrays, in x's memory order
+    x = _padded(x, padding, -np.inf)
+    views = [view for _, _, view in _window_views(x, kernel, stride, *_pool_size(x.shape[2:], kernel, stride))]
+    if len(views) == 1:
+        return views[0].copy(order="K")
+    out = np.maximum(views[0], views[1])
+    for view in views[2:]:
+        np.maximum(out, view, out=out)
     return out
 
 
 def _max_pool2d_grad(x, g, kernel, stride, padding):
-    # the gradient goes to the first maximum of each window (row-major order, as the forward's first match)
+    # the gradient goes to the first maximum of each window (row-major order, as the forward's first match): each
+    # kernel offset in turn takes the gradient still unclaimed (`rest`) where it holds the maximum; every array is in
+    # x's memory order, and masks multiply (np.where and np.copyto(where=) are several times slower)
     top, left, bottom, right = padding
-    if top or left or bottom or right:
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    x = _padded(x, padding, -np.inf)
     oh, ow = g.shape[2:]
     y = _max_pool2d(x, kernel, stride, (0, 0, 0, 0))
-    dx = np.zeros(x.shape, dtype=g.dtype)
-    taken = np.zeros(g.shape, dtype=bool)
-    for i, j, view in _window_views(x, kernel, stride, oh, ow):
-        hit = view == y
-        hit &= ~taken
-        taken |= hit
-        dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += g * hit
+    dx = np.zeros_like(x, dtype=g.dtype)
+    overlap = stride[0] < kernel[0] or stride[1] < kernel[1]  # else each pixel is in one window at most
+    rest = np.empty_like(y, dtype=g.dtype)  # in y's memory order, which is x's
+    rest[...] = g
+    hit, unclaimed = np.empty_like(y, dtype=bool), np.empty_like(y, dtype=bool)
+    last = kernel[0] * kernel[1] - 1
+    for k, (i, j, view) in enumerate(_window_views(x, kernel, stride, oh, ow)):
+        np.equal(view, y, out=hit)
+        target = dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
+        if overlap:
+            target += rest * hit
+        else:
+            np.multiply(rest, hit, out=target)
+        if k < last:
+            rest *= np.logical_not(hit, out=unclaimed)
     return dx[:, :, top : dx.shape[2] - bottom, left : dx.shape[3] - right]
 
 
 def _avg_pool2d(x, kernel, stride, padding):
-    total = _windows(x, kernel, stride, padding, (1, 1)).sum(axis=(4, 5))
-    return total / _pool_counts(x.shape[2:], kernel, stride, padding, x.dtype)
+    # the sum of the kh*kw strided views, divided by the real pixels each window covers
+    x = _padded(x, padding)
+    views = [view for _, _, view in _window_views(x, kernel, stride, *_pool_size(x.shape[2:], kernel, stride))]
+    total = views[0].copy(order="K") if len(views) == 1 else np.add(views[0], views[1])
+    for view in views[2:]:
+        total += view
+    size = (x.shape[2] - padding[0] - padding[2], x.shape[3] - padding[1] - padding[3])
+    return total / _pool_counts(size, kernel, stride, padding, x.dtype)
 
 
 def _pool_counts(size, kernel, stride, padding, dtype):
@@ -291,13 +330,20 @@ def _pool_counts(size, kernel, stride, padding, dtype):
 
 
 def _avg_pool2d_grad(g, kernel, stride, padding, input_size):
+    # each window's share of its gradient, added to its pixels: one strided add per kernel offset (a plain copy where
+    # windows do not overlap), in g's memory order
     top, left, bottom, right = padding
     n, c, oh, ow = g.shape
     share = g / _pool_counts(input_size, kernel, stride, padding, g.dtype)
-    dx = np.zeros((n, c, input_size[0] + top + bottom, input_size[1] + left + right), dtype=g.dtype)
+    dx = np.zeros_like(g, shape=(n, c, input_size[0] + top + bottom, input_size[1] + left + right))
+    overlap = stride[0] < kernel[0] or stride[1] < kernel[1]
     for i in range(kernel[0]):
         for j in range(kernel[1]):
-            dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]] += share
+            target = dx[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
+            if overlap:
+                target += share
+            else:
+                np.copyto(target, share)
     return dx[:, :, top : top + input_size[0], left : left + input_size[1]]
 
 
@@ -340,34 +386,40 @@ def _layer_norm(x, gamma, beta, eps):
     return centered / np.sqrt(var + eps) * gamma + beta
 
 
+def _row_means(a, b):
+    # mean(a * b) along each row of two [C, M] arrays: one BLAS dot per row, no [C, M] temporary (float16 through the
+    # product, accumulated in float32 as np.mean does)
+    if a.dtype in (np.float32, np.float64):
+        return np.vecdot(a, b) / a.dtype.type(a.shape[1])
+    return (a * b).mean(axis=1)
+
+
 def _batch_norm_train(x, gamma, beta, eps):
-    # y = (x - mean) * scale + beta per channel; centering first keeps the precision of inputs whose mean is large
-    # against their spread (x * scale - mean * scale would cancel)
-    axes = (0, *range(2, x.ndim))
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    mean = x.mean(axis=axes)
-    y = x - mean.reshape(shape)
-    var = np.mean(y * y, axis=axes)
+    # y = (x - mean) * scale + beta per channel, over [C, N*...] rows (a view of a convolution's output); centering
+    # first keeps the precision of inputs whose mean is large against their spread (x * scale - mean * scale would
+    # cancel)
+    rows = _channel_rows(x)
+    mean = rows.mean(axis=1)
+    y = rows - mean[:, None]
+    var = _row_means(y, y)
     scale = gamma / np.sqrt(var + eps)
-    y *= scale.reshape(shape)
-    y += beta.reshape(shape)
-    return y, mean, var
+    y *= scale[:, None]
+    y += beta[:, None]
+    return y.reshape(x.shape[1], x.shape[0], *x.shape[2:]).swapaxes(0, 1), mean, var
 
 
 def _batch_norm_train_grad(x, g, gamma, mean, var, eps):
     # dx = gamma inv (g - mean(g) - xhat mean(g xhat)) per channel, from sum(g) and sum(g xhat), as PyTorch and
     # the decomposition order it: centered before the scale gamma inv, which is large where a channel barely varies
     # (1 / sqrt(eps) for a constant one), so dx still sums to zero there (scaling first left 1e-3 in float32)
-    axes = (0, *range(2, x.ndim))
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    count = x.size // x.shape[1]
+    rows, grads = _channel_rows(x), _channel_rows(g)
+    count = rows.shape[1]
     inv = 1 / np.sqrt(var + eps)
-    xhat = x - mean.reshape(shape)
-    xhat *= inv.reshape(shape)
-    dbeta = g.sum(axis=axes)
-    dgamma = (g * xhat).sum(axis=axes)
-    dx = g - (dbeta / count).reshape(shape)
-    xhat *= (dgamma / count).reshape(shape)
-    dx -= xhat
-    dx *= (gamma * inv).reshape(shape)
-    return dx, dgamma, dbeta
+    centered = rows - mean[:, None]
+    dbeta = grads.sum(axis=1)
+    mean_g_xhat = _row_means(grads, centered) * inv
+    dx = grads - (dbeta / count)[:, None]
+    centered *= (inv * mean_g_xhat)[:, None]  # xhat mean(g xhat)
+    dx -= centered
+    dx *= (gamma * inv)[:, None]
+    return dx.reshape(x.shape[1], x.shape[0], *x.shape[2:]).swapaxes(0, 1), mean_g_xhat * count, dbeta

@@ -75,6 +75,17 @@ def _one_hot(labels, depth, dtype):
     return out
 
 
+def _masked(x, keep):
+    # np.where(keep, x, 0) of a float x as one multiply (np.where's select is about ten times slower); the product is
+    # nan where x is inf or nan and keep is false, and then np.where gives the result after all (a zero is -0.0 where
+    # x is negative and keep false: equal to np.where's 0.0)
+    with np.errstate(invalid="ignore"):
+        out = x * keep
+    if out.size and np.isnan(out.max()):
+        return np.where(keep, x, out.dtype.type(0))
+    return out
+
+
 
 # ---- inference -----------------------------------------------------------------------------------------------------
 
@@ -136,7 +147,7 @@ def train_step(params, state, batch, lr):
     logits_b_grad = t6.sum(axis=0)
     # examples/mlp.bm:7: h      = relu(dense(image, hidden))
     t9 = h > 0.0
-    t10 = np.where(t9, t7, 0.0)
+    t10 = _masked(t7, t9)
     h_W_grad = image.T @ t10
     h_b_grad = t10.sum(axis=0)
     # examples/mlp.bm:16: optimizer = adam(lr = 1e-3)
