@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import REPO, import_torch, load_average, load_data, tensor
+from common import REPO, import_torch, load_average, load_data, numpy_calls, tensor
 
 import bmc
 import bmc.runtime
@@ -58,7 +58,8 @@ class BmcRunner:
     name = "bmc numpy"
 
     def __init__(self, model, params, state, x, y, label: str):
-        self.module = bmc.runtime.load_source(model.generate("numpy", train=True), f"<bmc {label} benchmark>")
+        self.source = model.generate("numpy", train=True)
+        self.module = bmc.runtime.load_source(self.source, f"<bmc {label} benchmark>")
         (self.input,) = self.module.INPUTS  # "image" for the CNN, "rows" for the LSTM
         self.params, self.state = params, state
         self.x, self.y = x, y
@@ -82,6 +83,15 @@ class BmcRunner:
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return bmc.runtime.predict_batches(self.module, self.params, {self.input: x})["probs"]
+
+    def numpy_calls(self, idx: np.ndarray) -> dict[str, int]:
+        """The NumPy calls of one train step on the batch `idx`, in a counting copy of the module with copies of
+        the params and state (the timed module and parameters are untouched)."""
+        params = {k: v.copy() for k, v in self.params.items()}
+        state = {k: v.copy() for k, v in self.state.items()}
+        hyper = {"lr": self.lr_type(LR), "rng": np.int64(0)}
+        batch = {self.input: self.x[idx], "label": self.y[idx]}
+        return numpy_calls(self.source, lambda m: m.train_step(params, state, batch, *(hyper[k] for k in m.HYPER)))
 
 
 class TorchRunner:
@@ -207,6 +217,7 @@ def bench(torch, spec: Bench, steps: int, args, data) -> None:
     params, state = model.init_params(args.seed)
     torch_runner = TorchRunner(torch, spec.build_torch(torch, params), xtr, y_train)  # copies the weights
     bmc_runner = BmcRunner(model, params, state, xtr, y_train, spec.name)  # trains `params` in place from here on
+    calls = bmc_runner.numpy_calls(batch_order(args.seed, 0, n)[:BATCH])
     runners = [bmc_runner, torch_runner]
 
     # Same start: both compute the same function before training (inference mode: running batch-norm statistics).
@@ -249,6 +260,9 @@ def bench(torch, spec: Bench, steps: int, args, data) -> None:
     print()
     print(f"{spec.name}: ratio bmc/torch {ratio:.2f} ({verdict}); per-round ratios: "
           + ", ".join(f"{q:.2f}" for q in per_round))
+    print(f"{spec.name}: {bmc_name} makes {sum(calls.values()):,} NumPy calls per train step ({calls['np']:,} np "
+          f"functions and ufuncs, {calls['methods']:,} array methods, {calls['operators']:,} array operators, "
+          f"{calls['indexing']:,} array indexing): {med[bmc_name] / steps / sum(calls.values()) * 1e6:.1f} us per call")
     print(f"{spec.name}: per 60k-image epoch ({full_steps} steps){note}: {bmc_name} {med[bmc_name] * scale:.1f} s, "
           f"{torch_name} {med[torch_name] * scale:.1f} s; {load_average()}")
     print("(warm-up loss: mean over the warm-up steps; last loss: mean over the last round's timed steps; "

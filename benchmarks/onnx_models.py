@@ -42,7 +42,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from bmc.backends import onnx as onnx_backend
-from bmc.backends.onnx import runtime as ort_runtime
 from common import REPO, import_torch, load_average, load_data, tensor
 from onnx import helper
 
@@ -345,21 +344,6 @@ def bench_inference(torch, spec: Spec, args, x_test: np.ndarray, y_test: np.ndar
 # ------------------------------------------------------------------------------------------------- train step
 
 
-def one_thread_trainer_sessions() -> None:
-    """`onnx_backend.Trainer` takes no session options (onnxruntime's default is one intra-op thread per core): make
-    the sessions the backend creates use one intra-op and one inter-op thread and ORT_ENABLE_ALL, as here."""
-    base = ort_runtime._options
-
-    def options(severity: int = 3) -> ort.SessionOptions:
-        o = base(severity)
-        o.intra_op_num_threads = 1
-        o.inter_op_num_threads = 1
-        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return o
-
-    ort_runtime._options = options
-
-
 def batch_order(seed: int, run: int, n: int) -> np.ndarray:
     """The shuffled sample order of one timed run; run 0 is the warm-up. Both systems get the same orders."""
     return np.random.default_rng([seed, run]).permutation(n)
@@ -385,7 +369,8 @@ class OrtTrain:
     name = "bmc onnx/ort"
 
     def __init__(self, model, params, state):
-        self.trainer = onnx_backend.Trainer(onnx_backend.train_step_model(model), params, state, CPU)
+        self.proto = onnx_backend.train_step_model(model)
+        self.trainer = onnx_backend.Trainer(self.proto, params, state, CPU)
 
     def step(self, batch: dict) -> float:
         return float(self.trainer.step(batch, lr=LR)["loss"])
@@ -410,15 +395,20 @@ def bench_train(args, data) -> None:
     steps = min(args.train_steps, n // TRAIN_BATCH)
     model = bmc.compile(SPECS["mlp"].model_file)
     params, state = model.init_params(args.seed)
-    one_thread_trainer_sessions()
     systems = [NumpyTrain(model, params, state), OrtTrain(model, params, state)]
-    opts = systems[1].trainer.session.get_session_options()
+    opts = systems[1].trainer.session.get_session_options()  # the backend's own: OMP_NUM_THREADS (1 here) threads
+    kinds: dict[str, int] = {}
+    for node in systems[1].proto.graph.node:
+        kinds[node.op_type] = kinds.get(node.op_type, 0) + 1
     print("== mlp train step: examples/mlp.bm, Adam lr 1e-3, batch 64, Fashion-MNIST: bmc's exported train step in "
           "onnxruntime (onnx_backend.Trainer) vs bmc's NumPy backend train_step")
     print(f"same initial params (init_params({args.seed})) and batches; Trainer session: "
           f"{systems[1].trainer.device}, intra/inter-op threads {opts.intra_op_num_threads}/"
-          f"{opts.inter_op_num_threads}; {args.warmup} warm-up steps, {args.rounds} rounds x {steps} steps; "
+          f"{opts.inter_op_num_threads}, spinning {opts.get_session_config_entry('session.intra_op.allow_spinning')}, "
+          f"{opts.graph_optimization_level.name}; {args.warmup} warm-up steps, {args.rounds} rounds x {steps} steps; "
           f"{load_average()}")
+    print(f"train step graph: {len(systems[1].proto.graph.node)} nodes ("
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) + ")")
 
     warm = [run_steps(s, x_train, y_train, batch_order(args.seed, 0, n), args.warmup)[1] for s in systems]
     early = max(abs(p - q) for p, q in zip(*warm, strict=True))

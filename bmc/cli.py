@@ -8,6 +8,7 @@ change the exit status, unless `-W error` makes them errors.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", help="the model to use when the file defines several")
         sp.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model parameter, e.g. -D hidden=256")
-        sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+        sp.add_argument("--threads", type=int, default=1, help="BLAS and onnxruntime threads (default 1)")
         sp.add_argument("-W", dest="warnings", default="default", choices=["default", "error", "ignore"],
                         help="warnings: report them (default), make them errors (-W error) or drop them")
         sp.add_argument("--memory-limit", metavar="SIZE",
@@ -154,19 +155,19 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
     sp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    sp.add_argument("--threads", type=int, default=1, help="BLAS and onnxruntime threads (default 1)")
 
     sp = sub.add_parser("predict", help="a build's predictions on .npy, .npz, CSV or image files")
     sp.add_argument("build", help="a build directory")
     sp.add_argument("files", nargs="+", help="the files: an image is one sample, an array or a CSV file many")
     sp.add_argument("-o", "--out", metavar="FILE.csv", help="write the predictions to a CSV file")
     sp.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    sp.add_argument("--threads", type=int, default=1, help="BLAS and onnxruntime threads (default 1)")
 
     sp = sub.add_parser("eval", help="evaluate a build on a data set's test split")
     sp.add_argument("build", help="a build directory")
     sp.add_argument("--data", required=True)
-    sp.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    sp.add_argument("--threads", type=int, default=1, help="BLAS and onnxruntime threads (default 1)")
     sp.add_argument("--json", action="store_true", help="print the scores (and the confusion matrix) as JSON")
     return p
 
@@ -324,6 +325,7 @@ def _train(args: argparse.Namespace, model) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     _set_threads(argv)
     parser = _parser()
@@ -338,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bmc.diagnostics import BmcError
 
+    if as_program:
+        import bmc.api  # noqa: F401 - what every command imports, before the freeze
+
+        # The imported modules' objects live until the process ends: out of the garbage collector's sight, neither
+        # its passes during a build nor its pass at exit walk them (the exit took 70 ms of a 0.4 s `bmc build`).
+        gc.freeze()
     try:
         return run(args)
     except BmcError as e:

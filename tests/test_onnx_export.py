@@ -156,6 +156,28 @@ def test_provider_choice_is_silent(capfd):
     assert capfd.readouterr() == ("", "")
 
 
+def test_sessions_take_the_thread_count_of_the_threads_option(monkeypatch):
+    """`bmc train --backend onnxruntime --threads N` runs the train step on N intra-op and N inter-op threads that do
+    not spin, with all of onnxruntime's graph optimizations (`--threads` sets OMP_NUM_THREADS, which BLAS reads too)."""
+    import onnxruntime as ort
+    from bmc.backends.onnx import runtime
+
+    from bmc import cli
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # restored after the test
+        monkeypatch.setenv(var, "1")
+    cli._set_threads(["train", "examples/mlp.bm", "--threads", "3"])
+    model = bmc.compile(Path(__file__).parent.parent / "examples" / "mlp.bm")
+    params, state = model.init_params(0)
+    trainer = runtime.Trainer(onnx_backend.train_step_model(model), params, state, ["CPUExecutionProvider"])
+    options = trainer.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 3)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert runtime.threads() == 0  # unset: onnxruntime's default, one thread per core
+
+
 def test_the_preprocessing_prologue_folds_into_the_first_layer():
     """A model compiled with a preprocessing contract takes raw input; with constant parameters its prologue
     (x * scale - mean) / std folds into the first Gemm, and the model computes what the prologue would."""

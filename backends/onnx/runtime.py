@@ -8,6 +8,7 @@ them, so nothing is copied between steps except the batch in and the loss and ou
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,25 @@ def _cuda_usable() -> bool:
     return _cuda_starts
 
 
-def _options(severity: int = 3) -> ort.SessionOptions:
+def threads() -> int:
+    """The CPU threads a session gets: `OMP_NUM_THREADS`, which `bmc ... --threads N` sets (default 1) for BLAS too;
+    0 (onnxruntime's default: one per core) when it is unset."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else 0
+
+
+def _options(severity: int = 3, thread_count: int | None = None) -> ort.SessionOptions:
+    """Errors only (no warnings about nodes placed on the CPU), all graph optimizations, and `thread_count` intra-op
+    and inter-op threads (default `threads()`) that sleep when idle: spinning threads steal the cores that the
+    training loop's own Python and BLAS work needs between steps."""
     options = ort.SessionOptions()
-    options.log_severity_level = severity  # errors only: no warnings about nodes placed on the CPU
+    options.log_severity_level = severity
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    count = threads() if thread_count is None else thread_count
+    options.intra_op_num_threads = count
+    options.inter_op_num_threads = count
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
@@ -263,9 +280,7 @@ class InferenceModule:
     (INPUTS, OUTPUTS, forward), so `Build.predict` and `Build.evaluate` run it as they run the others."""
 
     def __init__(self, path, manifest: dict, provider_list: list[str] | None = None):
-        quiet = ort.SessionOptions()
-        quiet.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), quiet, providers=provider_list or providers())
+        self.session = ort.InferenceSession(str(path), _options(), providers=provider_list or providers())
         self.INPUTS = {k: (v["dtype"], v["shape"]) for k, v in manifest["inputs"].items()}
         self.OUTPUTS = {k: (v["dtype"], v["shape"]) for k, v in manifest["outputs"].items()}
 

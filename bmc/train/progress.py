@@ -8,8 +8,6 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from tqdm.auto import tqdm
-
 # at 60 columns the bar shrinks first; everything else fits
 FORMAT = "{desc} {bar} {n_fmt}/{total_fmt} ETA {remaining} {rate_fmt}{postfix}"
 
@@ -23,6 +21,8 @@ class Progress:
                  done: int = 0):
         """`enabled`: True shows the line where stderr is a terminal or a notebook, None always (`--progress`),
         False never (`--quiet`)."""
+        from tqdm.auto import tqdm  # here, not at import: it loads asyncio (about 40 ms), which `bmc build` never needs
+
         stream = stream or sys.stderr
         show = enabled is None or (enabled and (stream.isatty() or in_notebook()))
         self.bar = tqdm(total=total, initial=done, desc=label, unit="step", file=stream, leave=False,
