@@ -23,6 +23,10 @@ import numpy as np  # noqa: E402
 
 from bmc.data import find_fashion_mnist, load_dataset  # noqa: E402
 from bmc.diagnostics import DataError  # noqa: E402
+from bmc.runtime import keep_freed_memory  # noqa: E402
+
+# as `bmc train` does: freed memory stays with the process, for every system measured here alike
+KEEPS_FREED_MEMORY = keep_freed_memory()
 
 TORCH_INSTALL = "pip install torch==2.13.0"
 JAX_INSTALL = "pip install jax==0.10.2"  # or: pip install -e '.[bench]' (torch and jax, pinned)

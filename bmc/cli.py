@@ -289,8 +289,10 @@ def confusion_text(matrix: list[list[int]], classes: list) -> str:
 
 def _train(args: argparse.Namespace, model) -> None:
     from bmc import artifacts
+    from bmc.runtime import keep_freed_memory
     from bmc.train import checkpoint, logs, run_setup
 
+    keep_freed_memory()  # this process trains: its steps reuse freed memory instead of faulting it in again
     if args.out:
         artifacts.check_target(args.out)  # now, not after the whole run
     wants = args.checkpoint_dir or args.checkpoint_every or args.keep_checkpoints or model.config.checkpoint

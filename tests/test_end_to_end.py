@@ -81,3 +81,15 @@ def test_api_predict_save_load(tmp_path):
     logits = x @ params["logits.W"] + params["logits.b"]
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(p, expected, rtol=1e-5)
+
+
+def test_a_training_process_keeps_its_freed_memory_on_glibc():
+    """bmc train sets glibc's allocator to keep freed memory (bmc.runtime.keep_freed_memory): every mallopt call
+    takes; elsewhere the call changes nothing and says so."""
+    import platform
+
+    from bmc.runtime import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator setting is glibc's")
+    assert keep_freed_memory() is True
