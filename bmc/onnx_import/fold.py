@@ -14,7 +14,7 @@ from bmc.onnx_import.context import Unsupported, attrs
 from bmc.onnx_import.values import DTYPES, Filled, Known
 
 SYMBOLIC = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Mul", "Div",
-            "Reshape", "Flatten", "ReduceProd", "Equal", "Where", "Expand", "Neg", "Abs", "Max", "Min", "Range"}
+            "Reshape", "Flatten", "ReduceProd", "Equal", "Where", "Expand", "Neg", "Abs", "Max", "Min"}
 
 
 def fold(node: onnx.NodeProto, inputs: list[Known | None], opset: int) -> list[Known | Filled]:

@@ -17,7 +17,7 @@ import onnx
 from bmc.diagnostics import BmcError
 from bmc.onnx_import import expr as X
 from bmc.onnx_import import patterns, reader, rules_math, rules_nn, rules_rnn, rules_shape  # noqa: F401 - they register rules
-from bmc.onnx_import.context import RULES, Context, Statement, Unsupported, _label
+from bmc.onnx_import.context import RULES, Context, Statement, Unsupported
 from bmc.onnx_import.fold import fold
 from bmc.onnx_import.names import Names
 from bmc.onnx_import.values import Known, Tensor
@@ -197,4 +197,4 @@ def _version(model: onnx.ModelProto, domain: str) -> int:
     return next((int(o.version) for o in model.opset_import if o.domain == domain), 1)
 
 
-__all__ = ["Imported", "Problem", "_label", "import_onnx"]
+__all__ = ["Imported", "Problem", "import_onnx"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -76,7 +75,3 @@ def inputs(graph: onnx.GraphProto, names: Names, skip: set[str]) -> tuple[dict[s
         name = names.identifier(vi.name, "value", f"input{i}")
         values[vi.name] = Tensor(X.Ref(name), DTYPES[t.elem_type], tuple(shape), vi.name)
     return values, problems
-
-
-def as_array(value) -> np.ndarray:
-    return np.asarray(value)

@@ -46,9 +46,6 @@ class Known:
     def symbolic(self) -> bool:
         return self.value.dtype == object
 
-    def ints(self) -> list[int]:
-        return [int(v) for v in np.asarray(self.value).reshape(-1)]
-
 
 @dataclass(eq=False)
 class Filled:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from bmc.diagnostics import BmcError
 from bmc.onnx_import import expr as X
 from bmc.onnx_import.context import Context, Statement
 from bmc.onnx_import.names import comment
@@ -69,7 +70,7 @@ def _loss(ctx: Context, statements: list[Statement], loss: str) -> tuple[list[St
     """A target and a loss on the model's one output: softmax(logits) trains through its logits."""
     outs = [s for s in statements if s.output]
     if len(outs) != 1:
-        raise _error(f"--loss needs a model with one output; this one has {len(outs)}")
+        raise BmcError(f"--loss needs a model with one output; this one has {len(outs)}")
     out = outs[0]
     pred = X.Ref(out.name)
     if loss in ("cross_entropy", "binary_cross_entropy") and isinstance(out.expr, X.Call) and \
@@ -81,19 +82,10 @@ def _loss(ctx: Context, statements: list[Statement], loss: str) -> tuple[list[St
         statements = [*statements[:statements.index(out)], inner, *statements[statements.index(out):]]
         pred = X.Ref(logits)
     label = ctx.names.identifier("label")
-    shape = _shape_of(ctx, out)
+    shape = ctx.shapes.get(out.name, ())
     if loss == "cross_entropy":  # a class per row: [N] for logits [N, C], [N, T] for [N, T, C]
         target = f"    target {label}: i64[{', '.join(X.render(X.dim(d)) for d in shape[:-1])}]"
     else:
         target = f"    target {label}: f32[{', '.join(X.render(X.dim(d)) for d in shape)}]"
     return statements, ["", target, f"    loss = {loss}({X.render(pred)}, {label})"]
 
-
-def _shape_of(ctx: Context, stmt: Statement) -> tuple:
-    return ctx.shapes.get(stmt.name, ())
-
-
-def _error(message: str):
-    from bmc.diagnostics import BmcError
-
-    return BmcError(message)
