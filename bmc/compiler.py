@@ -22,7 +22,7 @@ from bmc.syntax import ast, parse
 from bmc.syntax.literals import INT_MAX
 from bmc.train.config import TrainConfig, parse_train_block
 from bmc.train.freeze import frozen
-from bmc.train.step import inference_graph, loss_graph, train_graph
+from bmc.train.step import apply_graph, gradients_graph, inference_graph, loss_graph, train_graph
 
 
 @dataclass
@@ -54,6 +54,16 @@ class Compiled:
             raise BmcError(f"model '{self.name}' has no loss to train", self.model.span,
                            notes=("add 'loss = cross_entropy(logits, label)' (or mse, binary_cross_entropy)",))
         return self._cached("train_step", optimized, lambda: train_graph(self.model, self.config))
+
+    def gradients(self, optimized: bool = True) -> Graph:
+        """The train step's first half (bmc/train/step.py): the loss, outputs and gradients of a batch."""
+        self.train_step(optimized)  # the same error for a model without a loss
+        return self._cached("gradients", optimized, lambda: gradients_graph(self.model, self.config))
+
+    def apply(self, optimized: bool = True) -> Graph:
+        """The train step's second half: the optimizer update from given gradients."""
+        self.train_step(optimized)
+        return self._cached("apply", optimized, lambda: apply_graph(self.model, self.config))
 
     def evaluation(self, optimized: bool = True) -> Graph:
         """The inference-mode loss and outputs on a labelled batch (validation loss, perplexity)."""

@@ -22,7 +22,7 @@ def generate(model, train: bool) -> str:
     c = model.compiled
     return numpy_backend.generate(c.name, c.model.source.name, c.source_hash, c.inference(),
                                   c.train_step() if train else None, c.dtype, c.evaluation() if train else None,
-                                  c.preprocess)
+                                  c.preprocess, (c.gradients(), c.apply()) if train else None)
 
 
 def build(model, out_dir, params, state, *, seed, history, data, trained, train_step) -> Path:

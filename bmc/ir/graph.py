@@ -1,8 +1,9 @@
 """The SSA graph: values, nodes and graphs, and the builder that creates nodes with inferred types.
 
 A `Graph` is a list of nodes in topological order. Its inputs are values with a role:
-`input` and `target` (data), `param` (trainable weights), `state` (optimizer and other run state) and `hyper`
-(scalars such as the learning rate, fed each step so schedules need no recompilation).
+`input` and `target` (data), `param` (trainable weights), `state` (optimizer and other run state), `hyper`
+(scalars such as the learning rate, fed each step so schedules need no recompilation) and `grad` (the gradients
+the second half of a split train step takes, bmc/train/step.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 _ids = itertools.count()
 
-ROLES = ("input", "target", "param", "state", "hyper")
+ROLES = ("input", "target", "param", "state", "hyper", "grad")
 
 
 class Value:

@@ -22,8 +22,8 @@ import re
 # tests/test_hostile_names.py checks that a generated module defines no other.
 MODULE_NAMES = frozenset({
     "np", "os", "MODEL", "SOURCE", "SOURCE_SHA256", "BMC_VERSION", "DTYPE", "INPUTS", "OUTPUTS", "PARAMS", "STATE",
-    "HYPER", "PREPROCESS", "InputError", "forward", "train_step", "evaluate", "load_params", "load_state",
-    "params", "state", "batch", "feeds", "run",
+    "HYPER", "PREPROCESS", "InputError", "forward", "train_step", "gradients", "apply", "evaluate", "load_params",
+    "load_state", "params", "state", "batch", "grads", "feeds", "run",
 })
 TAKEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | MODULE_NAMES
 

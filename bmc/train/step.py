@@ -83,9 +83,76 @@ def has_own_vjp(op) -> bool:
 
 
 def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
+    """The whole train step: forward, loss with penalties, backward and the optimizer update, in one graph."""
+    half = _backward(model, config, "train_step")
+    g, b = half.graph, half.builder
+    params = half.params
+    lr = g.add_input(scalar(_step_dtype(half.loss, params)), "lr", "hyper")
+    state = _optimizer_state(g, config, params)
+    new_params, new_state = _apply(b, config, params, half.grads, state, lr, half.loss)
+    forward = g.outputs
+    g.outputs = {"loss": forward["loss"], **{k: forward[k] for k in model.outputs}}
+    g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
+    g.outputs.update({f"params/{name}": forward[f"params/{name}"] for name in half.updates})
+    g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
+    return g
+
+
+def gradients_graph(model: ModelIR, config: TrainConfig) -> Graph:
+    """The train step's first half, what data-parallel training runs on each shard of a batch: the loss (with its
+    penalties), the model's outputs, `grad/<name>` for every trainable parameter, and `params/<name>` for every
+    running statistic the forward pass updates (batch norm's averages). Gradients are of the shard's mean loss and
+    are not clipped: clipping by the global norm acts on the summed gradients, in `apply_graph`."""
+    half = _backward(model, config, "gradients")
+    g = half.graph
+    forward = g.outputs
+    g.outputs = {"loss": forward["loss"], **{k: forward[k] for k in model.outputs}}
+    g.outputs.update({f"grad/{p.name}": half.grads[p] for p in half.params})
+    g.outputs.update({f"params/{name}": forward[f"params/{name}"] for name in half.updates})
+    return g
+
+
+def apply_graph(model: ModelIR, config: TrainConfig) -> Graph:
+    """The train step's second half: the optimizer update (gradient clipping first, when the train block asks)
+    from the trainable parameters, their gradients (inputs `grad/<name>`), the optimizer state and `lr`; outputs
+    `params/<name>` and `state/<name>`. `gradients_graph` then this graph compute what `train_graph` does."""
+    assert model.loss is not None
+    src = model.graph
+    frozen = freeze.frozen(model, config.freeze)
+    g = Graph(f"{src.name}_apply")
+    params = []
+    for p in src.params:
+        info = src.param_info[p]
+        if info.trainable and p.name not in frozen:
+            params.append(g.add_input(p.type, p.name, "param", p.span))
+            g.param_info[params[-1]] = info
+    grads = {p: g.add_input(p.type, f"grad/{p.name}", "grad", p.span) for p in params}
+    loss = src.outputs["loss"]
+    lr = g.add_input(scalar(_step_dtype(loss, params)), "lr", "hyper")
+    state = _optimizer_state(g, config, params)
+    b = Builder(g)
+    new_params, new_state = _apply(b, config, params, grads, state, lr, loss)
+    g.outputs = {f"params/{p.name}": new_params[p] for p in params}
+    g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
+    return g
+
+
+@dataclasses.dataclass
+class _Backward:
+    graph: Graph
+    builder: Builder
+    loss: Value  # the objective: the model's loss with the train block's penalties
+    params: list[Value]  # the trainable parameters
+    grads: dict[Value, Value]
+    updates: dict[str, Value]  # running statistics the forward pass updates, by parameter name
+
+
+def _backward(model: ModelIR, config: TrainConfig, suffix: str) -> _Backward:
+    """The forward graph, the objective (loss and L1/L2 penalties) and its gradients; the graph's outputs are the
+    objective, the model's outputs and `params/<name>` for the running statistics."""
     assert model.loss is not None
     src, updates = differentiable_form(model)
-    g = src.copy_frame(f"{src.name}_train_step")
+    g = src.copy_frame(f"{src.name}_{suffix}")
     g.nodes = list(src.nodes)
     b = Builder(g)
     loss = src.outputs["loss"]
@@ -102,34 +169,41 @@ def train_graph(model: ModelIR, config: TrainConfig) -> Graph:
             for w in (p for p in params if g.param_info[p].decay):
                 term = E.mul(b, E.like(b, strength, w), E.sum_(b, penalty(w)))
                 objective = E.add(b, objective, E.cast(b, term, objective.type.dtype))
-    # the learning rate in the widest float of the loss and the parameters: an f64 parameter's step is not rounded
-    # to float32 because the loss is
-    dtype = "f64" if "f64" in {loss.type.dtype, *(p.type.dtype for p in params)} else loss.type.dtype
-    lr = g.add_input(scalar(dtype), "lr", "hyper")
-    optimizer = make_optimizer(config.optimizer, {p for p in params if g.param_info[p].decay})
-    state = {}
-    for spec in optimizer.state(params):
-        v = g.add_input(spec.type, spec.name, "state")
-        g.param_info[v] = ParamInfo(Init("zeros"), trainable=False, decay=False)
-        state[spec.name] = v
     # the forward values the step returns are outputs before autodiff runs: the gradient of a scan replaces the
     # forward scan by one that also saves residuals, and redirects the graph's outputs to it
     g.outputs = {"loss": objective, **{k: src.outputs[k] for k in model.outputs}}
     g.outputs.update({f"params/{name}": v for name, v in updates.items()})
     g.sections["backward"] = len(g.nodes)
     grads = gradients(b, objective, params)
+    return _Backward(g, b, objective, params, grads, updates)
+
+
+def _step_dtype(loss: Value, params: list[Value]) -> str:
+    """The learning rate's dtype: the widest float of the loss and the parameters (an f64 parameter's step is not
+    rounded to float32 because the loss is)."""
+    return "f64" if "f64" in {loss.type.dtype, *(p.type.dtype for p in params)} else loss.type.dtype
+
+
+def _optimizer_state(g: Graph, config: TrainConfig, params: list[Value]) -> dict[str, Value]:
+    state = {}
+    for spec in make_optimizer(config.optimizer).state(params):
+        v = g.add_input(spec.type, spec.name, "state")
+        g.param_info[v] = ParamInfo(Init("zeros"), trainable=False, decay=False)
+        state[spec.name] = v
+    return state
+
+
+def _apply(b: Builder, config: TrainConfig, params: list[Value], grads: dict[Value, Value],
+           state: dict[str, Value], lr: Value, loss: Value) -> tuple[dict[Value, Value], dict[str, Value]]:
+    """Clipping (when asked) and the optimizer update, appended to b's graph."""
+    g = b.graph
     if config.clip:
         b.span = config.spans.get("clip") or loss.span
         grads = clip_by_global_norm(b, grads, config.clip)
     b.span = config.spans.get("optimizer") or loss.span
     g.sections["optimizer"] = len(g.nodes)
-    new_params, new_state = optimizer.update(b, params, grads, state, lr)
-    forward = g.outputs
-    g.outputs = {"loss": forward["loss"], **{k: forward[k] for k in model.outputs}}
-    g.outputs.update({f"params/{p.name}": new_params[p] for p in params})
-    g.outputs.update({f"params/{name}": forward[f"params/{name}"] for name in updates})
-    g.outputs.update({f"state/{k}": v for k, v in new_state.items()})
-    return g
+    optimizer = make_optimizer(config.optimizer, {p for p in params if g.param_info[p].decay})
+    return optimizer.update(b, params, grads, state, lr)
 
 
 def gradient_graph(model: ModelIR, wrt: str = "params") -> Graph:

@@ -149,6 +149,67 @@ def train_step(params, state, batch, lr):
     return {'loss': loss, 'probability': probability}
 
 
+# ---- the train step in two halves: gradients, then the update (data-parallel training combines them between) ------
+
+def gradients(params, batch):
+    """The first half of train_step: the loss, the model's outputs and the gradient of the batch's mean loss
+    for every trainable parameter, as 'grad/<name>'. Updates the running statistics in `params` in place;
+    the trainable parameters are only read."""
+    z_W = params['z.W']
+    z_b = params['z.b']
+    x = batch['x']
+    y = batch['y']
+    N = x.shape[0]
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z = x @ z_W + z_b
+    # examples/logistic_regression.bm:8: output probability = sigmoid(z)
+    probability = _sigmoid(z)
+    # examples/logistic_regression.bm:9: loss = binary_cross_entropy(z, reshape(y, [N, 1]))
+    t0 = y.reshape((N, 1))
+    t1 = t0.astype(np.float32)
+    loss = _binary_cross_entropy(z, t1)
+    t3 = np.float32(N)
+    t4 = 1.0 / t3
+    t5 = np.abs(z)
+    t6 = np.negative(t5, out=t5)
+    t7 = _sigmoid(t6)
+    t9 = z > 0.0
+    t10 = np.subtract(1.0, t1, out=z)
+    t11 = np.subtract(t10, t7, out=t10)
+    t12 = np.subtract(t7, t1, out=t7)
+    t13 = np.where(t9, t11, t12)
+    t14 = np.multiply(t13, t4, out=t13)
+    # examples/logistic_regression.bm:7: z = dense(x, 1, init = zeros)
+    z_W_grad = x.T @ t14
+    z_b_grad = t14.sum(axis=0)
+    return {'loss': loss, 'probability': probability, 'grad/z.W': z_W_grad, 'grad/z.b': z_b_grad}
+
+
+def apply(params, state, grads, lr):
+    """The second half of train_step: the optimizer update from `grads` (what gradients() returns, or the
+    gradients of several workers combined). Updates `params` and `state` in place."""
+    z_W = params['z.W']
+    z_b = params['z.b']
+    sgd_velocity_z_W = state['sgd.velocity/z.W']
+    sgd_velocity_z_b = state['sgd.velocity/z.b']
+    grad_z_W = grads['grad/z.W']
+    grad_z_b = grads['grad/z.b']
+    # examples/logistic_regression.bm:14: optimizer = sgd(lr = 0.1, momentum = 0.9)
+    t1 = np.multiply(0.9, sgd_velocity_z_W, out=sgd_velocity_z_W)
+    z_W_velocity = np.add(t1, grad_z_W, out=t1)
+    t2 = lr * z_W_velocity
+    z_W_new = np.subtract(z_W, t2, out=z_W)
+    t3 = np.multiply(0.9, sgd_velocity_z_b, out=sgd_velocity_z_b)
+    z_b_velocity = np.add(t3, grad_z_b, out=t3)
+    t4 = lr * z_b_velocity
+    z_b_new = np.subtract(z_b, t4, out=z_b)
+    params['z.W'] = z_W_new
+    params['z.b'] = z_b_new
+    state['sgd.velocity/z.W'] = z_W_velocity
+    state['sgd.velocity/z.b'] = z_b_velocity
+    return {}
+
+
 def evaluate(params, batch):
     """The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics)."""
     z_W = params['z.W']

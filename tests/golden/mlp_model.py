@@ -229,6 +229,145 @@ def train_step(params, state, batch, lr):
     return {'loss': loss, 'probs': probs}
 
 
+# ---- the train step in two halves: gradients, then the update (data-parallel training combines them between) ------
+
+def gradients(params, batch):
+    """The first half of train_step: the loss, the model's outputs and the gradient of the batch's mean loss
+    for every trainable parameter, as 'grad/<name>'. Updates the running statistics in `params` in place;
+    the trainable parameters are only read."""
+    h_W = params['h.W']
+    h_b = params['h.b']
+    logits_W = params['logits.W']
+    logits_b = params['logits.b']
+    image = batch['image']
+    label = batch['label']
+    N = image.shape[0]
+    # examples/mlp.bm:7: h      = relu(dense(image, hidden))
+    t0 = image @ h_W + h_b
+    h = np.maximum(t0, 0, out=t0)
+    # examples/mlp.bm:8: logits = dense(h, classes)
+    logits = h @ logits_W + logits_b
+    # examples/mlp.bm:10: output probs = softmax(logits)
+    probs = _softmax(logits, axis=-1)
+    # examples/mlp.bm:11: loss         = cross_entropy(logits, label)
+    loss = _cross_entropy(logits, label)
+    t2 = _one_hot(label, 10, np.float32)
+    t3 = np.float32(N)
+    t4 = 1.0 / t3
+    t5 = np.subtract(probs, t2, out=t2)
+    t6 = np.multiply(t5, t4, out=t5)
+    # examples/mlp.bm:8: logits = dense(h, classes)
+    t7 = t6 @ logits_W.T
+    logits_W_grad = h.T @ t6
+    logits_b_grad = t6.sum(axis=0)
+    # examples/mlp.bm:7: h      = relu(dense(image, hidden))
+    t9 = h > 0.0
+    t10 = _masked(t7, t9)
+    h_W_grad = image.T @ t10
+    h_b_grad = t10.sum(axis=0)
+    return {'loss': loss, 'probs': probs, 'grad/h.W': h_W_grad, 'grad/h.b': h_b_grad, 'grad/logits.W': logits_W_grad,
+            'grad/logits.b': logits_b_grad}
+
+
+def apply(params, state, grads, lr):
+    """The second half of train_step: the optimizer update from `grads` (what gradients() returns, or the
+    gradients of several workers combined). Updates `params` and `state` in place."""
+    h_W = params['h.W']
+    h_b = params['h.b']
+    logits_W = params['logits.W']
+    logits_b = params['logits.b']
+    adam_t = state['adam.t']
+    adam_m_h_W = state['adam.m/h.W']
+    adam_v_h_W = state['adam.v/h.W']
+    adam_m_h_b = state['adam.m/h.b']
+    adam_v_h_b = state['adam.v/h.b']
+    adam_m_logits_W = state['adam.m/logits.W']
+    adam_v_logits_W = state['adam.v/logits.W']
+    adam_m_logits_b = state['adam.m/logits.b']
+    adam_v_logits_b = state['adam.v/logits.b']
+    grad_h_W = grads['grad/h.W']
+    grad_h_b = grads['grad/h.b']
+    grad_logits_W = grads['grad/logits.W']
+    grad_logits_b = grads['grad/logits.b']
+    # examples/mlp.bm:16: optimizer = adam(lr = 1e-3)
+    t1 = adam_t + 1.0
+    t2 = np.float64(t1)
+    t5 = 0.9 ** t2
+    t6 = 1.0 - t5
+    t8 = 0.999 ** t2
+    t9 = 1.0 - t8
+    t10 = np.float64(lr)
+    t11 = t10 / t6
+    t13 = np.multiply(0.9, adam_m_h_W, out=adam_m_h_W)
+    t15 = 0.1 * grad_h_W
+    h_W_m = np.add(t13, t15, out=t13)
+    t17 = np.multiply(0.999, adam_v_h_W, out=adam_v_h_W)
+    t19 = np.multiply(grad_h_W, grad_h_W, out=t15)
+    t20 = np.multiply(0.001, t19, out=t19)
+    h_W_v = np.add(t17, t20, out=t17)
+    t21 = np.float32(t9)
+    t22 = np.divide(h_W_v, t21, out=t20)
+    t23 = np.sqrt(t22, out=t22)
+    t25 = np.add(t23, 1e-07, out=t23)
+    t26 = np.float32(t11)
+    t27 = np.divide(h_W_m, t25, out=t25)
+    t28 = np.multiply(t26, t27, out=t27)
+    h_W_new = np.subtract(h_W, t28, out=h_W)
+    t29 = np.multiply(0.9, adam_m_h_b, out=adam_m_h_b)
+    t30 = 0.1 * grad_h_b
+    h_b_m = np.add(t29, t30, out=t29)
+    t31 = np.multiply(0.999, adam_v_h_b, out=adam_v_h_b)
+    t32 = np.multiply(grad_h_b, grad_h_b, out=t30)
+    t33 = np.multiply(0.001, t32, out=t32)
+    h_b_v = np.add(t31, t33, out=t31)
+    t34 = np.divide(h_b_v, t21, out=t33)
+    t35 = np.sqrt(t34, out=t34)
+    t36 = np.add(t35, 1e-07, out=t35)
+    t37 = np.divide(h_b_m, t36, out=t36)
+    t38 = np.multiply(t26, t37, out=t37)
+    h_b_new = np.subtract(h_b, t38, out=h_b)
+    t39 = np.multiply(0.9, adam_m_logits_W, out=adam_m_logits_W)
+    t40 = 0.1 * grad_logits_W
+    logits_W_m = np.add(t39, t40, out=t39)
+    t41 = np.multiply(0.999, adam_v_logits_W, out=adam_v_logits_W)
+    t42 = np.multiply(grad_logits_W, grad_logits_W, out=t40)
+    t43 = np.multiply(0.001, t42, out=t42)
+    logits_W_v = np.add(t41, t43, out=t41)
+    t44 = np.divide(logits_W_v, t21, out=t43)
+    t45 = np.sqrt(t44, out=t44)
+    t46 = np.add(t45, 1e-07, out=t45)
+    t47 = np.divide(logits_W_m, t46, out=t46)
+    t48 = np.multiply(t26, t47, out=t47)
+    logits_W_new = np.subtract(logits_W, t48, out=logits_W)
+    t49 = np.multiply(0.9, adam_m_logits_b, out=adam_m_logits_b)
+    t50 = 0.1 * grad_logits_b
+    logits_b_m = np.add(t49, t50, out=t49)
+    t51 = np.multiply(0.999, adam_v_logits_b, out=adam_v_logits_b)
+    t52 = np.multiply(grad_logits_b, grad_logits_b, out=t50)
+    t53 = np.multiply(0.001, t52, out=t52)
+    logits_b_v = np.add(t51, t53, out=t51)
+    t54 = np.divide(logits_b_v, t21, out=t53)
+    t55 = np.sqrt(t54, out=t54)
+    t56 = np.add(t55, 1e-07, out=t55)
+    t57 = np.divide(logits_b_m, t56, out=t56)
+    t58 = np.multiply(t26, t57, out=t57)
+    logits_b_new = np.subtract(logits_b, t58, out=logits_b)
+    params['h.W'] = h_W_new
+    params['h.b'] = h_b_new
+    params['logits.W'] = logits_W_new
+    params['logits.b'] = logits_b_new
+    state['adam.t'] = t1
+    state['adam.m/h.W'] = h_W_m
+    state['adam.v/h.W'] = h_W_v
+    state['adam.m/h.b'] = h_b_m
+    state['adam.v/h.b'] = h_b_v
+    state['adam.m/logits.W'] = logits_W_m
+    state['adam.v/logits.W'] = logits_W_v
+    state['adam.m/logits.b'] = logits_b_m
+    state['adam.v/logits.b'] = logits_b_v
+    return {}
+
+
 def evaluate(params, batch):
     """The loss and outputs on a labelled batch, in inference mode (no dropout, running statistics)."""
     h_W = params['h.W']
