@@ -70,8 +70,8 @@ def test_cli_builds_onnx_and_trains_through_onnxruntime(tmp_path, capsys):
 
     out = tmp_path / "onnx"
     assert bmc.cli.main(["build", "examples/mlp.bm", "--target", "onnx", "--train", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "params.npz", "state.npz",
-                                                     "train_step.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["apply.onnx", "gradients.onnx", "manifest.json", "model.onnx",
+                                                     "params.npz", "state.npz", "train_step.onnx"]
     assert json.loads((out / "manifest.json").read_text())["target"] == "onnx"
     runs = {}
     for backend in ("numpy", "onnxruntime"):

@@ -39,8 +39,8 @@ def _metadata(path: Path) -> dict:
 
 
 def test_every_artifact_of_a_build_gives_the_same_predictions_on_raw_input(tmp_path, capsys):
-    """model.py, model.onnx, train_step.onnx, bmc.load().predict and bmc eval, fed the digits test images as the
-    data set stores them (pixels 0..16), predict the same classes with the same probabilities."""
+    """model.py, model.onnx, train_step.onnx, gradients.onnx, bmc.load().predict and bmc eval, fed the digits test
+    images as the data set stores them (pixels 0..16), predict the same classes with the same probabilities."""
     build, exported = tmp_path / "build", tmp_path / "onnx"
     assert bmc.cli.main(["train", "examples/mlp.bm", "--data", "digits", "--epochs", "3", "--lr", "0.01",
                          "-D", "hidden=16", "--quiet", "-o", str(build)]) == 0
@@ -58,6 +58,8 @@ def test_every_artifact_of_a_build_gives_the_same_predictions_on_raw_input(tmp_p
         "train_step.onnx": _onnx_outputs(exported / "train_step.onnx", {
             "image": raw, "label": labels, "lr": 0.0, **artifacts.read_npz(exported / "params.npz"),
             **artifacts.read_npz(exported / "state.npz")})["probs"],
+        "gradients.onnx": _onnx_outputs(exported / "gradients.onnx", {
+            "image": raw, "label": labels, **artifacts.read_npz(exported / "params.npz")})["probs"],
         "bmc.load().predict": bmc.load(build).predict(raw)["probs"],
     }
     reference = probs["model.py"]
@@ -76,7 +78,8 @@ def test_every_artifact_of_a_build_gives_the_same_predictions_on_raw_input(tmp_p
     assert "every artifact" in contract["applied_by"]
     assert contract == module.PREPROCESS
     assert json.loads((exported / "manifest.json").read_text())["preprocess"] == contract
-    assert _metadata(exported / "model.onnx") == contract == _metadata(exported / "train_step.onnx")
+    for name in ("model.onnx", "train_step.onnx", "gradients.onnx", "apply.onnx"):
+        assert _metadata(exported / name) == contract, name
 
 
 def _learnable_images(rng, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,8 @@ def check_lowerable(graph: Graph) -> None:
 
 def _input_doc(graph: Graph, v, preprocess: Preprocess | None) -> str:
     where = f", declared at {v.span}" if v.span is not None else ""
+    if graph.roles[v] == "grad":  # the second half of a split train step (apply.onnx)
+        return f"grad {v.name}: {v.type}, the loss's gradient with respect to {v.name.removeprefix('grad/')}{where}"
     raw = ""
     if preprocess is not None and v.name == preprocess.input:
         raw = f"; raw samples ({preprocess.raw}): the model computes {v.name} = {preprocess.formula()}"
@@ -59,7 +61,8 @@ def _input_doc(graph: Graph, v, preprocess: Preprocess | None) -> str:
 def _output_doc(graph: Graph, key: str) -> str:
     v = graph.outputs[key]
     where = f", defined at {v.span}" if v.span is not None else ""
-    return graph.doc.get(key) or f"{key}: {v.type}{where}"
+    what = f", the loss's gradient with respect to {key.removeprefix('grad/')}" if key.startswith("grad/") else ""
+    return graph.doc.get(key) or f"{key}: {v.type}{what}{where}"
 
 
 def graph_to_model(graph: Graph, *, name: str | None = None, params: dict[str, np.ndarray] | None = None,

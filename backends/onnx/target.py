@@ -1,5 +1,6 @@
 """The ONNX target: a build holds model.onnx (inference, parameters as initializers) and, with a train step,
-train_step.onnx with the initial params.npz and state.npz; training (`--backend onnxruntime`) runs the exported
+train_step.onnx, its two halves gradients.onnx and apply.onnx (for drivers that combine the gradients of several
+workers between them) and the initial params.npz and state.npz; training (`--backend onnxruntime`) runs the exported
 train step in onnxruntime (bmc/targets.py lists what a target provides)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from bmc.diagnostics import UsageError
 from bmc.manifest import describe
 
 from .export import IR_VERSION, OPSET, check
-from .models import inference_model, train_step_model
+from .models import apply_model, gradients_model, inference_model, train_step_model
 from .table import RULES
 
 TABLES = (RULES,)
@@ -31,9 +32,11 @@ def build(model, out_dir, params, state, *, seed, history, data, trained, train_
         check(proto)
         files["model.onnx"] = proto.SerializeToString()
     if train_step:
-        step = train_step_model(model, metadata)
-        check(step)
-        files["train_step.onnx"] = step.SerializeToString()
+        for name, export in (("train_step.onnx", train_step_model), ("gradients.onnx", gradients_model),
+                             ("apply.onnx", apply_model)):
+            proto = export(model, metadata)
+            check(proto)
+            files[name] = proto.SerializeToString()
         files["params.npz"] = params
         files["state.npz"] = state
     manifest = {**describe(model.compiled, "onnx"), "opset": OPSET, "ir_version": IR_VERSION, **info}
