@@ -10,18 +10,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bmc import artifacts
-from bmc.data import Dataset, load_dataset
 from bmc.diagnostics import UsageError
 from bmc.ir.types import TensorType, shape_str
 from bmc.manifest import describe
-from bmc.runtime import predict_batches
-from bmc.train import agree
-from bmc.train.loop import History, evaluate, mean_loss, usable_metrics
-from bmc.train.metrics import ConfusionMatrix, new_accumulator
-from bmc.train.numerics import require_finite
 
+# Predicting and evaluating import what they use (data loaders, metrics, the training loop's evaluation) when they
+# run, so that `bmc build` does not load them (issue 14: a build's start-up time).
 if TYPE_CHECKING:
     from bmc.api import Model
+    from bmc.data import Dataset
+    from bmc.train.loop import History
 
 
 # what a build carries about its training data beyond the model: a text model's vocabulary and window; the class
@@ -68,6 +66,8 @@ class Build:
         `extra_files` beside the build's own (a checkpoint's training state).
 
         Non-finite parameters or state are refused (a BmcError), never saved silently."""
+        from bmc.train.numerics import require_finite
+
         spans = self.model._spans() if self.model is not None else {}
         require_finite(self.params, self.state, {k.removeprefix("params/"): v for k, v in spans.items()})
         files: dict[str, artifacts.Content] = {"model.py": self.source, "params.npz": self.params}
@@ -78,6 +78,8 @@ class Build:
     def predict(self, *inputs: np.ndarray, batch: int = 1024, **named: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for raw inputs: samples as the training data set stores them (the manifest's
         `preprocess.raw`, e.g. uint8 pixels 0..255), which the model itself scales and standardizes."""
+        from bmc.runtime import predict_batches
+
         names = list(self.module.INPUTS)
         feeds = dict(zip(names, inputs, strict=False)) | named
         missing = [n for n in names if n not in feeds]
@@ -88,6 +90,8 @@ class Build:
 
     def _prepare(self, name: str, x) -> np.ndarray:
         """An input in the build's shape and dtype (its values untouched: the model preprocesses them)."""
+        from bmc.train import agree
+
         dtype, shape = self.module.INPUTS[name]
         x = np.asarray(x)
         want = shape[1:]
@@ -129,6 +133,11 @@ class Build:
         """Metrics on a data set's test split, fed its raw samples. A data set whose raw samples have another scale
         than the build's training data (a build trained on [0, 1] floats, evaluated on uint8 IDX images) is
         converted to the build's raw units first: x * (the data set's scale / the build's scale)."""
+        from bmc.data import Dataset, load_dataset
+        from bmc.train import agree
+        from bmc.train.loop import evaluate, mean_loss, usable_metrics
+        from bmc.train.metrics import ConfusionMatrix, new_accumulator
+
         dataset = data if isinstance(data, Dataset) else load_dataset(data)
         manifest = self.manifest
         (name, spec), = manifest["inputs"].items()

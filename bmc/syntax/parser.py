@@ -9,7 +9,7 @@ from lark import Token, v_args
 from lark.visitors import Transformer_NonRecursive
 
 from bmc.diagnostics import BmcError, Source, Span
-from bmc.syntax import ast, explain, grammar
+from bmc.syntax import ast, grammar
 from bmc.syntax.literals import number_value
 from bmc.syntax.nesting import check_nesting
 
@@ -25,10 +25,16 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
     try:
         tree = parser.parse(text)
     except lark.UnexpectedCharacters as e:
+        from bmc.syntax import explain  # imported when there is a syntax error to explain, not at every start
+
         raise explain.unexpected_character(source, parser, e) from None
     except lark.UnexpectedToken as e:
+        from bmc.syntax import explain
+
         raise explain.unexpected_token(source, parser, e) from None
     except lark.UnexpectedEOF as e:  # pragma: no cover - LALR reports UnexpectedToken($END) instead
+        from bmc.syntax import explain
+
         lines = text.splitlines() or [""]
         span = Span(source, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
         expected = explain.describe_expected(parser, set(e.expected))
