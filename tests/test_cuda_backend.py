@@ -83,7 +83,7 @@ def test_source_is_readable_and_points_to_the_bm_file():
 def test_manifest_describes_functions_and_device_tensors():
     manifest = cuda_build.program(bmc.compile(EXAMPLES / "mlp.bm")).manifest
     functions = {f["name"]: f for f in manifest["functions"]}
-    assert list(functions) == ["forward", "train_step", "evaluate"]
+    assert list(functions) == ["forward", "train_step", "evaluate", "gradients", "apply"]
     train = functions["train_step"]
     assert [i["name"] for i in train["inputs"]] == ["image", "label"] and train["symbols"] == ["N"]
     assert [o["name"] for o in train["outputs"]] == ["loss", "probs"]

@@ -1,7 +1,8 @@
 """The CUDA backend: CUDA C that bmc writes itself from the IR (model.cu), compiled by nvcc into a shared library with
 a plain C ABI that Python loads through ctypes. No cuBLAS, cuDNN, CuPy or PyTorch at run time.
 
-    program = generate(name, source, source_hash, {"forward": inference, "train_step": train})
+    program = generate(name, source, source_hash, {"forward": inference, "train_step": train,
+                                                   "gradients": gradients, "apply": apply})
     library = nvcc.compile_library(program.source, workdir)          # backends/cuda/nvcc.py
     session = runtime.Library(library.path, program.manifest).session()   # backends/cuda/runtime.py
 
@@ -18,9 +19,10 @@ from bmc.backends.cuda.codegen import ModuleWriter, render
 from bmc.backends.cuda.codegen import supports as supports
 from bmc.backends.cuda.ctext import SIZES
 from bmc.backends.cuda.host import function_source
+from bmc.backends.cuda.memory import PERSISTENT_ROLES, gradient_buffers
 from bmc.backends.cuda.wrap import wrap_source
 
-from bmc.ir.graph import Graph
+from bmc.ir.graph import Graph, Value
 from bmc.version import __version__
 
 
@@ -31,16 +33,24 @@ class Program:
 
 
 def persistent_tensors(functions: dict[str, Graph]) -> list[dict]:
-    """Parameters and optimizer state of every function, by name, in first-seen order: the device-resident tensors."""
+    """The device-resident tensors of every function, by name, in first-seen order: parameters, optimizer state and
+    the gradient buffers of a split step (`grad/<param>`: written by `gradients`, read by `apply`, and by the host
+    between them)."""
     out: dict[str, dict] = {}
+
+    def add(name: str, role: str, v: Value) -> None:
+        if name in out:
+            return
+        if not v.type.is_static:
+            raise NotImplementedError(f"{role} '{name}' has a symbolic shape {v.type}")
+        out[name] = {"name": name, "role": role, "dtype": v.type.dtype, "shape": list(v.type.shape),
+                     "bytes": math.prod(v.type.shape) * SIZES[v.type.dtype]}
+
     for graph in functions.values():
-        for v in graph.inputs_with_role("param", "state"):
-            if v.name in out:
-                continue
-            if not v.type.is_static:
-                raise NotImplementedError(f"{graph.roles[v]} '{v.name}' has a symbolic shape {v.type}")
-            out[v.name] = {"name": v.name, "role": graph.roles[v], "dtype": v.type.dtype, "shape": list(v.type.shape),
-                           "bytes": math.prod(v.type.shape) * SIZES[v.type.dtype]}
+        for v in graph.inputs_with_role(*PERSISTENT_ROLES):
+            add(v.name, graph.roles[v], v)
+        for key, v in gradient_buffers(graph).items():
+            add(key, "grad", v)
     return list(out.values())
 
 

@@ -5,9 +5,12 @@ manifest.json (the model's description, as for NumPy builds, plus a `cuda` secti
 flags and ptxas statistics), params.npz and state.npz.
 
 `CudaModule` runs a build's functions behind the interface of a generated NumPy module (INPUTS, forward,
-train_step, ...), so the training loop drives either backend. Parameters and optimizer state stay in device memory
-for the whole run: the dicts passed in are uploaded when first seen, each step sends only the batch and returns the
-loss (and the model's outputs, for the metrics), and `download(params, state)` copies the trained values back.
+train_step, gradients, apply, ...), so the training loop drives either backend. Parameters and optimizer state stay
+in device memory for the whole run: the dicts passed in are uploaded when first seen, each step sends only the batch
+and returns the loss (and the model's outputs, for the metrics), and `download(params, state)` copies the trained
+values back. The split step's gradients live in device buffers (`grad/<param>`): `gradients` fills them and returns
+copies, `apply` uploads the dict it is given into them (the host may have combined several workers' gradients) and
+updates the parameters and state from them.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ SOURCE, LIBRARY = "model.cu", nvcc.LIBRARY
 
 
 def program(model) -> Program:
-    """model.cu for a `bmc.Model`: forward, and train_step and evaluate when it has a loss."""
+    """model.cu for a `bmc.Model`: forward, and when it has a loss train_step, evaluate and the train step's two
+    halves, gradients and apply (data-parallel training)."""
     c = model.compiled
     functions = {"forward": c.inference()}
     if c.model.loss is not None:
         functions["train_step"] = c.train_step()
         functions["evaluate"] = c.evaluation()
+        functions["gradients"] = c.gradients()
+        functions["apply"] = c.apply()
     return generate(c.name, c.model.source.name, c.source_hash, functions, c.dtype)
 
 
@@ -78,6 +84,7 @@ class CudaModule:
         self.STATE = {t["name"]: (t["dtype"], t["shape"]) for t in tensors if t["role"] == "state"}
         train = functions.get("train_step")
         self.HYPER = {h["name"]: (h["dtype"], h["shape"]) for h in train["hyper"]} if train else {}
+        self.GRADS = {t["name"]: (t["dtype"], t["shape"]) for t in tensors if t["role"] == "grad"}
         self._params: dict | None = None  # the dicts last uploaded (kept, so identity means "the same dict")
         self._state: dict | None = None
 
@@ -100,6 +107,36 @@ class CudaModule:
         out = self.session.run("train_step", batch, dict(zip(self.HYPER, hyper, strict=True)), outputs=wanted)
         out["loss"] = float(out["loss"])
         return out
+
+    def gradients(self, params: dict, batch: dict, *hyper) -> dict:
+        """The first half of train_step: the loss, the model's outputs and 'grad/<name>' for every trainable
+        parameter (host arrays; they stay in the device's gradient buffers too). The trainable parameters are only
+        read; the running statistics it updates (batch norm's) are written into `params` too, as the NumPy module
+        does, so that the host can combine them across workers (`apply` uploads them again)."""
+        self._upload(params)
+        spec = self.functions["gradients"]
+        wanted = None if self.with_outputs else ["loss", *self.GRADS]
+        out = self.session.run("gradients", batch, dict(zip([h["name"] for h in spec["hyper"]], hyper, strict=True)),
+                               outputs=wanted)
+        for name in spec["updates"]:
+            params[name] = self.session.read(name)
+        out["loss"] = float(out["loss"])
+        return out
+
+    def apply(self, params: dict, state: dict, grads: dict, *hyper) -> dict:
+        """The second half of train_step: `grads` ('grad/<name>' arrays: what gradients() returned, or several
+        workers' gradients combined) uploaded into the gradient buffers, and the running statistics from `params`
+        (as gradients() left them there, or combined), then the optimizer update on the device."""
+        self._upload(params, state)
+        missing = [name for name in self.GRADS if name not in grads]
+        if missing:
+            raise CudaError(f"apply needs the gradients {', '.join(missing)}")
+        for name in self.GRADS:
+            self.session.write(name, grads[name])
+        for name in self.functions["gradients"]["updates"]:
+            self.session.write(name, params[name])
+        spec = self.functions["apply"]
+        return self.session.run("apply", {}, dict(zip([h["name"] for h in spec["hyper"]], hyper, strict=True)))
 
     def evaluate(self, params: dict, batch: dict) -> dict:
         self._upload(params)

@@ -104,7 +104,8 @@ class FunctionWriter:
     symbols and the offset table, and writes its lines inside the scan's loop."""
 
     def __init__(self, module: ModuleWriter, graph: Graph, tensors: dict[Value, int],
-                 parent: FunctionWriter | None = None, external: dict[Value, str] | None = None):
+                 parent: FunctionWriter | None = None, external: dict[Value, str] | None = None,
+                 sinks: dict[str, int] | None = None):
         self.module = module
         self.parent = parent
         self.graph = prepare(graph)
@@ -123,7 +124,8 @@ class FunctionWriter:
         self.lines: list[str] = []
         self.indent = 1 if parent is None else parent.indent + 2
         self.plan: Plan = plan_memory(self.schedule, self.symbols, self.counter, tensors, external or {},
-                                      self._workspace, self.used_outputs, keep_inputs=parent is not None)
+                                      self._workspace, self.used_outputs, keep_inputs=parent is not None,
+                                      sinks=sinks)
 
     # ---- what rules use ------------------------------------------------------------------------------------------
 

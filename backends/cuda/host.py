@@ -1,5 +1,9 @@
 """The host side of each function of model.cu: `plan_NAME` (slot sizes and offsets, once per batch size) and
-`run_NAME` (bind the symbols, take the inputs, launch the kernels, write parameters back, copy the outputs out)."""
+`run_NAME` (bind the symbols, take the inputs, launch the kernels, write parameters back, copy the outputs out).
+
+`params/<name>` and `state/<name>` outputs are written back into their tensors and not returned; `grad/<name>`
+outputs (the split step's `gradients`) are written into their gradient buffers and also returned, so the host gets
+them in the same call (or leaves them on the device by not asking for them)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 from bmc.backends.cuda.codegen import FunctionWriter, ModuleWriter
 from bmc.backends.cuda.ctext import C_TYPES, SIZES, c_string, comment
-from bmc.backends.cuda.memory import Slot, byte_size
+from bmc.backends.cuda.memory import PERSISTENT_ROLES, Slot, byte_size, gradient_buffers, persistent_output
 
 from bmc.ir.graph import Graph, Value
 
@@ -104,7 +108,8 @@ def run_source(fn: FunctionWriter, index: int, fname: str) -> str:
 
 
 def _persistent_key(key: str) -> bool:
-    return key.startswith(("params/", "state/"))
+    """An output written back into its tensor and not returned (a gradient buffer is returned too)."""
+    return persistent_output(key) is not None
 
 
 @dataclass
@@ -118,13 +123,17 @@ class FunctionSpec:
     outputs: list[dict]
     hyper: list[dict]
     kernels: int
+    updates: list[str]  # the parameters and state it writes back into their tensors (not returned)
 
 
 def function_source(module: ModuleWriter, name: str, graph: Graph, index: int,
                     tensors: dict[str, int]) -> tuple[str, FunctionSpec]:
-    persistent = {v: tensors[v.name] for v in graph.inputs_with_role("param", "state")}
+    persistent = {v: tensors[v.name] for v in graph.inputs_with_role(*PERSISTENT_ROLES)}
+    sinks = {key: tensors[key] for key in gradient_buffers(graph)}
+    if any(v.name in sinks for v in persistent):
+        raise NotImplementedError(f"{name} both reads and writes a gradient buffer")
     before = len(module.kernel_info)
-    fn = FunctionWriter(module, graph, persistent)
+    fn = FunctionWriter(module, graph, persistent, sinks=sinks)
     fn.declare()
     fn.body()
     g = fn.graph
@@ -140,5 +149,6 @@ def function_source(module: ModuleWriter, name: str, graph: Graph, index: int,
         outputs=[describe(v, k) for k, v in g.outputs.items() if not _persistent_key(k)],
         hyper=[describe(v) for v in g.inputs_with_role("hyper")],
         kernels=len(module.kernel_info) - before,
+        updates=[persistent_output(k)[1] for k in g.outputs if _persistent_key(k)],
     )
     return text, spec

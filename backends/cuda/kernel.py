@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from bmc.backends.cuda.ctext import C_TYPES, comment, dim
@@ -72,9 +73,10 @@ class KernelBuilder:
             self.params.append(("int", c, c))
         module = self.fn.module
         params = ", ".join(f"{t} {n}" for t, n, _ in self.params)
-        # a kernel identical to one already written is launched again, not written again (the same layer twice);
-        # one that reports errors by its id (BMC_KERNEL_ID) names its own statement, so it is kept apart
-        key = (threads, params, tuple(body))
+        # a kernel identical to one already written is launched again, not written again (the same layer twice, or
+        # the optimizer's update in train_step and in apply, which name their arguments differently); one that
+        # reports errors by its id (BMC_KERNEL_ID) names its own statement, so it is kept apart
+        key = (threads, *_up_to_names(self.params, body))
         launched = self.name  # the host's own names made from self.name stay this launch's
         if key in module.by_body and not any("BMC_KERNEL_ID" in line for line in body):
             launched, index = module.by_body[key]
@@ -94,6 +96,17 @@ class KernelBuilder:
         args = ", ".join(host for _, _, host in self.params)
         self.fn.emit(f"BMC_LAUNCH({launched}, {grid}, {block}, {smem}, ctx->stream)({args});")
         self.fn.emit(f"BMC_CHECK_LAUNCH({kernel_id});")
+
+
+def _up_to_names(params: list[tuple[str, str, str]], body: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A kernel's parameter types and body with each parameter's name replaced by its position (`@3`, which no C
+    text contains): kernels that differ only in their parameters' names are the same kernel."""
+    names = {name: f"@{k}" for k, (_, name, _) in enumerate(params)}
+    types = tuple(t for t, _, _ in params)
+    if not names:
+        return types, tuple(body)
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b")
+    return types, tuple(pattern.sub(lambda m: names[m.group(0)], line) for line in body)
 
 
 def _symbols_of(d: Dim) -> list[str]:

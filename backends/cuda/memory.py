@@ -1,9 +1,11 @@
 """Memory planning: every stored value gets a place, and the transient ones share one device arena.
 
-* Parameters and optimizer state (`param` and `state` inputs) live in the context's persistent tensors for the whole
-  run. A train step's new value of a parameter or state is written straight into its tensor when nothing reads the
-  old value later (or only the same fused kernel reads it, at the same index: the Adam update runs in place);
-  otherwise it is copied there at the end.
+* Parameters, optimizer state and gradient buffers (`param`, `state` and `grad` inputs: ROLE_STORAGE) live in the
+  context's persistent tensors for the whole run. A train step's new value of a parameter or state is written
+  straight into its tensor when nothing reads the old value later (or only the same fused kernel reads it, at the
+  same index: the Adam update runs in place); otherwise it is copied there at the end. The split step's `gradients`
+  writes each `grad/<param>` output into the gradient buffer of that name, which `apply` then reads as its `grad`
+  input (the host reads and writes those buffers between the two calls: an all-reduce).
 * Data inputs get slots of their own for the whole call (the batch is copied in once).
 * Other values take a slot when their kernel writes them and give it back after their last reader. A fused kernel
   may write its result into the slot of an input that dies there and is read at the same index. Workspaces of
@@ -23,8 +25,31 @@ from bmc.backends.cuda.kernel import where
 from bmc.backends.cuda.schedule import POINTWISE, Item, Schedule
 
 from bmc.ir import dims
-from bmc.ir.graph import Value
+from bmc.ir.graph import Graph, Value
 from bmc.ir.types import TensorType
+
+# where each role of a graph input lives: "tensor" (the context's persistent tensors, by name), "slot" (the arena, a
+# data input copied in once per call) or "hyper" (a scalar passed by value)
+ROLE_STORAGE = {"param": "tensor", "state": "tensor", "grad": "tensor", "input": "slot", "target": "slot",
+                "hyper": "hyper"}
+PERSISTENT_ROLES = tuple(role for role, kind in ROLE_STORAGE.items() if kind == "tensor")
+
+
+def persistent_output(key: str) -> tuple[str, str] | None:
+    """(role, name) of the input whose tensor an output `params/<param>` or `state/<state>` is written back into;
+    None for other outputs."""
+    prefix, _, name = key.partition("/")
+    role = {"params": "param", "state": "state"}.get(prefix)
+    return (role, name) if role and name else None
+
+
+def gradient_buffers(graph: Graph) -> dict[str, Value]:
+    """The outputs `grad/<param>` that are the gradient of a parameter of the graph (an input of that name and
+    type), by key: each is written into the persistent tensor of that name, where `apply` reads it as an input of
+    role `grad`. (Other graphs' outputs called `grad/x`, such as a gradient check's, are ordinary outputs.)"""
+    params = {v.name: v for v in graph.inputs_with_role("param")}
+    return {key: v for key, v in graph.outputs.items()
+            if key.startswith("grad/") and (p := params.get(key[len("grad/"):])) is not None and p.type == v.type}
 
 
 def byte_size(t: TensorType, symbols: dict[str, str]) -> str:
@@ -46,7 +71,7 @@ class Slot:
 
 @dataclass
 class Storage:
-    kind: str  # "slot", "tensor" (persistent), "external" (a pointer expression given by the caller), "hyper"
+    kind: str  # "slot", "tensor" (persistent: ROLE_STORAGE), "external" (a pointer given by the caller), "hyper"
     slot: Slot | None = None
     tensor: int = -1
     pointer: str = ""
@@ -74,8 +99,9 @@ class Planner:
     def __init__(self, schedule: Schedule, symbols: dict[str, str], counter: list[int],
                  tensors: dict[Value, int], external: dict[Value, str],
                  workspace: Callable[[Item], list[Request]], used_outputs: Callable[[Item], list[Value]],
-                 keep_inputs: bool = False):
+                 keep_inputs: bool = False, sinks: dict[str, int] | None = None):
         self.s = schedule
+        self.sinks = sinks or {}  # output key -> persistent tensor that no input holds (gradients' grad buffers)
         self.keep_inputs = keep_inputs  # a scan body: every input is a buffer the loop fills
         self.symbols = symbols
         self.counter = counter  # shared with nested plans: offset indices are unique per function
@@ -155,14 +181,22 @@ class Planner:
         return plan
 
     def _persistent_outputs(self, last: dict[Value, int]) -> None:
-        """params/x and state/x outputs: into their tensor in place when safe, else copied at the end."""
+        """params/x and state/x outputs: into their tensor in place when safe, else copied at the end. grad/x
+        outputs (sinks: gradient buffers that no input of this graph holds): the value, or the one it is a reshape
+        of, computed in its buffer, else copied there at the end."""
         s, plan = self.s, self.plan
         by_name = {(s.graph.roles[v], v.name): v for v in self.tensors}
         producer = {o: item for item in s.items for o in item.outputs}
         claimed: set[Value] = set()
         for key, v in s.graph.outputs.items():
-            role, _, name = key.partition("/")
-            target = by_name.get(({"params": "param", "state": "state"}.get(role, ""), name))
+            if key in self.sinks:
+                root = s.root(v)
+                if root in producer and root not in plan.storage:
+                    plan.storage[root] = Storage("tensor", tensor=self.sinks[key])
+                else:  # an input, a constant, or a value another buffer already holds
+                    plan.copies.append((self.sinks[key], v))
+                continue
+            target = by_name.get(persistent_output(key) or ("", ""))
             if target is None or v is target:
                 continue
             item = producer.get(v)
@@ -200,5 +234,6 @@ class Planner:
 
 def plan(schedule: Schedule, symbols: dict[str, str], counter: list[int], tensors: dict[Value, int],
          external: dict[Value, str], workspace: Callable[[Item], list[Request]],
-         used_outputs: Callable[[Item], list[Value]], keep_inputs: bool = False) -> Plan:
-    return Planner(schedule, symbols, counter, tensors, external, workspace, used_outputs, keep_inputs).run()
+         used_outputs: Callable[[Item], list[Value]], keep_inputs: bool = False,
+         sinks: dict[str, int] | None = None) -> Plan:
+    return Planner(schedule, symbols, counter, tensors, external, workspace, used_outputs, keep_inputs, sinks).run()
