@@ -16,25 +16,25 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bmc import artifacts, given, init, memory, targets
+from bmc import artifacts, init, memory, targets
 from bmc.build import Build
 from bmc.compiler import Compiled, compile_file, compile_source, parse_defines
-from bmc.cost import cost_report
-from bmc.data import Dataset, from_arrays, load_dataset
-from bmc.data.text import is_text_spec, load_text
 from bmc.diagnostics import BmcError, BmcWarning, DataError, Span, UsageError, check_policy
 from bmc.frontend.domains import SEED
 from bmc.frontend.preprocess import Preprocess
-from bmc.ir.printer import print_graph
 from bmc.ir.types import INT_DTYPES, NUMPY_NAMES
-from bmc.runtime import load_source
-from bmc.train import agree, run_setup
 from bmc.train.freeze import frozen as freeze_patterns
-from bmc.train.loop import ArrayTask, History, TextTask, unfit_metrics, usable_metrics
-from bmc.train.numerics import Watch, require_finite
+
+# What only training, inspection or given parameters need is imported where it is used, so that `bmc build` does
+# not load the data loaders, the training loop or the numerics watch (issue 14: a build's start-up time).
+if TYPE_CHECKING:
+    from bmc import given
+    from bmc.data import Dataset
+    from bmc.train.loop import History
 
 
 def _print_warning(warning: BmcWarning) -> None:
@@ -127,6 +127,8 @@ class Model:
     def summary(self, batch: int | None = None) -> str:
         """The inputs, parameters and outputs, then the cost report (bmc/cost.py) at `batch` samples (default: the
         train block's batch, else 64)."""
+        from bmc.cost import cost_report
+
         m = self.compiled.model
         lines = [f"model {m.name} ({m.source.name})"]
         if m.constants:
@@ -161,6 +163,8 @@ class Model:
 
     def summary_json(self, batch: int | None = None) -> dict:
         """What `summary` prints, for `bmc check --json`."""
+        from bmc.cost import cost_report
+
         m = self.compiled.model
         roles = m.graph.roles
         frozen = freeze_patterns(m, self.config.freeze)
@@ -179,6 +183,8 @@ class Model:
         }
 
     def ir(self, train: bool = False, optimized: bool = True) -> str:
+        from bmc.ir.printer import print_graph
+
         g = self.compiled.train_step(optimized) if train else self.compiled.inference(optimized)
         return print_graph(g)
 
@@ -217,6 +223,8 @@ class Model:
         ones. `params` gives parameters by name (bmc/given.py): a .npz archive's path or a dict of arrays; those it
         lacks, or has in another shape, are initialized from `seed`, and `log` gets a note naming them. `freeze`
         (names or glob patterns, bmc/train/freeze.py) overrides the train block's for the exported train step."""
+        from bmc.train.numerics import require_finite
+
         backend = targets.target(target)
         artifacts.check_target(out_dir)  # before any long work: `out_dir` may hold something bmc must not replace
         if freeze is not None:
@@ -225,6 +233,8 @@ class Model:
             self = self.matching(trained)
             params, state = trained.params, trained.state
         elif params is not None:
+            from bmc import given
+
             initial, fresh = self.init_params(seed)
             params = self._given(given.given(params.params if isinstance(params, Build) else params), initial,
                                  log, warn)
@@ -244,7 +254,7 @@ class Model:
               keep: int | None = None, resume: str | Path | None = None, early_stop: int | None = None,
               early_stop_on: str | None = None, test_every_epoch: bool | None = None,
               on_epoch: list[Callable] | None = None, target: str | None = None, params=None,
-              freeze=None) -> Build:
+              freeze=None, replicas=None) -> Build:
         """Train on a data set (a spec such as "digits", "text:FILE" or a `Dataset`) and return the trained build.
         `backend` runs the train step: "numpy" (the generated module) or "onnxruntime" (the exported ONNX train
         step, on the CUDA provider where there is a GPU). Warnings about the run (metrics that do not fit the data,
@@ -263,13 +273,31 @@ class Model:
         `bmc import` writes), a build directory or a dict of arrays; those it lacks, or has in another shape (a
         replaced head), are initialized, and `log` gets a note naming them. Optimizer state starts fresh. `freeze`
         (names or glob patterns, "stem,layer1.*" or a list; bmc/train/freeze.py) overrides the train block's: the
-        parameters training leaves as they are."""
+        parameters training leaves as they are.
+
+        Data-parallel training: `replicas` (a `bmc.train.replicas.Replicas` of an MPI communicator, in a program
+        started by mpirun) splits every batch over the ranks and sums their gradients (bmc/train/replicas.py); rank
+        0 alone logs and writes checkpoints."""
+        from bmc import given
+        from bmc.data import Dataset, from_arrays
+        from bmc.data.text import is_text_spec
+        from bmc.train import agree, run_setup
+        from bmc.train.loop import ArrayTask, unfit_metrics, usable_metrics
+
         targets.runner(backend)  # an unknown one is an error before any work
+        if replicas is not None:
+            from bmc.train.replicas import for_rank
+
+            if backend != "numpy":
+                raise UsageError(f"data-parallel training runs the NumPy backend; --backend {backend} over MPI is "
+                                 "not supported yet", notes=("drop --backend, or train in one process",))
+            log, progress = for_rank(replicas, log), progress if replicas.leader else False
+            warn = warn if replicas.leader else (lambda w: None)
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,
                                       steps=steps, target=target, freeze=freeze)
         config = run_setup.override(config, checkpoint_every, keep, early_stop, early_stop_on, test_every_epoch)
         start = None if params is None else given.given(params.params if isinstance(params, Build) else params)
-        options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend, start)
+        options = run_setup.Options(checkpoint_dir, resume, on_epoch or [], backend, start, replicas)
         self = self.with_config(config)  # the train step is built from the overridden configuration
         freeze_patterns(self.compiled.model, config.freeze)  # --freeze patterns are checked before any work
         spec = data if isinstance(data, Dataset | tuple | list) else (data or config.data)
@@ -316,6 +344,8 @@ class Model:
     @staticmethod
     def _load(spec: str, from_block: bool, config, classes: bool) -> Dataset:
         """The data set; an error about the train block's `data` setting points at it."""
+        from bmc.data import load_dataset
+
         try:
             return load_dataset(spec, config.target, classes)
         except DataError as e:
@@ -325,6 +355,10 @@ class Model:
 
     def _train_text(self, spec: str, config, log, progress, backend: str, warn, check_numerics: bool,
                     options) -> Build:
+        from bmc.data.text import load_text
+        from bmc.train import agree
+        from bmc.train.loop import TextTask, unfit_metrics
+
         text = load_text(spec, config.validation or 0.1)
         self._warn(unfit_metrics(config, spec, text=True), warn)
         defines = {}
@@ -354,6 +388,10 @@ class Model:
 
     def _fit(self, config, task, description: str, log, progress, extra: dict, backend: str, warn,
              check_numerics: bool, options) -> Build:
+        from bmc.runtime import load_source
+        from bmc.train import run_setup
+        from bmc.train.numerics import Watch
+
         source = self.generate("numpy", train=True)
         module = load_source(source, f"<bmc {self.name}>")
         params, state = self.init_params(config.seed)
@@ -366,6 +404,10 @@ class Model:
         run, resumed = run_setup.prepare(self, config, description, options, build, log)
         if resumed is not None:
             params, state = resumed
+        if options.replicas is not None:
+            run.replicas = options.replicas
+            run.replicas.prepare(self.compiled.gradients())
+            log(f"workers: {run.replicas.describe()}")
         budget = f"{config.steps} steps" if config.steps else f"{config.epochs} epochs"
         log(f"training {self.name} on {description}: {budget}, batch {config.batch or 'full'}, {config.optimizer}"
             + (f", schedule {config.schedule}" if config.schedule.kind != "constant" or config.schedule.warmup
@@ -391,6 +433,8 @@ class Model:
     def _given(self, value: given.Given, initial: dict[str, np.ndarray], log, warn) -> dict[str, np.ndarray]:
         """`initial` with the given parameters in place; the note on those initialized goes to `log`, the warning
         about given names the model lacks to `warn`."""
+        from bmc import given
+
         types = {p.name: str(p.type) for p in self.compiled.model.graph.params}
         taken = given.take(value, initial, types)
         for note in taken.notes:

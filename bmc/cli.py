@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="take trained parameters from this build directory, or parameters by name from a .npz "
                          "archive (those it lacks are initialized)")
     sp.add_argument("--train", action="store_true",
-                    help="onnx: also export the whole train step (train_step.onnx) with the initial state")
+                    help="onnx: also export the whole train step (train_step.onnx) and its two halves "
+                         "(gradients.onnx, apply.onnx) with the initial state")
     sp.add_argument("--freeze", metavar="PATTERNS",
                     help="with --train: parameters the train step leaves as they are, as names or glob patterns "
                          "separated by commas (instead of the train block's freeze)")
@@ -148,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--check-numerics", action="store_true",
                     help="check every step's outputs, parameters and state, and stop at the first non-finite value "
                          "with the .bm statement of the op that produced it")
+    sp.add_argument("--workers", type=int, metavar="K",
+                    help="data-parallel training in K processes on this machine (starts mpirun -n K; each batch is "
+                         "split K ways); under mpirun or srun every rank is a worker without this flag")
 
     sp = sub.add_parser("generate", help="continue a prompt with a language model trained on text")
     sp.add_argument("build", help="a build directory written by `bmc train ... --data text:FILE -o DIR`")
@@ -293,15 +297,17 @@ def _train(args: argparse.Namespace, model) -> None:
     from bmc.train import checkpoint, logs, run_setup
 
     keep_freed_memory()  # this process trains: its steps reuse freed memory instead of faulting it in again
-    if args.out:
+    replicas = _replicas(args)
+    leader = replicas is None or replicas.leader  # rank 0 of a data-parallel job writes and speaks for it
+    if args.out and leader:
         artifacts.check_target(args.out)  # now, not after the whole run
     wants = args.checkpoint_dir or args.checkpoint_every or args.keep_checkpoints or model.config.checkpoint
     directory = args.checkpoint_dir or args.resume or (run_setup.default_dir(model, args.out) if wants else None)
     resume_step = checkpoint.read_state(checkpoint.latest(args.resume)).step if args.resume else 0
     loggers = []
-    if args.log:
+    if args.log and leader:
         loggers.append(logs.FileLog(args.log, resuming=bool(args.resume)))
-    if args.tensorboard:
+    if args.tensorboard and leader:
         loggers.append(logs.TensorBoardLog(args.tensorboard, resume_step))
     say = (lambda m: print(m, file=sys.stderr)) if args.json else print
     trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
@@ -310,9 +316,12 @@ def _train(args: argparse.Namespace, model) -> None:
                           checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
                           keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
                           early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
-                          on_epoch=loggers, target=args.target_column, params=args.params, freeze=args.freeze)
+                          on_epoch=loggers, target=args.target_column, params=args.params, freeze=args.freeze,
+                          replicas=replicas)
     for logger in loggers:
         getattr(logger, "close", lambda: None)()
+    if not leader:
+        return
     out = trained.save(args.out) if args.out else None
     if out:
         say(f"wrote the trained build to {out}")
@@ -324,6 +333,21 @@ def _train(args: argparse.Namespace, model) -> None:
                           "epochs": [logs.row(e) for e in history.epochs],
                           "final": history.final.columns() if history.epochs else {},
                           "stopped_early": history.stopped_early or None}, indent=2))
+
+
+def _replicas(args: argparse.Namespace):
+    """This rank's part in a data-parallel job when mpirun (or srun) started this process with more than one
+    rank; None in a single process."""
+    from bmc.diagnostics import UsageError
+    from bmc.train import launch, replicas
+
+    if not launch.launched():
+        return None
+    comm = replicas.communicator()
+    if args.workers is not None and args.workers != comm.Get_size():
+        raise UsageError(f"--workers {args.workers}, but mpirun started {comm.Get_size()} ranks",
+                         notes=("under mpirun, leave out --workers: every rank is a worker",))
+    return replicas.Replicas(comm) if comm.Get_size() > 1 else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,16 +366,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bmc.diagnostics import BmcError
 
+    if args.command == "train" and args.workers is not None:
+        from bmc.train import launch
+
+        if not launch.launched():  # start the workers, each running this command without --workers
+            try:
+                return launch.run_workers(args.workers, argv)
+            except BmcError as e:
+                print(e.render(), file=sys.stderr)
+                return 1
     if as_program:
         import bmc.api  # noqa: F401 - what every command imports, before the freeze
 
         # The imported modules' objects live until the process ends: out of the garbage collector's sight, neither
         # its passes during a build nor its pass at exit walk them (the exit took 70 ms of a 0.4 s `bmc build`).
         gc.freeze()
+    code = _run(args)
+    if code:  # one rank of a data-parallel job failed: end the others, which would wait for it
+        from bmc.train.launch import end_job
+
+        end_job(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bmc.diagnostics import BmcError
+    from bmc.train.launch import error_text
+
     try:
         return run(args)
     except BmcError as e:
-        print(e.render(), file=sys.stderr)
+        print(error_text(e.render()), file=sys.stderr)
         return 1
     except BrokenPipeError:  # `bmc ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

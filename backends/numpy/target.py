@@ -13,7 +13,6 @@ from bmc.diagnostics import UsageError
 from bmc.ir.types import NUMPY_NAMES
 from bmc.reference.rules import RULES
 from bmc.runtime import load_module, load_source
-from bmc.train.loop import fit as loop_fit
 
 TABLES = (RULES,)
 
@@ -44,6 +43,8 @@ def load(build_dir: Path, manifest: dict):
 
 
 def fit(model, module, config, params, state, task, *, log, progress, watch, run=None):
+    from bmc.train.loop import fit as loop_fit  # here: a build does not load the training loop
+
     return loop_fit(module, config, params, state, task, log=log, progress=progress, watch=watch, run=run)
 
 

@@ -25,6 +25,7 @@ from bmc.train.config import TrainConfig
 from bmc.train.early_stop import EarlyStop
 from bmc.train.numerics import Watch
 from bmc.train.progress import Progress
+from bmc.train.replicas import Replicas
 
 Feed = dict[str, np.ndarray]
 
@@ -83,6 +84,7 @@ class Run:
     test_every_epoch: bool = False
     fingerprint: dict = field(default_factory=dict)
     on_epoch: list[Callable[[History], None]] = field(default_factory=list)  # loggers, after each epoch
+    replicas: Replicas | None = None  # data-parallel training over MPI (bmc/train/replicas.py)
 
 
 # ---- scoring -----------------------------------------------------------------------------------------------------
@@ -336,10 +338,24 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
                           history.stopped_early)
 
     def save(ts: TrainState) -> None:
+        if replicas is not None and not replicas.leader:  # rank 0 writes the job's checkpoints
+            return
         p, s = values()
         best = (run.early_stop.best_params, run.early_stop.best_state) if run.early_stop else None
         ckpt.save(p, s, ts.history, ts, best)
 
+    def epoch_state():
+        """The epoch's metric counts so far: over every rank's rows when data-parallel (which each rank counts
+        for its own: a collective step, so every rank calls it)."""
+        saved = task.epoch_state()
+        if replicas is not None and saved is not None and getattr(task, "acc", None) is not None:
+            replicas.combine(task.acc)
+            saved = task.epoch_state()
+            if not replicas.leader:  # the sum stays on rank 0 alone, so the next sum counts each row once
+                task.start_epoch()
+        return saved
+
+    replicas = run.replicas
     lr = 0.0
     history.stopped_early = resumed.stopped_early if resumed is not None else ""
     for epoch in range(first, epochs + 1 if not history.stopped_early else first):
@@ -349,7 +365,8 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
         if resumed is not None and epoch == first:
             total_loss, seen = resumed.epoch_loss, resumed.epoch_seen
             seen_before = seen  # trained by the run that wrote the checkpoint: not in this run's rate
-            task.restore_epoch(resumed.accumulator)
+            if replicas is None or replicas.leader:  # the counts of every rank's rows: rank 0 holds them
+                task.restore_epoch(resumed.accumulator)
         todo = min(per_epoch, total - (step - skip))
         bar = Progress(f"epoch {epoch}/{epochs}", todo, enabled=progress, done=skip)
         start = time.perf_counter()
@@ -362,15 +379,21 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
             hyper = {"lr": lr_type(lr), "rng": np.int64(config.seed * 1_000_003 + step)}  # a fresh key per step
             hyper = {k: hyper[k] for k in module.HYPER}
             watch.before(values)
+            rows = feed
             try:
-                result = module.train_step(params, state, feed, *hyper.values())
+                if replicas is None:
+                    result = module.train_step(params, state, feed, *hyper.values())
+                else:
+                    rows = replicas.shard(feed)
+                    result = replicas.train_step(module, params, state, rows, len(next(iter(feed.values()))),
+                                                 hyper)
             except getattr(module, "InputError", ()) as e:  # data the model's own checks refuse (an id past vocab)
                 bar.close()
                 raise DataError(f"the training data does not fit the model at epoch {epoch}, step {step + 1}: {e}") \
                     from None
             step += 1
             try:
-                watch.after(result, feed, hyper, step, epoch, values)
+                watch.after(result, rows, hyper, step, epoch, values)
             except BmcError:
                 bar.close()
                 raise
@@ -378,13 +401,15 @@ def fit(module: ModuleType, config: TrainConfig, params: dict[str, np.ndarray], 
             n = len(next(iter(feed.values())))
             total_loss += loss * n
             seen += n
-            task.track(result, feed)
+            task.track(result, rows)
             bar.update(i + 1, seen, total_loss / seen)
             if ckpt is not None and i + 1 < todo and ckpt.due(step, epoch, epoch_end=False):
-                save(train_state(epoch, i + 1, epoch_rng, total_loss, seen, task.epoch_state()))
+                save(train_state(epoch, i + 1, epoch_rng, total_loss, seen, epoch_state()))
         skip = 0
         seconds = time.perf_counter() - start
         bar.close()
+        if replicas is not None:
+            replicas.combine(getattr(task, "acc", None))
         test = task.test_scores(module, params) if run.test_every_epoch else {}
         entry = EpochLog(epoch, step, total_loss / max(seen, 1), task.train_scores(), task.valid_scores(module, params),
                          test, seconds, (seen - seen_before) / max(seconds, 1e-9), float(lr))

@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bmc.diagnostics import UsageError, suggest
 from bmc.given import Given
@@ -24,6 +25,7 @@ class Options:
     on_epoch: list[Callable[[History], None]] = field(default_factory=list)
     backend: str = "numpy"
     params: Given | None = None  # the starting parameters by name (bmc/given.py); None: initialized
+    replicas: Any = None  # data-parallel training: a bmc.train.replicas.Replicas, or None for one process
 
 
 def _checked(key: str, value, flag: str):
