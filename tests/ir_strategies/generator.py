@@ -130,11 +130,12 @@ class Generator:
         """A new graph input whose feed is drawn from [lo, hi] (by default [-2, 2] for floats, [-3, 3] for
         integers); its role is drawn unless given (parameters are floats, hyperparameters small)."""
         if role is None:
-            roles = [r for r in ROLES if (r != "param" or t.is_float) and (r != "hyper" or t.rank <= 1)]
+            roles = [r for r in ROLES if (r != "param" or t.is_float) and (r != "hyper" or t.rank <= 1)
+                     and r != "grad"]  # only the second half of a split train step has gradients as inputs
             role = self.choice(roles, "role")
         default = (-2.0, 2.0) if t.is_float else (0, 1) if t.dtype == "bool" else (-3, 3)
         lo, hi = default[0] if lo is None else lo, default[1] if hi is None else hi
-        prefix = {"input": "x", "target": "y", "param": "w", "state": "s", "hyper": "h"}[role]
+        prefix = {"input": "x", "target": "y", "param": "w", "state": "s", "hyper": "h", "grad": "g"}[role]
         v = self.graph.add_input(t, f"{prefix}{len(self.graph.inputs)}", role)
         self.bound[v] = (lo, hi)
         if pool:
