@@ -288,9 +288,10 @@ class Model:
         if replicas is not None:
             from bmc.train.replicas import for_rank
 
-            if backend != "numpy":
-                raise UsageError(f"data-parallel training runs the NumPy backend; --backend {backend} over MPI is "
-                                 "not supported yet", notes=("drop --backend, or train in one process",))
+            if backend == "onnxruntime":  # its sessions keep the parameters in their own buffers: no halves yet
+                raise UsageError("data-parallel training runs the NumPy or the CUDA backend; --backend onnxruntime "
+                                 "over MPI is not supported yet (gradients.onnx and apply.onnx are there for a "
+                                 "driver of your own)", notes=("drop --backend, or train in one process",))
             log, progress = for_rank(replicas, log), progress if replicas.leader else False
             warn = warn if replicas.leader else (lambda w: None)
         config = self.config.override(epochs=epochs, batch=batch, lr=lr, seed=seed, optimizer=optimizer,

@@ -281,3 +281,13 @@ def test_an_error_in_the_ranks_ends_the_job_with_a_located_message(tmp_path):
     assert f"{path}:5:" in done.stderr and "hiden" in done.stderr
     assert "[rank 1 of 2] " in done.stderr
     assert "a worker failed (exit status 1)" in done.stderr
+
+
+@needs_mpi
+def test_onnxruntime_over_mpi_is_refused_with_what_to_do(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bmc", "train", "examples/mlp.bm", "--data", "digits", "--workers",
+                           "2", "--backend", "onnxruntime", "--epochs", "1"], env=ENV, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "--backend onnxruntime over MPI is not supported yet" in done.stderr
+    assert "Traceback" not in done.stderr
