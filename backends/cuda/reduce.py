@@ -4,13 +4,19 @@ The input is viewed as rows q (the kept axes) of R elements (the reduced axes). 
 TPR threads share a row (a warp or a whole block, by R) and combine with warp shuffles and shared memory; when they
 are outer axes over a contiguous inner block (a bias gradient summed over the batch), 32 consecutive rows go to the
 32 lanes of a block, so loads are coalesced, and 8 thread rows split R. Every order is fixed: deterministic.
+
+A reduction whose one-pass grid would leave SMs idle (a bias gradient's few column blocks, a handful of long rows,
+batch norm's one block per channel) is split in two passes: each block sums one range of its rows' elements into
+a workspace of partial results, and a second kernel adds each row's partials in a fixed order (`split_parts` has
+the heuristic). The partition depends only on the shape, never on timing or on the device: bit for bit the same
+results run to run, on any GPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bmc.backends.cuda.ctext import C_TYPES, flat_offset, literal, product, strides
+from bmc.backends.cuda.ctext import C_TYPES, SIZES, flat_offset, literal, product, strides
 from bmc.backends.cuda.memory import Request, byte_size
 from bmc.backends.cuda.rules import kernel
 
@@ -64,6 +70,90 @@ def threads_per_row(lay: Layout) -> int:
     return 256 if long_rows or (isinstance(r, int) and r > 512) else 32
 
 
+# ---- two-pass reductions: partial results per block into a workspace, then each row's partials added in order ------
+
+PLANNED_SMS = 132  # an H100/H200 (as gemm.py plans its split-K): fixed, so the partition is the same on every GPU
+FILL_BLOCKS = 2 * PLANNED_SMS  # a split grid aims at two blocks per SM (the last wave's tail is then half as costly)
+SPLIT_WORK = 32768  # elements per one-pass block below which a split's second launch costs more than it saves
+MIN_PART = 2048  # elements per block of a split reduction (8 per thread of 256)
+MOST_PARTS = 256  # partials per reduced row: the second pass reads at most 256 values per result
+
+
+def split_parts(blocks: int, length: Dim, rows_per_block: int = 1) -> int:
+    """How many partial results per reduced row a one-pass grid of `blocks` blocks, each reducing `rows_per_block`
+    rows of `length` elements, is split into (1: not split; the most, where the length is symbolic).
+
+    The heuristic: a grid of at least PLANNED_SMS blocks already fills the SMs, and a block of fewer than
+    SPLIT_WORK elements finishes in about a launch's time: both stay one pass. Otherwise the rows are split into
+    enough parts to bring the grid to FILL_BLOCKS blocks, at most MOST_PARTS, and no more than leave each block
+    MIN_PART elements, so a block's own work (8 or more loads per thread) outweighs what the second pass reads
+    for it (one value per row). A symbolic length gives the most; the host applies the same rule to the length
+    at run time (`with_split`)."""
+    if blocks >= PLANNED_SMS:
+        return 1
+    most = min(MOST_PARTS, -(-FILL_BLOCKS // blocks))
+    if isinstance(length, int):
+        work = length * rows_per_block
+        most = min(most, work // MIN_PART) if work >= SPLIT_WORK else 1
+    return max(1, most)
+
+
+def with_split(fn, most: int, length: Dim, rows_per_block: int, two_pass, one_pass) -> None:
+    """Write the launches of a reduction that may be split: `two_pass(parts)` (`parts` a host expression) where
+    the shape is split, `one_pass()` where not; with a symbolic length, both, and the host picks by the length."""
+    if most <= 1:
+        one_pass()
+        return
+    if isinstance(length, int):
+        two_pass(str(most))
+        return
+    fn.emit("{")
+    fn.indent += 1
+    work = f"(long long)({fn.hdim(length)}) * {rows_per_block}"
+    fn.emit(f"const int parts = {work} >= {SPLIT_WORK} ? (int)bmc_imin_host({most}, {work} / {MIN_PART}) : 1;")
+    fn.emit("if (parts > 1) {")
+    fn.indent += 1
+    two_pass("parts")
+    fn.indent -= 1
+    fn.emit("} else {")
+    fn.indent += 1
+    one_pass()
+    fn.indent -= 1
+    fn.emit("}")
+    fn.indent -= 1
+    fn.emit("}")
+
+
+def part_range(length: str, parts: str, part: str) -> list[str]:
+    """C lines: this part's range [begin, end) of a row's `length` elements cut into `parts` equal chunks."""
+    return [f"const int chunk = ({length} + {parts} - 1) / {parts}, begin = {part} * chunk;",
+            f"const int end = begin + chunk < {length} ? begin + chunk : {length};"]
+
+
+def partial_kernel(fn, node, hint: str, lay: Layout, parts: str, body) -> None:
+    """The first pass of a split row reduction: block (part, row) of 256 threads takes the part-th range of row
+    `row`; `body(k, off, loop)` returns the lines, which store the partials (`part` is the part's index)."""
+    k = fn.kernel(node, hint)
+    length = k.dim(lay.length)
+    lines = ["constexpr int TPR = 256;",
+             "const int row = blockIdx.y, part = blockIdx.x, lane = threadIdx.x;",
+             *part_range(length, "gridDim.x", "part")]
+    lines += body(k, lambda r="r": lay.offset("row", r, k.dim), "for (int r = begin + lane; r < end; r += TPR)")
+    k.launch(lines, f"dim3({parts}, {fn.hdim(lay.rows)})", "256", 256)
+
+
+def finish_kernel(fn, node, hint: str, rows: Dim, parts: str, body) -> None:
+    """The second pass: a warp per row adds the row's partials (lane l takes parts l, l + 32, ..., then a fixed
+    butterfly); `body(k, loop, count)` returns the lines (`count` is the kernel's number of parts)."""
+    k = fn.kernel(node, hint)
+    count = k.scalar("int", parts, "parts")
+    lines = ["constexpr int TPR = 32;",
+             "const int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;",
+             f"const bool live = row < {k.dim(rows)};"]
+    lines += body(k, f"for (int s = lane; s < {count}; s += 32)", count)
+    k.launch(lines, f"bmc_ceil({fn.hdim(rows)}, 8)", "256", 256)
+
+
 def row_kernel(fn, node, hint: str, lay: Layout, body, tpr: int | None = None) -> None:
     """A kernel where TPR threads handle row `row`; `body(k, off, lane_loop)` returns the lines for one row.
 
@@ -81,18 +171,24 @@ def row_kernel(fn, node, hint: str, lay: Layout, body, tpr: int | None = None) -
     k.launch(lines, f"bmc_ceil({fn.hdim(lay.rows)}, {block // tpr})", str(block), block)
 
 
-def column_kernel(fn, node, hint: str, lay: Layout, combine: str, init: str, finish, y: Value, x: Value) -> None:
+def column_kernel(fn, node, hint: str, lay: Layout, combine: str, init: str, finish, y: Value, x: Value,
+                  ws: str | None = None, parts: str = "1") -> None:
     """Rows adjacent in memory: lanes take 32 consecutive rows, 8 thread rows split each row's elements, and shared
-    memory combines the 8 partial results in order."""
-    k = fn.kernel(node, hint)
+    memory combines the 8 partial results in order. Split (`ws`, `parts` > 1): block (column block, part) takes
+    the part-th range of the elements and stores its partials at ws[part * rows + row] for `finish_kernel`."""
+    k = fn.kernel(node, hint if ws is None else f"{hint}_parts")
     t = C_TYPES[x.type.dtype]
-    xs, ys = k.input(x), k.output(y)
+    xs = k.input(x)
     rows, length = k.dim(lay.rows), k.dim(lay.length)
-    lines = [
-        "const int lane = threadIdx.x % 32, part = threadIdx.x / 32;",
-        "const int row = blockIdx.x * 32 + lane;",
+    lines = ["const int lane = threadIdx.x % 32, part = threadIdx.x / 32;",
+             "const int row = blockIdx.x * 32 + lane;"]
+    if ws is None:
+        lines.append(f"const int begin = 0, end = {length};")
+    else:
+        lines += part_range(length, "gridDim.y", "blockIdx.y")
+    lines += [
         f"{t} acc = {init};",
-        f"if (row < {rows}) for (int r = part; r < {length}; r += 8) {{",
+        f"if (row < {rows}) for (int r = begin + part; r < end; r += 8) {{",
         f"  acc = {combine.format(a='acc', b=xs + '[' + lay.offset('row', 'r', k.dim) + ']')};",
         "}",
         f"__shared__ {t} partial[8][33];",
@@ -100,10 +196,14 @@ def column_kernel(fn, node, hint: str, lay: Layout, combine: str, init: str, fin
         "__syncthreads();",
         f"if (part == 0 && row < {rows}) {{",
         "  for (int pp = 1; pp < 8; ++pp) acc = " + combine.format(a="acc", b="partial[pp][lane]") + ";",
-        f"  {ys}[row] = {finish('acc', k)};",
-        "}",
     ]
-    k.launch(lines, f"bmc_ceil({fn.hdim(lay.rows)}, 32)", "256", 256)
+    if ws is None:
+        lines.append(f"  {k.output(y)}[row] = {finish('acc', k)};")
+    else:
+        lines.append(f"  {k.pointer(f'{t}* __restrict__', ws, 'partials')}[blockIdx.y * {rows} + row] = acc;")
+    lines.append("}")
+    grid = f"bmc_ceil({fn.hdim(lay.rows)}, 32)"
+    k.launch(lines, grid if ws is None else f"dim3({grid}, {parts})", "256", 256)
 
 
 REDUCERS = {  # combine (a C expression of {a} and {b}), identity, the op functor of bmc_group_reduce
@@ -112,11 +212,30 @@ REDUCERS = {  # combine (a C expression of {a} and {b}), identity, the op functo
 }
 
 
-@kernel(ops.Sum, ops.Max, ops.Mean)
+def reduction_split(node) -> tuple[Layout, int, int]:
+    """A reduction's layout, its most partials per row (1: one pass) and the rows a one-pass block reduces."""
+    x = node.inputs[0]
+    lay = layout(x.type.shape, normalize_axes(node.op.axes, x.type.rank))
+    if not isinstance(lay.rows, int):  # rows that grow with the batch: one pass
+        return lay, 1, 1
+    if lay.inner_kept:  # one block per 32 columns
+        return lay, split_parts(-(-lay.rows // 32), lay.length, 32), 32
+    if threads_per_row(lay) < 256:  # short rows, many to a block: never long enough to split
+        return lay, 1, 1
+    return lay, split_parts(lay.rows, lay.length), 1  # one block per row
+
+
+def _reduction_workspace(item, fn) -> list[Request]:
+    lay, most, _ = reduction_split(item.node)
+    size = most * lay.rows * SIZES[item.node.inputs[0].type.dtype] if most > 1 else 0
+    return [Request(str(size), why="partial results per row")] if most > 1 else []
+
+
+@kernel(ops.Sum, ops.Max, ops.Mean, workspace=_reduction_workspace)
 def reduction(item, fn) -> None:
     node = item.node
     x, y = node.inputs[0], node.outputs[0]
-    lay = layout(x.type.shape, normalize_axes(node.op.axes, x.type.rank))
+    lay, most, per_block = reduction_split(node)
     kind = "max" if isinstance(node.op, ops.Max) else "sum"
     combine, init, functor = REDUCERS[kind]
     t = C_TYPES[x.type.dtype]
@@ -125,9 +244,7 @@ def reduction(item, fn) -> None:
     def finish(acc: str, k) -> str:
         return f"{acc} / ({t})({k.dim(lay.length)})" if isinstance(node.op, ops.Mean) else acc
 
-    if lay.inner_kept:
-        column_kernel(fn, node, node.op.name, lay, combine, init, finish, y, x)
-        return
+    ws = f"({t}*){fn.workspace(item)}" if most > 1 else ""
 
     def body(k, off, loop):
         xs, ys = k.input(x), k.output(y)
@@ -136,7 +253,34 @@ def reduction(item, fn) -> None:
                 f"acc = bmc_group_reduce<TPR>(acc, {functor});",
                 f"if (live && lane == 0) {ys}[row] = {finish('acc', k)};"]
 
-    row_kernel(fn, node, node.op.name, lay, body)
+    def parts_body(k, off, loop):
+        xs, part = k.input(x), k.pointer(f"{t}* __restrict__", ws, "partials")
+        return [f"{t} acc = {init};",
+                f"{loop} acc = {combine.format(a='acc', b=f'{xs}[{off()}]')};",
+                f"acc = bmc_group_reduce<TPR>(acc, {functor});",
+                f"if (lane == 0) {part}[part * {k.dim(lay.rows)} + row] = acc;"]
+
+    def finish_body(k, loop, count):
+        part, ys = k.pointer(f"const {t}* __restrict__", ws, "partials"), k.output(y)
+        return [f"{t} acc = {init};",
+                f"if (live) {loop} acc = {combine.format(a='acc', b=f'{part}[s * {k.dim(lay.rows)} + row]')};",
+                f"acc = bmc_group_reduce<TPR>(acc, {functor});",
+                f"if (live && lane == 0) {ys}[row] = {finish('acc', k)};"]
+
+    def two_pass(parts: str) -> None:
+        if lay.inner_kept:
+            column_kernel(fn, node, node.op.name, lay, combine, init, finish, y, x, ws, parts)
+        else:
+            partial_kernel(fn, node, f"{node.op.name}_parts", lay, parts, parts_body)
+        finish_kernel(fn, node, f"{node.op.name}_of_parts", lay.rows, parts, finish_body)
+
+    def one_pass() -> None:
+        if lay.inner_kept:
+            column_kernel(fn, node, node.op.name, lay, combine, init, finish, y, x)
+        else:
+            row_kernel(fn, node, node.op.name, lay, body)
+
+    with_split(fn, most, lay.length, per_block, two_pass, one_pass)
 
 
 @kernel(ops.Softmax, ops.LogSoftmax)
