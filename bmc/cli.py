@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
                          "separated by commas (instead of the train block's freeze)")
     sp.add_argument("-o", "--out", required=True, help="output directory")
     sp.add_argument("--dtype", default="f32", choices=["f32", "f64"], help="float precision (default f32)")
+    sp.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="cuda: the matrix products' precision: fp32 (exact, default), or tf32 / bf16 inputs on the "
+                         "tensor cores with FP32 accumulation")
     sp.add_argument("--seed", type=int, help="initialization seed (default: the train block's, else 0)")
 
     sp = sub.add_parser("train", help="train on a data set and write the trained build")
@@ -123,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", default="numpy", choices=list(targets.RUNNERS),
                     help="run the train step in the generated NumPy module (default), as ONNX in onnxruntime, or "
                          "as generated CUDA kernels on a GPU")
+    sp.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="--backend cuda: the matrix products' precision: fp32 (exact, default), or tf32 / bf16 "
+                         "inputs on the tensor cores (FP32 accumulation; FP32 master weights, no loss scaling)")
     sp.add_argument("--params", metavar="FILE.npz",
                     help="start from these parameters, by name: a .npz archive (what bmc import writes) or a build "
                          "directory; those it lacks, or has in another shape, are initialized")
@@ -243,12 +249,29 @@ def run(args: argparse.Namespace) -> int:
             trained = load(args.params)  # its constants and preprocessing: Model.matching
         elif args.params:
             params = args.params  # parameters by name (bmc/given.py)
-        out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train,
-                          params=params, freeze=args.freeze, log=lambda m: print(m, file=sys.stderr))
+        with _precision(args, args.target):
+            out = model.build(args.out, args.target, seed=args.seed, trained=trained, train_step=args.train,
+                              params=params, freeze=args.freeze, log=lambda m: print(m, file=sys.stderr))
         print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     elif args.command == "train":
         _train(args, model)
     return 0
+
+
+def _precision(args: argparse.Namespace, target: str):
+    """--precision: the CUDA target's scope for the build or the run (fp32, the default, needs none)."""
+    import contextlib
+
+    from bmc import targets
+    from bmc.diagnostics import UsageError
+
+    if args.precision == "fp32":
+        return contextlib.nullcontext()
+    if target != "cuda":
+        flag = "--target" if args.command == "build" else "--backend"
+        raise UsageError(f"--precision {args.precision} is for the cuda target's matrix products, not {flag} "
+                         f"{target}", notes=(f"add {flag} cuda, or drop --precision",))
+    return targets.target("cuda").precision(args.precision)
 
 
 def _graph(args: argparse.Namespace, model) -> None:
@@ -310,14 +333,15 @@ def _train(args: argparse.Namespace, model) -> None:
     if args.tensorboard and leader:
         loggers.append(logs.TensorBoardLog(args.tensorboard, resume_step))
     say = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                          optimizer=args.optimizer, steps=args.steps, backend=args.backend, log=say,
-                          progress=None if args.progress else not args.quiet, check_numerics=args.check_numerics,
-                          checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
-                          keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
-                          early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
-                          on_epoch=loggers, target=args.target_column, params=args.params, freeze=args.freeze,
-                          replicas=replicas)
+    with _precision(args, args.backend):
+        trained = model.train(args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                              optimizer=args.optimizer, steps=args.steps, backend=args.backend, log=say,
+                              progress=None if args.progress else not args.quiet, check_numerics=args.check_numerics,
+                              checkpoint_dir=directory, checkpoint_every=args.checkpoint_every,
+                              keep=args.keep_checkpoints, resume=args.resume, early_stop=args.early_stop,
+                              early_stop_on=args.early_stop_on, test_every_epoch=args.test_every_epoch,
+                              on_epoch=loggers, target=args.target_column, params=args.params, freeze=args.freeze,
+                              replicas=replicas)
     for logger in loggers:
         getattr(logger, "close", lambda: None)()
     if not leader:

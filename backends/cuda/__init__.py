@@ -11,7 +11,10 @@ a plain C ABI that Python loads through ctypes. No cuBLAS, cuDNN, CuPy or PyTorc
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from bmc.backends.cuda import gemm, norm, reduce, scan  # noqa: F401 - importing them registers their kernels
@@ -22,6 +25,7 @@ from bmc.backends.cuda.host import function_source
 from bmc.backends.cuda.memory import PERSISTENT_ROLES, gradient_buffers
 from bmc.backends.cuda.wrap import wrap_source
 
+from bmc.diagnostics import UsageError
 from bmc.ir.graph import Graph, Value
 from bmc.version import __version__
 
@@ -54,19 +58,48 @@ def persistent_tensors(functions: dict[str, Graph]) -> list[dict]:
     return list(out.values())
 
 
-def generate(name: str, source: str, source_hash: str, functions: dict[str, Graph], dtype: str = "f32") -> Program:
-    """model.cu for a model's graphs (e.g. forward, train_step, evaluate) and its manifest entry."""
+_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("bmc_cuda_precision", default="fp32")
+
+
+@contextlib.contextmanager
+def precision(name: str) -> Iterator[None]:
+    """The GEMM precision of the builds generated inside (`bmc build --target cuda --precision`, `bmc train
+    --backend cuda --precision`), for the callers that do not pass `precision` to `generate` themselves."""
+    check_precision(name)
+    token = _PRECISION.set(name)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def check_precision(name: str, dtype: str = "f32") -> str:
+    if name not in gemm.PRECISIONS:
+        raise UsageError(f"precision '{name}' is not one of {', '.join(gemm.PRECISIONS)}")
+    if name != "fp32" and dtype != "f32":
+        raise UsageError(f"--precision {name} is for f32 builds; the products of an {dtype} build are exact",
+                         notes=("drop --precision, or build with --dtype f32",))
+    return name
+
+
+def generate(name: str, source: str, source_hash: str, functions: dict[str, Graph], dtype: str = "f32",
+             precision: str | None = None) -> Program:
+    """model.cu for a model's graphs (e.g. forward, train_step, evaluate) and its manifest entry. `precision` is
+    that of the f32 matrix products (gemm.py): fp32 (exact, the default), or tf32 / bf16 on the tensor cores; None
+    takes the enclosing `precision(...)` scope's."""
+    precision = check_precision(_PRECISION.get() if precision is None else precision, dtype)
     tensors = persistent_tensors(functions)
     index = {t["name"]: k for k, t in enumerate(tensors)}
-    module = ModuleWriter()
+    module = ModuleWriter(precision=precision)
     texts, specs = [], []
     for k, (fname, graph) in enumerate(functions.items()):
         text, spec = function_source(module, fname, graph, k, index)
         texts.append(text)
         specs.append(spec)
-    text = render(model=name, version=__version__, dtype=dtype, source=source, kernels="\n\n".join(module.kernels),
-                  tensors=tensors, functions=specs, kernel_info=module.kernel_info,
+    text = render(model=name, version=__version__, dtype=dtype, precision=precision, source=source,
+                  kernels="\n\n".join(module.kernels), tensors=tensors, functions=specs, kernel_info=module.kernel_info,
                   max_symbols=max([len(s.symbols) for s in specs] + [1]), functions_source="\n\n".join(texts))
     manifest = {"abi": 1, "model": name, "source": source, "source_sha256": source_hash, "dtype": dtype,
-                "tensors": tensors, "functions": [asdict(s) for s in specs], "kernels": len(module.kernel_info)}
+                "precision": precision, "tensors": tensors, "functions": [asdict(s) for s in specs],
+                "kernels": len(module.kernel_info)}
     return Program(wrap_source(text), manifest)

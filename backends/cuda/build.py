@@ -11,14 +11,20 @@ and returns the loss (and the model's outputs, for the metrics), and `download(p
 values back. The split step's gradients live in device buffers (`grad/<param>`): `gradients` fills them and returns
 copies, `apply` uploads the dict it is given into them (the host may have combined several workers' gradients) and
 updates the parameters and state from them.
+
+Each function's kernels run as one CUDA graph from the second call with the same batch size on (runtime.py). A build
+counts the kernel launches and device copies of one call of each function at the train block's batch (launches.py):
+`bmc build` prints them, and the manifest records them as `cuda.launches`.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bmc.backends.cuda import Program, generate, nvcc
+from bmc.backends.cuda import Program, generate, launches, nvcc
 from bmc.backends.cuda.runtime import CudaError, CudaUnavailableError, Library, Session, require_device
 
 from bmc import artifacts
@@ -41,17 +47,43 @@ def program(model) -> Program:
     return generate(c.name, c.model.source.name, c.source_hash, functions, c.dtype)
 
 
-def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str) -> dict:
+def build_symbols(model) -> dict[str, int]:
+    """The symbol values a build's launch counts are taken at: the batch axis at the train block's batch (none for
+    full-batch training), a sequence axis at its training window (`sequence`, else the model's `context`)."""
+    c = model.compiled
+    config = c.config
+    window = config.sequence or c.model.constants.get("context")
+    values: dict[str, int] = {}
+    for v in c.inference().inputs_with_role("input"):
+        for k, d in enumerate(v.type.shape[:2]):
+            value = config.batch if k == 0 else window
+            if isinstance(d, str) and "*" not in d and isinstance(value, int):
+                values.setdefault(d, value)
+    return values
+
+
+def launch_report(model, prog: Program) -> dict:
+    """Launches per call of each function at the build's symbol values on an sm_90 GPU (launches.py)."""
+    return launches.report(prog.source, prog.manifest["functions"], build_symbols(model))
+
+
+def manifest(model, prog: Program, compiled: nvcc.Compiled | None, arch: str, counts: dict | None = None) -> dict:
     return {
         **describe(model.compiled, "cuda"),
         "cuda": {**prog.manifest, "library": LIBRARY if compiled else None, "arch": f"sm_{arch}",
-                 "nvcc_flags": nvcc.flags(arch), "ptxas": compiled.kernels if compiled else {}},
+                 "nvcc_flags": nvcc.flags(arch), "ptxas": compiled.kernels if compiled else {},
+                 "launches": counts if counts is not None else launch_report(model, prog)},
     }
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def build(model, out_dir: str | Path, params=None, state=None, seed: int | None = None, arch: str = nvcc.ARCH,
-          require_library: bool = True) -> Path:
-    """Write a CUDA build. Without nvcc: an error, or (require_library=False) model.cu and the manifest only."""
+          require_library: bool = True, log: Callable[[str], None] | None = _stderr) -> Path:
+    """Write a CUDA build. Without nvcc: an error, or (require_library=False) model.cu and the manifest only. `log`
+    gets the kernel launches per call of each function (None: nothing)."""
     artifacts.check_target(out_dir)  # before nvcc runs
     prog = program(model)
     compiled = None
@@ -64,7 +96,11 @@ def build(model, out_dir: str | Path, params=None, state=None, seed: int | None 
         files["state.npz"] = state
     if compiled is not None:
         files[LIBRARY] = compiled.path
-    return artifacts.write_build(out_dir, files, manifest(model, prog, compiled, arch))
+    counts = launch_report(model, prog)
+    out = artifacts.write_build(out_dir, files, manifest(model, prog, compiled, arch, counts))
+    if log is not None:
+        log(launches.describe(counts))
+    return out
 
 
 class CudaModule:

@@ -84,6 +84,7 @@ def prepare(graph: Graph) -> Graph:
 class ModuleWriter:
     """What all functions of one model.cu share: the kernels and the table that names them in errors."""
 
+    precision: str = "fp32"  # of the GEMMs' f32 products: fp32, or tf32 / bf16 on the tensor cores (gemm.py)
     kernels: list[str] = field(default_factory=list)
     kernel_info: list[tuple[str, str]] = field(default_factory=list)
     counter: int = 0

@@ -121,7 +121,9 @@ class GroupContext:
 
     def inline(self, v: Value) -> str:
         if self.fn.graph.roles.get(v) == "hyper":
-            return self.k.scalar(C_TYPES[v.type.dtype], self.fn.name(v), self.fn.name(v))
+            # read from its device word (host.py), so that a replayed CUDA graph sees each call's value
+            t = C_TYPES[v.type.dtype]
+            return f"{self.k.pointer(f'const {t}* __restrict__', self.fn.name(v), self.fn.name(v))}[0]"
         node = v.producer
         args = ["" if shape_only(node, j) else self.inline(self.fn.schedule.root(u))
                 for j, u in enumerate(node.inputs)]

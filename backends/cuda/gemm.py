@@ -1,12 +1,26 @@
-"""Matrix products, dense layers and convolutions, all through one tiled GEMM (bmc_gemm_tile in model.cu.j2).
+"""Matrix products, dense layers and convolutions, all through one tiled GEMM (bmc_gemm_tile, or bmc_wmma_tile on
+tensor cores, in model.cu.j2).
 
-Each node gets two instantiations (128x128 tiles of 8x8 per thread for big products, 64x64 of 4x4 for smaller
-ones; the host picks by the number of tiles against the SM count), or one of 32x32 tiles when the result is at most
-48 x 48. Operands are functors: a strided matrix read as stored
-(transposed forms are index swaps, nothing is materialized) or an implicit im2col view of an image batch, so a
-convolution, its input gradient and its weight gradient are GEMMs without a column buffer. A product with few output
-tiles and a long reduction (a weight gradient summed over a large batch) is split along k into partial products
-that a second kernel adds in a fixed order (deterministic).
+Operands are functors: a strided matrix read as stored (transposed forms are index swaps, nothing is materialized)
+or an implicit im2col view of an image batch, so a convolution, its input gradient and its weight gradient are GEMMs
+without a column buffer.
+
+Precision (`bmc build --target cuda --precision`): fp32 (the default) multiplies f32 products exactly on the CUDA
+cores; tf32 and bf16 run them on the tensor cores (WMMA, sm_80 and newer) with the inputs rounded to TF32 (10
+mantissa bits) or BF16 (7) and the products accumulated in FP32. Only GEMM inputs are rounded: parameters, optimizer
+state and every other kernel stay FP32, so BF16 training keeps FP32 master weights and needs no loss scaling (the
+gradients are FP32 values; only their products' inputs lose mantissa, never range). f64 builds are always exact.
+
+Tiles by shape (the heuristic; no tuner runs, the host picks among a product's instantiated tiles by its run-time
+sizes and the device's SM count):
+* a tile's side is at most the product's extent rounded up to 16, 32, 64 or 128 (a static one: a 32-channel
+  convolution gets 32-row tiles, a 10-class dense layer 16-column ones; a symbolic extent, such as the batch, 128);
+* the candidates are the 128, 64 and 32 squares so clipped (e.g. 128x128, 64x64, 32x32; 32x128, 32x64, 32x32), and
+  the host takes the first whose blocks (tiles x batch) fill the SMs, else the last (the most blocks);
+* when even the last leaves SMs idle and the product is unbatched, it is split along k into partial products
+  (bmc_splits: enough for two waves of SMs, each over at least 64 values of k, within the workspace) that a second
+  kernel adds in split order (deterministic). The MLP's 64x784x128 at batch 64: 8 tiles of 32x32, 13 splits, 104
+  blocks on 132 SMs (before: 2 blocks of 64x64).
 """
 
 from __future__ import annotations
@@ -22,9 +36,65 @@ from bmc import ops
 from bmc.ir.graph import Node
 from bmc.ir.types import Dim
 
-BIG, MEDIUM, SMALL = ("t128", 128, 128, 8, 8, 8), ("t64", 64, 64, 8, 4, 4), ("t32", 32, 32, 8, 2, 2)  # BM BN BK TM TN
+PRECISIONS = ("fp32", "tf32", "bf16")
+EXTENTS = (16, 32, 64, 128)  # tile sides
+SQUARES = (128, 64, 32)  # the candidates, before clipping to the product's extents
 SPLIT_MAX = 128
-PLANNED_SMS = 132  # an H100/H200: split-K is considered when the tiles would not fill two waves of these
+SPLIT_MIN_K = 64  # values of k per partial product at least (bmc_splits)
+SPLIT_ALIGN = 32  # a partial product's k range starts at a multiple of this: whole slabs, aligned vector loads
+PLANNED_SMS = 132  # an H100/H200: the split-K workspace is sized for two waves of these
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A BM x BN output tile per block: on the CUDA cores (fp32: 256 threads as 16 x 16, BM/16 x BN/16 outputs each)
+    or on the tensor cores (tf32, bf16: a warp per group of 16 x 16 fragments, at most 8 warps)."""
+
+    bm: int
+    bn: int
+    precision: str = "fp32"
+
+    @property
+    def name(self) -> str:
+        return f"t{self.bm}x{self.bn}" + ("" if self.precision == "fp32" else f"_{self.precision}")
+
+    @property
+    def bk(self) -> int:
+        """The slab depth: two tensor-core steps (k8 for TF32, k16 for BF16), or at least 256 elements per operand
+        slab for the CUDA cores (one per thread)."""
+        if self.precision == "fp32":
+            return max(8, 256 // min(self.bm, self.bn))
+        return 16 if self.precision == "tf32" else 32
+
+    @property
+    def warps(self) -> tuple[int, int]:
+        """WARPS_M x WARPS_N for the tensor cores: as many warps as fragments, up to 8, each warp's part as square as
+        the tile allows."""
+        fm, fn = self.bm // 16, self.bn // 16
+        count = min(8, fm * fn)
+        shapes = [(wm, count // wm) for wm in range(1, count + 1)
+                  if count % wm == 0 and fm % wm == 0 and fn % (count // wm) == 0]
+        return min(shapes, key=lambda w: abs(self.bm // w[0] - self.bn // w[1]))
+
+    @property
+    def threads(self) -> int:
+        return 256 if self.precision == "fp32" else 32 * self.warps[0] * self.warps[1]
+
+    def call(self, g: Gemm, k_range: str, store: str) -> str:
+        flags = f"{str(g.a_kfast).lower()}, {str(g.b_nfast).lower()}"
+        args = f"(load_a, load_b, {store}, mdim, ndim, {k_range}, blockIdx.y * {self.bm}, blockIdx.x * {self.bn});"
+        if self.precision == "fp32":
+            return f"bmc_gemm_tile<{C_TYPES[g.dtype]}, {self.bm}, {self.bn}, {self.bk}, {flags}>{args}"
+        staged = "float" if self.precision == "tf32" else "__nv_bfloat16"
+        wm, wn = self.warps
+        return f"bmc_wmma_tile<{staged}, {self.bm}, {self.bn}, {wm}, {wn}, {flags}>{args}"
+
+
+def _side(d: Dim) -> int:
+    """The largest tile side a product's extent can use: a static extent rounded up to a tile side."""
+    if not isinstance(d, int):
+        return EXTENTS[-1]
+    return next((e for e in EXTENTS if e >= d), EXTENTS[-1])
 
 
 @dataclass
@@ -41,98 +111,130 @@ class Gemm:
     setup: Callable  # (KernelBuilder) -> lines defining load_a, load_b and store(gm, gn, gv); `z` is the batch
 
     @property
-    def small(self) -> bool:
-        """A result of at most 48 x 48 (a small weight gradient, per-head attention scores): 32x32 tiles only."""
-        return isinstance(self.m, int) and isinstance(self.n, int) and self.m <= 48 and self.n <= 48
+    def shapes(self) -> list[tuple[int, int]]:
+        """The candidate tiles (BM, BN), largest first (see the module docstring)."""
+        out: list[tuple[int, int]] = []
+        for side in SQUARES:
+            shape = (min(side, _side(self.m)), min(side, _side(self.n)))
+            if shape not in out:
+                out.append(shape)
+        return out
+
+    def tiles(self, precision: str) -> list[Tile]:
+        """The tiles to instantiate: tensor cores for an f32 product in a tf32 or bf16 build."""
+        kind = precision if self.dtype == "f32" else "fp32"
+        return [Tile(bm, bn, kind) for bm, bn in self.shapes]
 
     @property
-    def tiles(self) -> tuple:
-        """The tile configurations to instantiate; the host picks the first whose tiles fill the SMs."""
-        return (SMALL,) if self.small else (BIG, MEDIUM)
-
-    @property
-    def split_tile(self) -> tuple:
-        return SMALL if self.small else MEDIUM
-
-    @property
-    def most_splits(self) -> int:
-        """Splits that bring the tiles of an unbatched product to two waves of SMs (at most SPLIT_MAX); 1 when it
-        is batched, has a symbolic result size, or too short a reduction to be worth splitting."""
-        if self.batch != 1 or not isinstance(self.m, int) or not isinstance(self.n, int):
-            return 1
-        if isinstance(self.k, int) and self.k < 1024:
-            return 1
-        _, bm, bn = self.split_tile[:3]
+    def split_capacity(self) -> int:
+        """The elements of the split-K workspace (partial results), 0 when the product is never split: it is
+        batched, both its extents are symbolic, its k is too short to split, or its tiles fill two waves of SMs.
+        With a symbolic extent, room for two waves of the smallest tile (the host splits less when a bigger
+        product would not fit)."""
+        if self.batch != 1 or (not isinstance(self.m, int) and not isinstance(self.n, int)):
+            return 0
+        if isinstance(self.k, int) and self.k < 4 * SPLIT_MIN_K:
+            return 0
+        bm, bn = self.shapes[-1]
+        if not isinstance(self.m, int) or not isinstance(self.n, int):
+            return 2 * PLANNED_SMS * bm * bn
         tiles = -(-self.m // bm) * -(-self.n // bn)
-        return max(1, min(SPLIT_MAX, -(-2 * PLANNED_SMS // tiles))) if tiles < 2 * PLANNED_SMS else 1
+        if tiles >= 2 * PLANNED_SMS:
+            return 0
+        most = min(SPLIT_MAX, -(-2 * PLANNED_SMS // tiles))
+        if isinstance(self.k, int):
+            most = min(most, -(-self.k // SPLIT_MIN_K))
+        return most * self.m * self.n if most > 1 else 0
 
     def split_bytes(self) -> int:
-        return self.most_splits * self.m * self.n * SIZES[self.dtype]
+        return self.split_capacity * SIZES[self.dtype]
 
 
-def _tile_call(g: Gemm, tile, k_range: str, store: str) -> str:
-    _, bm, bn, bk, tm, tn = tile
-    t = C_TYPES[g.dtype]
-    flags = f"{str(g.a_kfast).lower()}, {str(g.b_nfast).lower()}"
-    return (f"bmc_gemm_tile<{t}, {bm}, {bn}, {bk}, {tm}, {tn}, {flags}>(load_a, load_b, {store}, mdim, ndim, "
-            f"{k_range}, blockIdx.y * {bm}, blockIdx.x * {bn});")
+def choose(g: Gemm, m: int, n: int, k: int, batch: int = 1, sm_count: int = PLANNED_SMS) -> tuple[tuple, int, int]:
+    """What the generated host code picks for these run-time sizes: ((BM, BN), splits, blocks launched)."""
+    shapes = g.shapes
+    bm, bn = shapes[-1]
+    if g.split_capacity:
+        tiles = -(-m // bm) * -(-n // bn)
+        most = min(SPLIT_MAX, g.split_capacity // max(m * n, 1))
+        splits = 1 if tiles >= sm_count else max(1, min(-(-2 * sm_count // tiles), most, -(-k // SPLIT_MIN_K)))
+        if splits > 1:
+            return (bm, bn), splits, tiles * splits
+    for bm, bn in shapes:
+        blocks = -(-m // bm) * -(-n // bn) * batch
+        if blocks >= sm_count or (bm, bn) == shapes[-1]:
+            return (bm, bn), 1, blocks
+    raise AssertionError("unreachable")
 
 
 def _dims(g: Gemm, k) -> list[str]:
     return [f"[[maybe_unused]] const int mdim = {k.dim(g.m)}, ndim = {k.dim(g.n)}, kdim = {k.dim(g.k)};"]
 
 
+def _times(*factors: str) -> str:
+    return " * ".join(f for f in factors if f != "1") or "1"
+
+
 def emit_gemm(item, fn, g: Gemm) -> None:
+    """The host lines of one product: the choice of tile (and of split-K) by its sizes, and the launch."""
     m, n, kk, batch = fn.hdim(g.m), fn.hdim(g.n), fn.hdim(g.k), fn.hdim(g.batch)
-    tiles = g.tiles
+    tiles = g.tiles(fn.module.precision)
+    branches: list[tuple[str | None, Callable[[], None]]] = []
+    names = [f"{t.bm}x{t.bn}" for t in tiles]
+    about = f"{names[0]} tiles" if len(tiles) == 1 else f"tiles by shape: the first of {', '.join(names)} whose " \
+        "blocks fill the SMs, else the last"
+    if g.split_capacity:
+        about += f"; split along k when even {names[-1]} leaves SMs idle"
     fn.emit("{")
     fn.indent += 1
-    if len(tiles) > 1:
-        fn.emit(f"const long long tiles = (long long)bmc_ceil({m}, {tiles[0][1]}) * bmc_ceil({n}, {tiles[0][2]}) * "
-                f"{batch};")
-    opened = False
-    if g.most_splits > 1:
-        _, bm, bn = g.split_tile[:3]
-        fn.emit(f"const int splits = bmc_splits(ctx, bmc_ceil({m}, {bm}) * bmc_ceil({n}, {bn}), {kk}, "
-                f"{g.most_splits});")
-        fn.emit("if (splits > 1) {")
-        _split(item, fn, g)
-        opened = True
-    for k, tile in enumerate(tiles):
-        if k < len(tiles) - 1:
-            fn.emit(f"{'} else ' if opened else ''}if (tiles >= ctx->sm_count) {{")
-        elif opened:
-            fn.emit("} else {")
-        opened = opened or k < len(tiles) - 1
-        name, bm, bn = tile[0], tile[1], tile[2]
-        kb = fn.kernel(g.node, f"{g.hint}_{name}")
-        lines = [*_dims(g, kb), "[[maybe_unused]] const int z = blockIdx.z;", *g.setup(kb),
-                 _tile_call(g, tile, "0, kdim", "store")]
-        fn.indent += 1 if opened else 0
-        kb.launch(lines, f"dim3(bmc_ceil({n}, {bn}), bmc_ceil({m}, {bm}), {batch})", "256", 256)
-        fn.indent -= 1 if opened else 0
-    if opened:
+    fn.emit(f"// {about}")
+    if g.split_capacity:
+        last = tiles[-1]
+        most = f"bmc_split_room({g.split_capacity}LL, {m}, {n})"
+        fn.emit(f"const int splits = bmc_splits(ctx, (long long)bmc_ceil({m}, {last.bm}) * bmc_ceil({n}, {last.bn}), "
+                f"{kk}, {most});")
+        branches.append(("splits > 1", lambda: _split(item, fn, g, last)))
+    for tile in tiles[:-1]:
+        blocks = _times(f"(long long)bmc_ceil({m}, {tile.bm})", f"bmc_ceil({n}, {tile.bn})", batch)
+        branches.append((f"{blocks} >= ctx->sm_count", lambda tile=tile: _launch(fn, g, tile, m, n, batch)))
+    branches.append((None, lambda: _launch(fn, g, tiles[-1], m, n, batch)))
+    for k, (condition, write) in enumerate(branches):
+        if len(branches) > 1:
+            fn.emit(f"{'' if k == 0 else '} else '}{f'if ({condition}) ' if condition else ''}{{")
+            fn.indent += 1
+        write()
+        if len(branches) > 1:
+            fn.indent -= 1
+    if len(branches) > 1:
         fn.emit("}")
     fn.indent -= 1
     fn.emit("}")
 
 
-def _split(item, fn, g: Gemm) -> None:
-    """Partial products over k ranges into the workspace, then their sum in order through the real store."""
+def _launch(fn, g: Gemm, tile: Tile, m: str, n: str, batch: str) -> None:
+    kb = fn.kernel(g.node, f"{g.hint}_{tile.name}")
+    lines = [*_dims(g, kb), "[[maybe_unused]] const int z = blockIdx.z;", *g.setup(kb),
+             tile.call(g, "0, kdim", "store")]
+    kb.launch(lines, f"dim3(bmc_ceil({n}, {tile.bn}), bmc_ceil({m}, {tile.bm}), {batch})", str(tile.threads),
+              tile.threads)
+
+
+def _split(item, fn, g: Gemm, tile: Tile) -> None:
+    """Partial products over k ranges (whole slabs) into the workspace, then their sum in order through the real
+    store."""
     t = C_TYPES[g.dtype]
     ws = f"({t}*){fn.workspace(item)}"
-    tile = g.split_tile
-    fn.indent += 1
-    kb = fn.kernel(g.node, f"{g.hint}_split")
+    kb = fn.kernel(g.node, f"{g.hint}_split_{tile.name}")
     wsp = kb.pointer(f"{t}* __restrict__", ws, "wsp")
     lines = [*_dims(g, kb), "[[maybe_unused]] const int z = 0;", *g.setup(kb),
-             "const int kchunk = (kdim + gridDim.z - 1) / gridDim.z;",
+             f"const int kchunk = ((kdim + gridDim.z - 1) / gridDim.z + {SPLIT_ALIGN - 1}) / {SPLIT_ALIGN} * "
+             f"{SPLIT_ALIGN};",
              "const int kbegin = blockIdx.z * kchunk, kend = kbegin + kchunk < kdim ? kbegin + kchunk : kdim;",
              f"auto part_store = [=](int gm, int gn, {t} gv) {{ {wsp}[((size_t)blockIdx.z * mdim + gm) * ndim + gn] "
              "= gv; };",
-             _tile_call(g, tile, "kbegin, kend", "part_store")]
-    grid = f"dim3(bmc_ceil({fn.hdim(g.n)}, {tile[2]}), bmc_ceil({fn.hdim(g.m)}, {tile[1]}), splits)"
-    kb.launch(lines, grid, "256", 256)
+             tile.call(g, "kbegin, kend", "part_store")]
+    grid = f"dim3(bmc_ceil({fn.hdim(g.n)}, {tile.bn}), bmc_ceil({fn.hdim(g.m)}, {tile.bm}), splits)"
+    kb.launch(lines, grid, str(tile.threads), tile.threads)
     kr = fn.kernel(g.node, f"{g.hint}_split_sum")
     wsp = kr.pointer(f"const {t}* __restrict__", ws, "wsp")
     count = kr.scalar("int", "splits", "splits")
@@ -143,13 +245,12 @@ def _split(item, fn, g: Gemm) -> None:
              "  store(i / ndim, i % ndim, acc);",
              "}"]
     kr.launch(lines, f"bmc_blocks((long long){fn.hdim(g.m)} * {fn.hdim(g.n)}, 256)", "256", 256)
-    fn.indent -= 1
 
 
 def _workspace(build: Callable) -> Callable:
     def workspace(item, fn) -> list[Request]:
         g = build(item.node)
-        return [Request(str(g.split_bytes()), why="split-K partial products")] if g.most_splits > 1 else []
+        return [Request(str(g.split_bytes()), why="split-K partial products")] if g.split_capacity else []
 
     return workspace
 

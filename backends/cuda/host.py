@@ -1,5 +1,12 @@
-"""The host side of each function of model.cu: `plan_NAME` (slot sizes and offsets, once per batch size) and
-`run_NAME` (bind the symbols, take the inputs, launch the kernels, write parameters back, copy the outputs out).
+"""The host side of each function of model.cu: `plan_NAME` (slot sizes and offsets, once per batch size),
+`steps_NAME` (the device work: every kernel launch and device copy, parameter write-back included, at addresses fixed
+for a plan) and `run_NAME` (bind the symbols, write the inputs and hyper inputs into their device buffers, run the
+steps, copy the outputs out, check the status word).
+
+`run_NAME` runs the steps through `bmc_steps` (templates/model.cu.j2): directly on the first call with given symbol
+values, captured as a CUDA graph on the second, and that graph replayed (one launch) on later calls with the same
+values. Hyper inputs (lr, the dropout key) live in device words (`ctx->hyper`) that the kernels read, so a replay sees
+each call's values.
 
 `params/<name>` and `state/<name>` outputs are written back into their tensors and not returned; `grad/<name>`
 outputs (the split step's `gradients`) are written into their gradient buffers and also returned, so the host gets
@@ -7,6 +14,7 @@ them in the same call (or leaves them on the device by not asking for them)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bmc.backends.cuda.codegen import FunctionWriter, ModuleWriter
@@ -74,37 +82,74 @@ def _holds(slot: Slot, pad: str, most: int = 3) -> list[str]:
     return [f"{pad}// slot {slot.index}: {comment('; '.join(holds[:most]))}{more}"]
 
 
-def run_source(fn: FunctionWriter, index: int, fname: str) -> str:
+def _frame(fn: FunctionWriter, index: int, body: list[str]) -> list[str]:
+    """The locals a function's body uses: its offset table, the arena, the symbols' values."""
+    text = "\n".join(body)
+    lines = []
+    if re.search(r"\boff\[", text):
+        lines.append(f"  const size_t* off = ctx->offsets[{index}];")
+    if re.search(r"\barena\b", text):
+        lines.append("  char* arena = ctx->arena;")
+    return lines + [f"  const int {c} = (int)dims[{k}];" for k, c in enumerate(fn.symbols.values())]
+
+
+def steps_source(fn: FunctionWriter, index: int, fname: str) -> str:
+    """`steps_NAME`: the device work of one call, in stream order (what a CUDA graph of the function captures). Batch
+    inputs come in `at` (their slots, or the caller's device arrays on a direct call), hyper inputs from their device
+    words; the host code between the launches depends only on the dims and the device."""
     g = fn.graph
-    lines = [f"static int run_{fname}(bmc_ctx* ctx, const long long* dims, const void* const* in, void* const* out, "
-             "const void* const* hyper, int flags) {",
-             f"  if (plan_{fname}(ctx, dims)) return -1;",
-             f"  const size_t* off = ctx->offsets[{index}];",
-             "  char* arena = ctx->arena;"]
-    lines += [f"  const int {c} = (int)dims[{k}];" for k, c in enumerate(fn.symbols.values())]
+    body = []
     for k, v in enumerate(g.inputs_with_role("hyper")):
         t = C_TYPES[v.type.dtype]
-        lines.append(f"  const {t} {fn.name(v)} = *(const {t}*)hyper[{k}];")
+        body.append(f"  const {t}* {fn.name(v)} = (const {t}*)(ctx->hyper + {8 * k});")
     for k, v in enumerate(g.inputs_with_role("input", "target")):
-        if v not in fn.plan.pinned:
-            continue
-        t = C_TYPES[v.type.dtype]
-        slot = fn.plan.storage[v].slot.index
-        lines.append(f"  {t}* {fn.name(v)};")
-        lines.append(f"  if (bmc_input(ctx, (void**)&{fn.name(v)}, arena + off[{slot}], in[{k}], "
-                     f"{byte_size(v.type, fn.symbols)}, flags, {c_string(v.name)})) return -1;")
-    lines += fn.lines
+        if v in fn.plan.pinned:
+            t = C_TYPES[v.type.dtype]
+            body.append(f"  {t}* {fn.name(v)} = ({t}*)at[{k}];")
+    body += fn.lines
     for tensor, v in fn.plan.copies:
-        lines.append(f"  BMC_CUDA(cudaMemcpyAsync(ctx->tensors[{tensor}], {fn.pointer(v)}, "
-                     f"{byte_size(v.type, fn.symbols)}, cudaMemcpyDeviceToDevice, ctx->stream), "
-                     f"{c_string('updating ' + v.name)});")
+        body.append(f"  BMC_CUDA(cudaMemcpyAsync(ctx->tensors[{tensor}], {fn.pointer(v)}, "
+                    f"{byte_size(v.type, fn.symbols)}, cudaMemcpyDeviceToDevice, ctx->stream), "
+                    f"{c_string('updating ' + v.name)});")
+    body.append("  return 0;")
+    return "\n".join([f"static int steps_{fname}(bmc_ctx* ctx, const long long* dims, void* const* at) {{",
+                      *_frame(fn, index, body), *body, "}"])
+
+
+def run_source(fn: FunctionWriter, index: int, fname: str) -> str:
+    g = fn.graph
+    inputs = g.inputs_with_role("input", "target")
+    body = [f"  bmc_graph* graph = bmc_graph_for(ctx, {index}, dims, {len(fn.symbol_list)}, flags);  "
+            "// NULL: launch directly",
+            f"  void* at[{max(len(inputs), 1)}] = {{NULL}};"]
+    for k, v in enumerate(g.inputs_with_role("hyper")):
+        body.append(f"  if (bmc_hyper(ctx, {k}, hyper[{k}], {SIZES[v.type.dtype]}, {c_string(v.name)})) return -1;")
+    for k, v in enumerate(inputs):
+        if v in fn.plan.pinned:
+            body.append(f"  if (bmc_input(ctx, &at[{k}], arena + off[{fn.plan.storage[v].slot.index}], in[{k}], "
+                        f"{byte_size(v.type, fn.symbols)}, flags, graph != NULL, {c_string(v.name)})) return -1;")
+    body.append(f"  if (bmc_steps(ctx, {index}, graph, steps_{fname}, dims, at, {c_string(fname)})) return -1;")
     for k, (key, v) in enumerate((k, v) for k, v in g.outputs.items() if not _persistent_key(k)):
-        if fn.storage(v).kind == "hyper":
-            raise NotImplementedError(f"output '{key}' is a hyper input; the CUDA backend cannot return it")
-        lines.append(f"  if (bmc_output(ctx, out[{k}], {fn.pointer(v)}, {byte_size(v.type, fn.symbols)}, flags)) "
-                     "return -1;")
-    lines += [f"  return bmc_finish(ctx, {c_string(fname)});", "}"]
-    return "\n".join(lines)
+        body.append(f"  if (bmc_output(ctx, out[{k}], {_address(fn, v, key)}, {byte_size(v.type, fn.symbols)}, "
+                    "flags)) return -1;")
+    body.append(f"  return bmc_finish(ctx, {c_string(fname)});")
+    return "\n".join([f"static int run_{fname}(bmc_ctx* ctx, const long long* dims, const void* const* in, "
+                      "void* const* out, const void* const* hyper, int flags) {",
+                      f"  if (plan_{fname}(ctx, dims)) return -1;", *_frame(fn, index, body), *body, "}"])
+
+
+def _address(fn: FunctionWriter, v: Value, key: str) -> str:
+    """Where an output is after the steps (the host code of run_NAME has no pointer variables)."""
+    root = fn.schedule.root(v)
+    inputs = fn.graph.inputs_with_role("input", "target")
+    if root in fn.plan.pinned and root in inputs:
+        return f"at[{inputs.index(root)}]"
+    s = fn.plan.storage[root]
+    if s.kind == "tensor":
+        return f"ctx->tensors[{s.tensor}]"
+    if s.kind == "slot":
+        return f"arena + off[{s.slot.index}]"
+    raise NotImplementedError(f"output '{key}' is a {s.kind} input; the CUDA backend cannot return it")
 
 
 def _persistent_key(key: str) -> bool:
@@ -138,7 +183,7 @@ def function_source(module: ModuleWriter, name: str, graph: Graph, index: int,
     fn.body()
     g = fn.graph
     text = "\n\n".join([f"// ---- {name} " + "-" * max(4, 110 - len(name)),
-                        plan_source(fn, index, name), run_source(fn, index, name)])
+                        plan_source(fn, index, name), steps_source(fn, index, name), run_source(fn, index, name)])
 
     def describe(v: Value, key: str | None = None) -> dict:
         return {"name": key or v.name, "dtype": v.type.dtype, "shape": list(v.type.shape)}

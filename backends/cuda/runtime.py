@@ -4,6 +4,11 @@
     session = library.session()                         # CudaUnavailableError without a driver or a device
     session.load(params, state)                         # into device memory, once
     loss = session.run("train_step", batch, {"lr": 1e-3})["loss"]   # per step: the batch in, the loss out
+    session.launch_stats("train_step")                  # direct calls, CUDA graphs captured and replayed
+
+From the second call of a function with the same symbol values (batch size, ...) on, the library replays the call's
+kernels as one CUDA graph (templates/model.cu.j2 `bmc_steps`); `session.graphs = False` (or BMC_CUDA_GRAPHS=0 in the
+environment) launches every kernel directly.
 
 This module imports only NumPy (and bmc's error class when bmc is importable), so scripts can load it by path on a
 machine where bmc's own dependencies are missing (benchmarks/gpu_check.py).
@@ -45,7 +50,11 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bmc_read_tensor.argtypes, lib.bmc_read_tensor.restype = [p, i, p, ll], i
     lib.bmc_run.argtypes = [p, i, ctypes.POINTER(ll), ctypes.POINTER(p), ctypes.POINTER(p), ctypes.POINTER(p), i]
     lib.bmc_run.restype = i
+    if hasattr(lib, "bmc_launch_stats"):  # libraries built before CUDA graphs lack it
+        lib.bmc_launch_stats.argtypes, lib.bmc_launch_stats.restype = [p, i, ctypes.POINTER(ll)], i
 
+
+LAUNCH_STATS = ("direct", "captured", "replayed", "direct_kernels", "graph_nodes", "graph_kernels")
 
 DRIVER = "libcuda.so.1"  # the CUDA driver, installed with the GPU's kernel module (not by the CUDA toolkit)
 
@@ -100,6 +109,7 @@ class Session:
             message = self.lib.bmc_error(None).decode("utf-8", "replace")
             raise (CudaUnavailableError if rc == 2 else CudaError)(message)
         self.ctx = ctx
+        self.graphs = True  # False: launch every kernel directly (no CUDA graph capture or replay)
 
     def _check(self, rc: int) -> None:
         if rc != 0:
@@ -202,9 +212,22 @@ class Session:
                               (ctypes.c_void_p * max(len(pointers), 1))(*pointers),
                               (ctypes.c_void_p * max(len(out_ptrs), 1))(*out_ptrs),
                               (ctypes.c_void_p * max(len(hyper_ptrs), 1))(*hyper_ptrs),
-                              (1 if on_device else 0) | (2 if out is not None else 0))
+                              (1 if on_device else 0) | (2 if out is not None else 0) | (0 if self.graphs else 4))
         self._check(rc)
         return results
+
+    def launch_stats(self, function: str) -> dict[str, int]:
+        """How a function's calls ran so far: `direct` (kernels launched one by one), `captured` (CUDA graphs
+        captured) and `replayed` (graph launches, one per call), `direct_kernels` (the kernels the last direct call
+        launched), `graph_nodes` and `graph_kernels` (the nodes, kernels and copies, and the kernels of the last graph
+        captured)."""
+        index, _ = self.library.functions[function]
+        stats = getattr(self.lib, "bmc_launch_stats", None)
+        if stats is None:
+            raise CudaError(f"{self.library.path} predates launch statistics; rebuild it")
+        out = (ctypes.c_longlong * len(LAUNCH_STATS))()
+        self._check(stats(self.ctx, index, out))
+        return dict(zip(LAUNCH_STATS, (int(x) for x in out), strict=True))
 
 
 def _size(d, symbols: dict[str, int]) -> int:

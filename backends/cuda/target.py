@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bmc.backends.cuda import build as cuda_build
+from bmc.backends.cuda import precision  # noqa: F401 - `with precision("tf32"):` around a build or a run (bmc/cli.py)
 from bmc.backends.cuda.codegen import BUILT_IN  # noqa: F401 - `bmc ops` reads it
 from bmc.backends.cuda.pointwise import INDEXED, POINTWISE
 from bmc.backends.cuda.rules import KERNELS
