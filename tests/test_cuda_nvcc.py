@@ -137,5 +137,6 @@ def test_gpu_check_script_runs_without_lark(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OUT": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert report["compile"]["spills"] == {"matmul": {}, "mlp": {}, "cnn": {}}
+    spills = report["compile"]["spills"]
+    assert {"matmul", "mlp", "cnn"} <= set(spills) and all(s == {} for s in spills.values()), spills
     assert "skipped" in report or report["ok"]
