@@ -48,11 +48,11 @@ def rank_job(steps: int, batch: int, hidden: int) -> None:
     rng = np.random.default_rng(0)
     feed = {"image": rng.standard_normal((batch, 784)).astype(np.float32), "label": rng.integers(0, 10, batch)}
     local = replicas.shard(feed)
-    replicas.comm = _Timed(comm, _add)
+    timed = replicas.comm = _Timed(comm)
     hyper = {"lr": np.float32(1e-3)}
     for _ in range(10):  # warm up
         replicas.train_step(module, params, state, local, batch, hyper)
-    _TOTAL[0] = 0.0
+    timed.seconds = 0.0
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(steps):
@@ -60,27 +60,19 @@ def rank_job(steps: int, batch: int, hidden: int) -> None:
     comm.Barrier()
     seconds = time.perf_counter() - start
     if comm.Get_rank() == 0:
-        grad_bytes = replicas._buffer.nbytes
-        print(json.dumps({"seconds": seconds, "reduce": _TOTAL[0], "bytes": grad_bytes}))
-
-
-_TOTAL = [0.0]
-
-
-def _add(seconds: float) -> None:
-    _TOTAL[0] += seconds
+        print(json.dumps({"seconds": seconds, "reduce": timed.seconds, "bytes": replicas.buffer_bytes}))
 
 
 class _Timed:
-    """The communicator, with the time spent in Allreduce counted."""
+    """The communicator, counting the seconds spent in Allreduce."""
 
-    def __init__(self, comm, count):
-        self.comm, self.count = comm, count
+    def __init__(self, comm):
+        self.comm, self.seconds = comm, 0.0
 
     def Allreduce(self, *args):  # noqa: N802 - MPI's name
         start = time.perf_counter()
         self.comm.Allreduce(*args)
-        self.count(time.perf_counter() - start)
+        self.seconds += time.perf_counter() - start
 
     def __getattr__(self, name):
         return getattr(self.comm, name)

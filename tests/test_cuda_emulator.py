@@ -67,6 +67,15 @@ def rel_norm(a: np.ndarray, b: np.ndarray, floor: float = 1e-12) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), floor * math.sqrt(max(np.size(b), 1))))
 
 
+def take_updates(step: dict, params: dict, state: dict) -> None:
+    """A train step's `params/<name>` and `state/<name>` results into the parameter and state dicts (the reference's
+    next step starts from them)."""
+    for key, value in step.items():
+        kind, _, tensor = key.partition("/")
+        if kind in ("params", "state"):
+            (params if kind == "params" else state)[tensor] = value
+
+
 # ---- the MLP: train steps at a batch that divides the tiles and one that does not ----------------------------------
 
 
@@ -202,12 +211,7 @@ def test_example_train_steps_match_numpy(path, name):
         want = reference({**feeds, **params, **state, **hyper})
         got = s.run("train_step", feeds, hyper)
         assert abs(float(got["loss"]) - float(want["loss"])) <= 1e-5 * max(1.0, abs(float(want["loss"])))
-        for key, value in want.items():
-            kind, _, tensor = key.partition("/")
-            if kind == "params":
-                params[tensor] = value
-            elif kind == "state":
-                state[tensor] = value
+        take_updates(want, params, state)
     for tensor, value in {**params, **state}.items():
         assert rel_norm(s.read(tensor), value, floor=1e-2) < 1e-4, tensor
 

@@ -32,8 +32,8 @@ import bmc
 from bmc.passes.pipeline import optimize
 from bmc.train.step import train_graph
 from tests.cuda_emulator import emulate
-from tests.test_cuda_emulator import NUMPY, assert_close, feeds_for, rel_norm
-from tests.test_cuda_split_step import split_config
+from tests.test_cuda_emulator import NUMPY, assert_close, feeds_for, rel_norm, take_updates
+from tests.test_cuda_split_step import emulated_mlp, split_config
 from tests.test_model_gradients import small_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,12 +211,7 @@ def test_replayed_train_steps_match_numpy(compiled):
         assert abs(float(got["loss"]) - float(want["loss"])) <= 1e-5 * max(1.0, abs(float(want["loss"]))), step
         for key in got:
             assert_close(got[key], want[key], f"{key} at step {step}")
-        for key, value in want.items():
-            kind, _, tensor = key.partition("/")
-            if kind == "params":
-                params[tensor] = value
-            elif kind == "state":
-                state[tensor] = value
+        take_updates(want, params, state)
     for tensor, value in {**params, **state}.items():
         assert rel_norm(s.read(tensor), value, floor=1e-2) < 1e-4, tensor
     stats = s.launch_stats("train_step")
@@ -272,11 +267,7 @@ def test_launch_counts_are_what_the_calls_launch(compiled):
 
 @pytest.fixture(scope="module")
 def mlp():
-    if emulate.compiler() is None:
-        pytest.skip("no g++ for the CUDA emulator")
-    model = bmc.compile(ROOT / "examples/mlp.bm", defines={"features": 100, "hidden": 48})
-    prog = cuda_build.program(model)
-    return model, Library(emulate.build(prog.source), prog.manifest)
+    return emulated_mlp()
 
 
 @pytest.mark.slow
@@ -298,10 +289,7 @@ def test_a_batch_size_change_is_captured_anew(mlp):
         got = s.run("train_step", feeds, {"lr": lr})
         assert abs(float(got["loss"]) - float(want["loss"])) < 1e-5 * abs(float(want["loss"])), step
         assert_close(got["probs"], want["probs"], f"probs at step {step} (batch {n})")
-        for key, value in want.items():
-            kind, _, tensor = key.partition("/")
-            if kind in ("params", "state"):
-                (params if kind == "params" else state)[tensor] = value
+        take_updates(want, params, state)
     stats = s.launch_stats("train_step")
     assert stats["captured"] >= 2 and stats["direct"] >= 2
     assert stats["direct"] + stats["replayed"] == len(sizes)

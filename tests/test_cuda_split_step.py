@@ -28,7 +28,7 @@ from bmc.runtime import load_source
 from bmc.train.config import OptimizerConfig
 from bmc.train.step import apply_graph, gradients_graph, train_graph
 from tests.cuda_emulator import emulate
-from tests.test_cuda_emulator import NUMPY, assert_close, feeds_for, rel_norm
+from tests.test_cuda_emulator import NUMPY, assert_close, feeds_for, rel_norm, take_updates
 from tests.test_model_gradients import small_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,12 +114,7 @@ def test_gradients_then_apply_match_train_step_on_cuda_and_numpy(split):
     for step, batch in enumerate(batches(model, graphs["train_step"], 3, 2)):
         want = train({**batch, **params, **state,
                       **dict(zip(whole.HYPER, hyper_values(graphs["train_step"], step, lr), strict=True))})
-        for key, value in want.items():
-            kind, _, tensor = key.partition("/")
-            if kind == "params":
-                params[tensor] = value
-            elif kind == "state":
-                state[tensor] = value
+        take_updates(want, params, state)
         got = whole.train_step(p_whole, s_whole, batch, *hyper_values(graphs["train_step"], step, lr))
         grads = halves.gradients(p_half, batch, *hyper_values(graphs["gradients"], step, lr))
         assert halves.apply(p_half, s_half, grads, *hyper_values(graphs["apply"], step, lr)) == {}
@@ -141,10 +136,7 @@ def numpy_halves(graphs: dict):
     hyper_of = {k: [v.name for v in graphs[k].inputs_with_role("hyper")] for k in ("gradients", "apply")}
 
     def write_back(out: dict, params: dict, state: dict) -> dict:
-        for key, value in out.items():
-            kind, _, name = key.partition("/")
-            if kind in ("params", "state"):
-                (params if kind == "params" else state)[name] = value
+        take_updates(out, params, state)
         return {k: v for k, v in out.items() if not k.startswith(("params/", "state/"))}
 
     def run_gradients(params, batch, *hyper):
@@ -209,13 +201,18 @@ def test_two_workers_combining_on_the_host(split):
         assert rel_norm(first, want, floor=1e-2) < 1e-4, name
 
 
-@pytest.fixture(scope="module")
-def mlp():
+def emulated_mlp() -> tuple:
+    """The MLP (features 100, hidden 48) and its CUDA library built for the emulator; skips without g++."""
     if emulate.compiler() is None:
         pytest.skip("no g++ for the CUDA emulator")
     model = bmc.compile(ROOT / "examples/mlp.bm", defines={"features": 100, "hidden": 48})
     prog = cuda_build.program(model)
     return model, Library(emulate.build(prog.source), prog.manifest)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return emulated_mlp()
 
 
 @pytest.mark.slow

@@ -74,9 +74,9 @@ def run_workers(workers: int, argv: list[str]) -> int:
 def job_rank() -> tuple[int, int]:
     """(rank, size) of this process in an MPI job, from MPI once it has started, else from what the launcher set in
     the environment (an error can come before MPI starts: a .bm file every rank refuses); (0, 1) alone."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
-        return mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+    world = _world()
+    if world is not None:
+        return world.Get_rank(), world.Get_size()
     for rank, size in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
                        ("SLURM_PROCID", "SLURM_NTASKS")):
         if os.environ.get(rank, "").isdigit() and os.environ.get(size, "").isdigit():
@@ -84,14 +84,20 @@ def job_rank() -> tuple[int, int]:
     return 0, 1
 
 
+def _world():
+    """MPI's world communicator while MPI runs in this process (mpi4py imported and initialized), else None."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi.COMM_WORLD if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() else None
+
+
 def end_job(code: int) -> None:
     """After an error on this rank: end every rank of the job (they would wait for this one in the next
     all-reduce). Nothing in a single process, or before MPI started (each rank then fails on its own)."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if code and mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
+    world = _world()
+    if code and world is not None and world.Get_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
-        mpi.COMM_WORLD.Abort(code)
+        world.Abort(code)
 
 
 def error_text(message: str) -> str:

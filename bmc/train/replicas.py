@@ -58,6 +58,11 @@ class Replicas:
     def leader(self) -> bool:
         return self.rank == 0
 
+    @property
+    def buffer_bytes(self) -> int:
+        """The bytes each step's all-reduce sums (the flat buffer `prepare` laid out)."""
+        return self._buffer.nbytes
+
     def describe(self) -> str:
         return f"data-parallel over {self.size} MPI ranks, each batch split {self.size} ways"
 
